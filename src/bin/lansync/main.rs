@@ -1,0 +1,51 @@
+//! `lansync`: run any role of the sync engine from a terminal, or drive it from another program
+//! with `--json` (one JSON object per line on stdout).
+
+mod demo;
+mod pair;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "lansync",
+    version,
+    about = "Keep devices on one LAN in step, with no server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// A scripted rehearsal: a master and followers through page turns, song changes, free mode,
+    /// a cut link, a master crash and the end of the session; prints what happened and checks it.
+    Demo(demo::DemoArgs),
+    /// Solo pairing with no network service: exchange an invite and an answer code.
+    #[command(subcommand)]
+    Pair(pair::PairCmd),
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LANSYNC_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let ok = match cli.command {
+        Cmd::Demo(args) => demo::run(&args),
+        Cmd::Pair(cmd) => runtime().block_on(pair::run(cmd)),
+    };
+    std::process::exit(if ok { 0 } else { 1 });
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("cannot start the async runtime")
+}

@@ -1,0 +1,359 @@
+//! `lansync pair offer|answer`: solo pairing from codes alone, then page turns in step.
+//!
+//! Human mode prints a QR code and reads lines: `n` / `p` next / previous page, a number to go
+//! there, `s NAME` to change song, `odd` / `even` to lead the layout, `q` to quit.
+//! `--json` mode writes one JSON event per line on stdout and reads one JSON command per line on
+//! stdin (`{"cmd":"answer","code":…}`, `{"cmd":"set_page","page":3}`, `{"cmd":"quit"}`, and every
+//! other `Command` of the library).
+
+use lansync::invite::{self, CodeFormat, CodeKind};
+use lansync::node::{Node, NodeOptions};
+use lansync::protocol::Parity;
+use lansync::session::{Command, Event, Solo, SoloConfig};
+use lansync::transport::{self, Link, TransportConfig};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines, Stdin};
+
+/// Options shared by both sides of a pairing.
+#[derive(clap::Args, Clone)]
+pub struct PairArgs {
+    /// One JSON object per line on stdout; JSON commands on stdin.
+    #[arg(long)]
+    json: bool,
+    /// Use only the loopback interface (both devices on this machine).
+    #[arg(long)]
+    loopback: bool,
+    /// This device's name.
+    #[arg(long, default_value = "Tablet")]
+    name: String,
+    /// This device's stable id (default: random).
+    #[arg(long)]
+    id: Option<String>,
+    /// Write codes in the lz-string format of JavaScript apps instead of the compact one.
+    #[arg(long)]
+    lz: bool,
+    /// Optional STUN server(s), e.g. `stun:192.168.1.1:3478`; none by default.
+    #[arg(long = "ice-server")]
+    ice_servers: Vec<String>,
+}
+
+/// `lansync pair …`
+#[derive(clap::Subcommand, Clone)]
+pub enum PairCmd {
+    /// Create an invite code, wait for the answer code, then stay paired.
+    Offer(PairArgs),
+    /// Answer an invite code, then stay paired.
+    Answer {
+        /// The invite code (or a link containing it).
+        code: String,
+        #[command(flatten)]
+        args: PairArgs,
+    },
+}
+
+struct Out {
+    json: bool,
+}
+
+impl Out {
+    fn emit(&self, v: Value, human: impl FnOnce() -> String) {
+        if self.json {
+            println!("{v}");
+        } else {
+            println!("{}", human());
+        }
+    }
+
+    fn error(&self, code: &str, message: &str) {
+        self.emit(
+            json!({"event":"error","code":code,"message":message}),
+            || format!("error ({code}): {message}"),
+        );
+    }
+
+    fn code(&self, kind: CodeKind, code: &str) {
+        let event = match kind {
+            CodeKind::Offer => "invite",
+            CodeKind::Answer => "answer",
+        };
+        self.emit(json!({"event":event,"code":code}), || {
+            let what = match kind {
+                CodeKind::Offer => "Invite code — scan or paste it on the other device",
+                CodeKind::Answer => "Answer code — scan or paste it on the first device",
+            };
+            format!("{}\n{what}:\n{code}\n", invite::qr::qr_terminal(code))
+        });
+    }
+}
+
+fn transport_config(args: &PairArgs) -> TransportConfig {
+    TransportConfig {
+        loopback_only: args.loopback,
+        ice_servers: args.ice_servers.clone(),
+        ..TransportConfig::default()
+    }
+}
+
+fn encode(kind: CodeKind, sdp: &str, lz: bool) -> String {
+    if lz {
+        return invite::encode_lz(kind, sdp);
+    }
+    invite::encode_compact(kind, sdp).unwrap_or_else(|e| {
+        tracing::warn!(%e, "compact code impossible, using lz-string");
+        invite::encode_lz(kind, sdp)
+    })
+}
+
+/// Both devices name the pair after the offer's DTLS fingerprint, which both of them know.
+fn pair_id(offer_sdp: &str) -> String {
+    let line = offer_sdp
+        .lines()
+        .find(|l| l.starts_with("a=fingerprint:"))
+        .unwrap_or_default();
+    let digest = Sha256::digest(line.trim().as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn random_id() -> String {
+    let mut b = [0u8; 6];
+    let _ = getrandom::fill(&mut b);
+    format!(
+        "dev-{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    )
+}
+
+/// Runs `lansync pair …`; returns whether it ended well.
+pub async fn run(cmd: PairCmd) -> bool {
+    let (args, offering) = match &cmd {
+        PairCmd::Offer(a) => (a.clone(), true),
+        PairCmd::Answer { args, .. } => (args.clone(), false),
+    };
+    let out = Out { json: args.json };
+    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    let cfg = transport_config(&args);
+    let paired = match cmd {
+        PairCmd::Offer(_) => offer(&cfg, &args, &out, &mut stdin).await,
+        PairCmd::Answer { code, .. } => answer(&cfg, &args, &out, &code).await,
+    };
+    let Some((mut link, pair)) = paired else {
+        return false;
+    };
+    if let Err(e) = link.wait_open(Duration::from_secs(30)).await {
+        out.error(
+            "transport-unavailable",
+            &format!("the link did not open: {e}"),
+        );
+        return false;
+    }
+    let mut solo_cfg = SoloConfig::new(args.id.clone().unwrap_or_else(random_id));
+    solo_cfg.device_name = args.name.clone();
+    solo_cfg.pair_id = pair;
+    solo_cfg.initiator = offering;
+    let mut seed = [0u8; 8];
+    let _ = getrandom::fill(&mut seed);
+    let (node, events) = Node::spawn(
+        Solo::new(solo_cfg, u64::from_le_bytes(seed)),
+        NodeOptions::default(),
+    );
+    node.add_link(link);
+    session(&out, node, events, stdin).await
+}
+
+async fn offer(
+    cfg: &TransportConfig,
+    args: &PairArgs,
+    out: &Out,
+    stdin: &mut Lines<BufReader<Stdin>>,
+) -> Option<(Link, String)> {
+    let pending = match transport::create_offer(cfg).await {
+        Ok(p) => p,
+        Err(e) => {
+            out.error("transport-unavailable", &e.to_string());
+            return None;
+        }
+    };
+    let pair = pair_id(pending.sdp());
+    out.code(
+        CodeKind::Offer,
+        &encode(CodeKind::Offer, pending.sdp(), args.lz),
+    );
+    loop {
+        if !out.json {
+            println!("Paste the answer code and press Enter:");
+        }
+        let line = stdin.next_line().await.ok().flatten()?;
+        let text = if out.json {
+            match serde_json::from_str::<Value>(&line) {
+                Ok(v) if v["cmd"] == "answer" => v["code"].as_str().unwrap_or("").to_string(),
+                Ok(v) if v["cmd"] == "quit" => return None,
+                _ => {
+                    out.error("bad-command", "expected {\"cmd\":\"answer\",\"code\":…}");
+                    continue;
+                }
+            }
+        } else {
+            line
+        };
+        let answer = invite::decode(&text)
+            .and_then(|inv| invite::expect_kind(&inv, CodeKind::Answer).map(|()| inv));
+        match answer {
+            Ok(inv) => {
+                return match pending.accept_answer(&inv.sdp).await {
+                    Ok(link) => Some((link, pair)),
+                    Err(e) => {
+                        out.error("invalid-answer", &e.to_string());
+                        None
+                    }
+                };
+            }
+            // A wrong paste is not fatal: the offer stays valid, ask again.
+            Err(e) => out.error(invite_error_code(&e), &e.to_string()),
+        }
+    }
+}
+
+async fn answer(
+    cfg: &TransportConfig,
+    args: &PairArgs,
+    out: &Out,
+    code: &str,
+) -> Option<(Link, String)> {
+    let inv = match invite::decode(code)
+        .and_then(|inv| invite::expect_kind(&inv, CodeKind::Offer).map(|()| inv))
+    {
+        Ok(inv) => inv,
+        Err(e) => {
+            out.error(invite_error_code(&e), &e.to_string());
+            return None;
+        }
+    };
+    let pair = pair_id(&inv.sdp);
+    // Answer in the format of the invite: a JavaScript app that sent lz reads lz back.
+    let lz = args.lz || matches!(invite::code_format(code), Ok(CodeFormat::Lz));
+    match transport::accept_offer(cfg, &inv.sdp).await {
+        Ok((sdp, link)) => {
+            out.code(CodeKind::Answer, &encode(CodeKind::Answer, &sdp, lz));
+            Some((link, pair))
+        }
+        Err(e) => {
+            out.error("invalid-invite", &e.to_string());
+            None
+        }
+    }
+}
+
+fn invite_error_code(e: &invite::InviteError) -> &'static str {
+    use invite::InviteError::*;
+    match e {
+        NotAnOffer => "not-an-offer",
+        NotAnAnswer => "not-an-answer",
+        BadChecksum => "bad-checksum",
+        Truncated => "truncated-code",
+        UnsupportedVersion(_) => "unsupported-code-version",
+        _ => "invalid-code",
+    }
+}
+
+/// The paired session: commands in, events out, until quit or end of input.
+async fn session(
+    out: &Out,
+    node: Node,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    mut stdin: Lines<BufReader<Stdin>>,
+) -> bool {
+    let mut page: u32 = 0;
+    let mut stdin_open = true;
+    if !out.json {
+        println!("Paired. n / p: next / previous page, a number: go there, s NAME: song, odd / even: lead the layout, q: quit.");
+    }
+    loop {
+        tokio::select! {
+            line = stdin.next_line(), if stdin_open => {
+                let Some(line) = line.ok().flatten() else {
+                    stdin_open = false; // keep running: a sidecar may close stdin and just watch
+                    continue;
+                };
+                match parse_command(out.json, &line, page) {
+                    Ok(Some(cmd)) => node.command(cmd),
+                    Ok(None) => return true,
+                    Err(msg) => out.error("bad-command", &msg),
+                }
+            }
+            ev = events.recv() => {
+                let Some(ev) = ev else { return true };
+                if let Event::Page { page: p, .. } = &ev {
+                    page = *p;
+                }
+                let v = serde_json::to_value(&ev).unwrap_or(Value::Null);
+                out.emit(v, || describe(&ev));
+            }
+        }
+    }
+}
+
+/// `Ok(None)` means quit.
+fn parse_command(json: bool, line: &str, page: u32) -> Result<Option<Command>, String> {
+    let line = line.trim();
+    if json {
+        let v: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+        if v["cmd"] == "quit" {
+            return Ok(None);
+        }
+        return serde_json::from_value(v)
+            .map(Some)
+            .map_err(|e| format!("unknown command: {e}"));
+    }
+    let cmd = match line {
+        "q" | "quit" => return Ok(None),
+        "n" | "" => Command::SetPage {
+            page: page.saturating_add(1),
+        },
+        "p" => Command::SetPage {
+            page: page.saturating_sub(1),
+        },
+        "odd" | "even" => Command::SetParity {
+            leader: String::new(),
+            parity: if line == "odd" {
+                Parity::Odd
+            } else {
+                Parity::Even
+            },
+        },
+        _ if line.starts_with("s ") => Command::SetSong {
+            song_id: line[2..].trim().to_string(),
+        },
+        _ => match line.parse::<u32>() {
+            Ok(p) => Command::SetPage { page: p },
+            Err(_) => return Err(format!("unknown key {line:?}")),
+        },
+    };
+    Ok(Some(cmd))
+}
+
+fn describe(ev: &Event) -> String {
+    match ev {
+        Event::Page {
+            page,
+            origin,
+            song_id,
+            ..
+        } => format!(
+            "page {page}{} ({origin:?})",
+            song_id
+                .as_ref()
+                .map(|s| format!(" of {s}"))
+                .unwrap_or_default()
+        ),
+        Event::Link { state, .. } => format!("link {state:?}"),
+        Event::State { state, reason } => format!("{state} ({reason})"),
+        Event::Layout(l) => format!(
+            "layout: {} leads on {:?} pages",
+            l.leader_device_id, l.parity
+        ),
+        Event::Error { code, message } => format!("error ({code}): {message}"),
+        other => format!("{other:?}"),
+    }
+}

@@ -1,0 +1,620 @@
+//! The compact invite code: only what ICE and DTLS need, packed in binary.
+//!
+//! A data-channel-only WebRTC session is fully described, for the other side, by the ICE
+//! credentials, the DTLS certificate fingerprint and role, and the candidate addresses. Everything
+//! else in the SDP is fixed by the protocol (`m=application 9 UDP/DTLS/SCTP webrtc-datachannel`,
+//! `a=sctp-port:5000`, `a=mid:0`, BUNDLE), so the decoder rebuilds it. See
+//! PROTOCOL.md §7.1 for the byte layout.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use sha2::{Digest, Sha256};
+
+use super::{CodeKind, InviteError};
+
+/// Wire format version carried in the high nibble of the first byte.
+pub const VERSION: u8 = 1;
+/// Most candidates a compact code carries (the best ones by SDP priority are kept).
+pub const MAX_CANDIDATES: usize = 8;
+/// Shortest ICE username fragment (RFC 8839 `ice-ufrag` is 4–256 ice-chars).
+pub const MIN_UFRAG: usize = 4;
+/// Longest ICE username fragment a compact code carries (5-bit length field).
+pub const MAX_UFRAG: usize = MIN_UFRAG + 31;
+/// Shortest ICE password (RFC 8839 `ice-pwd` is 22–256 ice-chars).
+pub const MIN_PWD: usize = 22;
+/// Longest ICE password a compact code carries (8-bit length field).
+pub const MAX_PWD: usize = 255;
+/// Bytes of SHA-256 kept as the checksum.
+pub const CHECKSUM_LEN: usize = 2;
+/// `a=max-message-size` written when the code does not carry one (RFC 8841 default, and what
+/// `webrtc` 0.21 announces by default).
+pub const DEFAULT_MAX_MESSAGE_SIZE: u32 = 65536;
+/// The SCTP port every WebRTC stack uses for data channels.
+const SCTP_PORT: &str = "5000";
+
+/// Header byte 0 bit: a 4-byte `max-message-size` follows the credentials.
+const FLAG_MAX_MESSAGE_SIZE: u8 = 0x01;
+
+/// The DTLS role (`a=setup`) of the side that wrote the SDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SetupRole {
+    /// `actpass`: either role (offers).
+    ActPass,
+    /// `active`: DTLS client.
+    Active,
+    /// `passive`: DTLS server.
+    Passive,
+}
+
+impl SetupRole {
+    /// The `a=setup` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SetupRole::ActPass => "actpass",
+            SetupRole::Active => "active",
+            SetupRole::Passive => "passive",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "actpass" => Some(SetupRole::ActPass),
+            "active" => Some(SetupRole::Active),
+            "passive" => Some(SetupRole::Passive),
+            _ => None,
+        }
+    }
+
+    fn bits(self) -> u8 {
+        match self {
+            SetupRole::ActPass => 0,
+            SetupRole::Active => 1,
+            SetupRole::Passive => 2,
+        }
+    }
+}
+
+/// ICE candidate types a compact code can carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CandidateType {
+    /// A local interface address.
+    Host,
+    /// An address seen by a STUN server (only with `--ice-server`).
+    ServerReflexive,
+}
+
+impl CandidateType {
+    /// RFC 8445 §5.1.2.2 recommended type preferences.
+    fn type_preference(self) -> u32 {
+        match self {
+            CandidateType::Host => 126,
+            CandidateType::ServerReflexive => 100,
+        }
+    }
+}
+
+/// One UDP candidate, component 1 (data channels always use rtcp-mux / one component).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Candidate {
+    /// Address and UDP port.
+    pub addr: SocketAddr,
+    /// Host or server-reflexive.
+    pub kind: CandidateType,
+}
+
+/// What a compact code carries: everything the other side needs from a data-channel-only SDP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdpEssentials {
+    /// `a=ice-ufrag` (4–35 ice-chars).
+    pub ufrag: String,
+    /// `a=ice-pwd` (22–255 ice-chars).
+    pub pwd: String,
+    /// The SHA-256 certificate fingerprint (`a=fingerprint:sha-256`), raw.
+    pub fingerprint: [u8; 32],
+    /// `a=setup`.
+    pub setup: SetupRole,
+    /// `a=max-message-size` when it is not the 64 KiB default (`None`: 65536).
+    pub max_message_size: Option<u32>,
+    /// UDP candidates, best first, at most [`MAX_CANDIDATES`].
+    pub candidates: Vec<Candidate>,
+}
+
+/// Value of an ice-char (`ALPHA / DIGIT / "+" / "/"`), in base64 order.
+fn ice_char_value(b: u8) -> Option<u8> {
+    match b {
+        b'A'..=b'Z' => Some(b - b'A'),
+        b'a'..=b'z' => Some(b - b'a' + 26),
+        b'0'..=b'9' => Some(b - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    }
+}
+
+/// The ice-char for a 6-bit value.
+fn ice_char(v: u8) -> char {
+    const CHARS: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    CHARS[usize::from(v & 63)] as char
+}
+
+fn bad_sdp(msg: impl Into<String>) -> InviteError {
+    InviteError::BadSdp(msg.into())
+}
+
+fn corrupt(msg: &str) -> InviteError {
+    InviteError::Corrupt(msg.to_string())
+}
+
+/// Parses `XX:XX:...` (32 hex pairs) into raw bytes.
+fn parse_fingerprint_hex(s: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    let mut parts = s.trim().split(':');
+    for byte in out.iter_mut() {
+        let part = parts.next()?;
+        if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+/// `XX:XX:...` in upper case, as WebRTC stacks write it.
+pub fn fingerprint_hex(fp: &[u8; 32]) -> String {
+    let mut s = String::with_capacity(95);
+    for (i, b) in fp.iter().enumerate() {
+        if i > 0 {
+            s.push(':');
+        }
+        let _ = write!(s, "{b:02X}");
+    }
+    s
+}
+
+/// Parses the part of an `a=candidate:` line after the colon. `None` for candidates a compact
+/// code does not carry (TCP, mDNS `.local` names, relay, prflx, RTCP component, malformed).
+fn parse_candidate(value: &str) -> Option<(u64, Candidate)> {
+    let f: Vec<&str> = value.split_ascii_whitespace().collect();
+    if f.len() < 8 || f[1] != "1" || !f[2].eq_ignore_ascii_case("udp") || f[6] != "typ" {
+        return None;
+    }
+    let priority: u64 = f[3].parse().ok()?;
+    let ip: IpAddr = f[4].parse().ok()?;
+    let port: u16 = f[5].parse().ok()?;
+    if ip.is_unspecified() || port == 0 {
+        return None;
+    }
+    let kind = match f[7] {
+        "host" => CandidateType::Host,
+        "srflx" => CandidateType::ServerReflexive,
+        _ => return None,
+    };
+    Some((
+        priority,
+        Candidate {
+            addr: SocketAddr::new(ip, port),
+            kind,
+        },
+    ))
+}
+
+/// Sets `slot` to `value`, or fails if an earlier line set a different value.
+fn set_once(slot: &mut Option<String>, value: &str, what: &str) -> Result<(), InviteError> {
+    match slot {
+        Some(old) if old != value => Err(bad_sdp(format!("it has two different {what} values"))),
+        _ => {
+            *slot = Some(value.to_string());
+            Ok(())
+        }
+    }
+}
+
+fn check_ice_chars(s: &str, what: &str, min: usize, max: usize) -> Result<(), InviteError> {
+    if s.len() < min || s.len() > max {
+        return Err(bad_sdp(format!(
+            "{what} is {} characters; a compact code needs {min}–{max}",
+            s.len()
+        )));
+    }
+    if !s.bytes().all(|b| ice_char_value(b).is_some()) {
+        return Err(bad_sdp(format!(
+            "{what} has characters outside A–Z a–z 0–9 + /"
+        )));
+    }
+    Ok(())
+}
+
+impl SdpEssentials {
+    /// Extracts the essentials from a data-channel-only SDP (as `webrtc` 0.21 or a browser writes
+    /// it, with its candidates). Fails if the SDP has anything a compact code cannot rebuild
+    /// (media sections, another mid or SCTP port, no SHA-256 fingerprint, no usable candidate).
+    pub fn from_sdp(sdp: &str) -> Result<Self, InviteError> {
+        let mut lines = sdp.lines().map(|l| l.trim_end_matches('\r'));
+        if lines.next().map(str::trim) != Some("v=0") {
+            return Err(bad_sdp("it does not start with v=0"));
+        }
+        let mut ufrag = None;
+        let mut pwd = None;
+        let mut fingerprint: Option<[u8; 32]> = None;
+        let mut setup = None;
+        let mut max_message_size = None;
+        let mut app_sections = 0;
+        let mut candidates: Vec<(u64, Candidate)> = Vec::new();
+        for line in lines {
+            if let Some(m) = line.strip_prefix("m=") {
+                let f: Vec<&str> = m.split_ascii_whitespace().collect();
+                if f.first() != Some(&"application") || !f.contains(&"webrtc-datachannel") {
+                    return Err(bad_sdp(
+                        "it has a media section other than data channels; use the lz form",
+                    ));
+                }
+                app_sections += 1;
+                if app_sections > 1 {
+                    return Err(bad_sdp("it has more than one data channel section"));
+                }
+                continue;
+            }
+            let Some(attr) = line.strip_prefix("a=") else {
+                continue;
+            };
+            let (key, value) = attr.split_once(':').unwrap_or((attr, ""));
+            match key {
+                "ice-ufrag" => set_once(&mut ufrag, value.trim(), "a=ice-ufrag")?,
+                "ice-pwd" => set_once(&mut pwd, value.trim(), "a=ice-pwd")?,
+                "fingerprint" => {
+                    let (algo, hex) = value.trim().split_once(' ').unwrap_or(("", ""));
+                    if algo.eq_ignore_ascii_case("sha-256") {
+                        let fp = parse_fingerprint_hex(hex)
+                            .ok_or_else(|| bad_sdp("its sha-256 fingerprint is malformed"))?;
+                        if fingerprint.is_some_and(|old| old != fp) {
+                            return Err(bad_sdp("it has two different sha-256 fingerprints"));
+                        }
+                        fingerprint = Some(fp);
+                    }
+                }
+                "setup" => {
+                    let role = SetupRole::parse(value)
+                        .ok_or_else(|| bad_sdp(format!("unknown a=setup:{}", value.trim())))?;
+                    if setup.is_some_and(|old| old != role) {
+                        return Err(bad_sdp("it has two different a=setup roles"));
+                    }
+                    setup = Some(role);
+                }
+                "mid" if value.trim() != "0" => {
+                    return Err(bad_sdp(
+                        "its data channel section has a mid other than 0; use the lz form",
+                    ));
+                }
+                "sctp-port" if value.trim() != SCTP_PORT => {
+                    return Err(bad_sdp("it uses an SCTP port other than 5000"));
+                }
+                "max-message-size" => {
+                    let n: u32 = value
+                        .trim()
+                        .parse()
+                        .map_err(|_| bad_sdp("its a=max-message-size is not a number"))?;
+                    max_message_size = Some(n);
+                }
+                "candidate" => {
+                    if let Some(c) = parse_candidate(value) {
+                        if !candidates.iter().any(|(_, old)| old.addr == c.1.addr) {
+                            candidates.push(c);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if app_sections == 0 {
+            return Err(bad_sdp("it has no data channel section (m=application)"));
+        }
+        let ufrag = ufrag.ok_or_else(|| bad_sdp("it has no a=ice-ufrag"))?;
+        let pwd = pwd.ok_or_else(|| bad_sdp("it has no a=ice-pwd"))?;
+        check_ice_chars(&ufrag, "a=ice-ufrag", MIN_UFRAG, MAX_UFRAG)?;
+        check_ice_chars(&pwd, "a=ice-pwd", MIN_PWD, MAX_PWD)?;
+        let fingerprint = fingerprint.ok_or_else(|| bad_sdp("it has no sha-256 fingerprint"))?;
+        let setup = setup.ok_or_else(|| bad_sdp("it has no a=setup"))?;
+        // Best first: a stable sort keeps SDP order among equal priorities.
+        candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
+        let candidates: Vec<Candidate> = candidates
+            .into_iter()
+            .take(MAX_CANDIDATES)
+            .map(|(_, c)| c)
+            .collect();
+        if candidates.is_empty() {
+            return Err(InviteError::NoCandidates);
+        }
+        Ok(SdpEssentials {
+            ufrag,
+            pwd,
+            fingerprint,
+            setup,
+            max_message_size: max_message_size.filter(|&n| n != DEFAULT_MAX_MESSAGE_SIZE),
+            candidates,
+        })
+    }
+
+    /// Checks the invariants the binary form relies on.
+    fn validate(&self, kind: CodeKind) -> Result<(), InviteError> {
+        check_ice_chars(&self.ufrag, "the ICE ufrag", MIN_UFRAG, MAX_UFRAG)?;
+        check_ice_chars(&self.pwd, "the ICE pwd", MIN_PWD, MAX_PWD)?;
+        if self.candidates.is_empty() {
+            return Err(InviteError::NoCandidates);
+        }
+        if self.candidates.len() > MAX_CANDIDATES {
+            return Err(bad_sdp(format!(
+                "it has {} candidates; a compact code carries at most {MAX_CANDIDATES}",
+                self.candidates.len()
+            )));
+        }
+        if kind == CodeKind::Answer && self.setup == SetupRole::ActPass {
+            // RFC 8842 §5.3: an answer picks a role.
+            return Err(bad_sdp(
+                "an answer must say a=setup:active or a=setup:passive",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The binary form, checksum included (PROTOCOL.md §7.1.1).
+    pub fn to_bytes(&self, kind: CodeKind) -> Result<Vec<u8>, InviteError> {
+        self.validate(kind)?;
+        let mut out = Vec::with_capacity(80);
+        let kind_bit = match kind {
+            CodeKind::Offer => 0,
+            CodeKind::Answer => 1,
+        };
+        let flags = if self.max_message_size.is_some() {
+            FLAG_MAX_MESSAGE_SIZE
+        } else {
+            0
+        };
+        out.push(VERSION << 4 | kind_bit << 3 | self.setup.bits() << 1 | flags);
+        // validate() bounds both lengths and the count, so these casts are exact.
+        out.push(((self.candidates.len() - 1) as u8) << 5 | (self.ufrag.len() - MIN_UFRAG) as u8);
+        out.push(self.pwd.len() as u8);
+        // ufrag then pwd as one stream of 6-bit values, MSB first, zero-padded to a byte.
+        let mut acc: u32 = 0;
+        let mut nbits = 0;
+        for b in self.ufrag.bytes().chain(self.pwd.bytes()) {
+            acc = (acc << 6 | u32::from(ice_char_value(b).unwrap_or(0))) & 0xFFFF;
+            nbits += 6;
+            if nbits >= 8 {
+                nbits -= 8;
+                out.push((acc >> nbits) as u8);
+            }
+        }
+        if nbits > 0 {
+            out.push((acc << (8 - nbits)) as u8);
+        }
+        if let Some(n) = self.max_message_size {
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+        out.extend_from_slice(&self.fingerprint);
+        for c in &self.candidates {
+            let type_bits = match c.kind {
+                CandidateType::Host => 0,
+                CandidateType::ServerReflexive => 1,
+            };
+            match c.addr.ip() {
+                IpAddr::V4(ip) => {
+                    out.push(type_bits << 5);
+                    out.extend_from_slice(&ip.octets());
+                }
+                IpAddr::V6(ip) => {
+                    out.push(0x80 | type_bits << 5);
+                    out.extend_from_slice(&ip.octets());
+                }
+            }
+            out.extend_from_slice(&c.addr.port().to_be_bytes());
+        }
+        let sum = Sha256::digest(&out);
+        out.extend_from_slice(&sum[..CHECKSUM_LEN]);
+        Ok(out)
+    }
+
+    /// Parses the binary form, checking the checksum, version and every field.
+    pub fn from_bytes(bytes: &[u8]) -> Result<(CodeKind, Self), InviteError> {
+        if bytes.len() < 3 + CHECKSUM_LEN {
+            return Err(InviteError::Truncated);
+        }
+        let (body, sum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
+        let version = bytes[0] >> 4;
+        if Sha256::digest(body)[..CHECKSUM_LEN] != *sum {
+            // A code cut short fails its checksum too; tell the user which it is when the
+            // header shows that bytes are missing.
+            if version == VERSION && expected_len(bytes).is_some_and(|n| n > bytes.len()) {
+                return Err(InviteError::Truncated);
+            }
+            return Err(InviteError::BadChecksum);
+        }
+        if version != VERSION {
+            return Err(InviteError::UnsupportedVersion(version));
+        }
+        parse_body(body)
+    }
+
+    /// Rebuilds an SDP that `webrtc` 0.21 (and browsers) accept as a remote description for a
+    /// data-channel-only session.
+    pub fn to_sdp(&self) -> String {
+        // A stable session id derived from the certificate, so the same code gives the same SDP.
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&self.fingerprint[..8]);
+        let session_id = u64::from_be_bytes(id) >> 1;
+        let fp = fingerprint_hex(&self.fingerprint);
+        let mut s = String::with_capacity(700);
+        let _ = write!(
+            s,
+            "v=0\r\n\
+             o=- {session_id} 1 IN IP4 0.0.0.0\r\n\
+             s=-\r\n\
+             t=0 0\r\n\
+             a=fingerprint:sha-256 {fp}\r\n\
+             a=group:BUNDLE 0\r\n\
+             m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n\
+             c=IN IP4 0.0.0.0\r\n\
+             a=setup:{setup}\r\n\
+             a=mid:0\r\n\
+             a=sendrecv\r\n\
+             a=sctp-port:{SCTP_PORT}\r\n\
+             a=max-message-size:{mms}\r\n\
+             a=ice-ufrag:{ufrag}\r\n\
+             a=ice-pwd:{pwd}\r\n\
+             a=fingerprint:sha-256 {fp}\r\n",
+            setup = self.setup.as_str(),
+            mms = self.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE_SIZE),
+            ufrag = self.ufrag,
+            pwd = self.pwd,
+        );
+        for (i, c) in self.candidates.iter().enumerate() {
+            // RFC 8445 §5.1.2.1 priority with the local preference falling with position, so
+            // the order in the code is the order of preference; component 1.
+            let local_pref = 65535 - i as u32;
+            let priority = c.kind.type_preference() << 24 | local_pref << 8 | 255;
+            let (typ, related) = match c.kind {
+                CandidateType::Host => ("host", ""),
+                CandidateType::ServerReflexive => ("srflx", " raddr 0.0.0.0 rport 0"),
+            };
+            let _ = write!(
+                s,
+                "a=candidate:{foundation} 1 udp {priority} {ip} {port} typ {typ}{related}\r\n",
+                foundation = i + 1,
+                ip = c.addr.ip(),
+                port = c.addr.port(),
+            );
+        }
+        s.push_str("a=end-of-candidates\r\n");
+        s
+    }
+}
+
+/// Total length (checksum included) that a version-1 header promises, if the header is there.
+fn expected_len(bytes: &[u8]) -> Option<usize> {
+    let count = usize::from(bytes.get(1)? >> 5) + 1;
+    let ufrag = usize::from(bytes[1] & 31) + MIN_UFRAG;
+    let pwd = usize::from(*bytes.get(2)?);
+    let mut n = 3 + ((ufrag + pwd) * 6).div_ceil(8) + 32;
+    if bytes[0] & FLAG_MAX_MESSAGE_SIZE != 0 {
+        n += 4;
+    }
+    for _ in 0..count {
+        // Past the available bytes the families are unknown; count IPv4 (the shortest).
+        n += match bytes.get(n) {
+            Some(b) if b & 0x80 != 0 => 19,
+            _ => 7,
+        };
+    }
+    Some(n + CHECKSUM_LEN)
+}
+
+/// Reads the body of a checksummed version-1 code.
+fn parse_body(body: &[u8]) -> Result<(CodeKind, SdpEssentials), InviteError> {
+    let mut r = Reader { bytes: body, at: 0 };
+    let b0 = r.u8()?;
+    let kind = if b0 & 0x08 == 0 {
+        CodeKind::Offer
+    } else {
+        CodeKind::Answer
+    };
+    let setup = match (b0 >> 1) & 3 {
+        0 => SetupRole::ActPass,
+        1 => SetupRole::Active,
+        2 => SetupRole::Passive,
+        _ => return Err(corrupt("it names an unknown DTLS role")),
+    };
+    let b1 = r.u8()?;
+    let count = usize::from(b1 >> 5) + 1;
+    let ufrag_len = usize::from(b1 & 31) + MIN_UFRAG;
+    let pwd_len = usize::from(r.u8()?);
+    if pwd_len < MIN_PWD {
+        return Err(corrupt("its ICE password is shorter than 22 characters"));
+    }
+    let total = ufrag_len + pwd_len;
+    let packed = r.take((total * 6).div_ceil(8))?;
+    let mut chars = String::with_capacity(total);
+    let mut acc: u32 = 0;
+    let mut nbits = 0;
+    for &b in packed {
+        acc = (acc << 8 | u32::from(b)) & 0xFFFF;
+        nbits += 8;
+        while nbits >= 6 && chars.len() < total {
+            nbits -= 6;
+            chars.push(ice_char((acc >> nbits) as u8));
+        }
+    }
+    if acc & ((1 << nbits) - 1) != 0 {
+        return Err(corrupt("it has stray bits after the ICE credentials"));
+    }
+    let pwd = chars.split_off(ufrag_len);
+    let ufrag = chars;
+    let max_message_size = if b0 & FLAG_MAX_MESSAGE_SIZE != 0 {
+        let b = r.take(4)?;
+        Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    } else {
+        None
+    };
+    let mut fingerprint = [0u8; 32];
+    fingerprint.copy_from_slice(r.take(32)?);
+    let mut candidates = Vec::with_capacity(count);
+    for _ in 0..count {
+        let h = r.u8()?;
+        if h & 0x1F != 0 {
+            return Err(corrupt("reserved candidate bits are set"));
+        }
+        let kind = match (h >> 5) & 3 {
+            0 => CandidateType::Host,
+            1 => CandidateType::ServerReflexive,
+            _ => return Err(corrupt("it names an unknown candidate type")),
+        };
+        let ip = if h & 0x80 == 0 {
+            let b = r.take(4)?;
+            IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+        } else {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(r.take(16)?);
+            IpAddr::V6(Ipv6Addr::from(a))
+        };
+        let p = r.take(2)?;
+        let port = u16::from_be_bytes([p[0], p[1]]);
+        candidates.push(Candidate {
+            addr: SocketAddr::new(ip, port),
+            kind,
+        });
+    }
+    if r.at != body.len() {
+        return Err(corrupt("it has extra bytes after the last candidate"));
+    }
+    let e = SdpEssentials {
+        ufrag,
+        pwd,
+        fingerprint,
+        setup,
+        max_message_size,
+        candidates,
+    };
+    e.validate(kind).map_err(|err| match err {
+        InviteError::BadSdp(m) => InviteError::Corrupt(m),
+        other => other,
+    })?;
+    Ok((kind, e))
+}
+
+/// A bounds-checked cursor: running off the end means the code was cut short.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], InviteError> {
+        let end = self.at.checked_add(n).ok_or(InviteError::Truncated)?;
+        let s = self.bytes.get(self.at..end).ok_or(InviteError::Truncated)?;
+        self.at = end;
+        Ok(s)
+    }
+
+    fn u8(&mut self) -> Result<u8, InviteError> {
+        Ok(self.take(1)?[0])
+    }
+}

@@ -1,0 +1,57 @@
+//! lansync keeps devices on one local network in step — two tablets showing a score side by side,
+//! a choir master turning pages for thirty singers — peer to peer over WebRTC data channels, with
+//! no server and no internet.
+//!
+//! # Architecture
+//!
+//! A **pure core** holds every rule and does no IO: no sockets, no threads, no clock reads.
+//! Time and randomness come in as inputs; messages, timers and events go out.
+//!
+//! | module | role |
+//! |---|---|
+//! | [`protocol`] | the JSON envelope, the message catalog, limits and validation (pure) |
+//! | [`session`] | state machines: solo pair, choir master, choir follower, link health, backoff (pure) |
+//! | [`invite`] | invite/answer codes: compact base45 code, lz-string, QR rendering (pure codecs) |
+//! | [`sim`] | a deterministic simulated network for tests and the demo (pure) |
+//! | `transport` | WebRTC links: the only module that imports `webrtc` (feature `native`) |
+//! | `node` | the async driver: runs a machine over links, a clock and a record file (`native`) |
+//!
+//! Without the default `native` feature the crate is only the pure core and builds for
+//! `wasm32-unknown-unknown`, so a web page can run the same protocol logic.
+//!
+//! # The run-loop contract
+//!
+//! Every role implements [`session::Machine`]. A driver:
+//! 1. feeds [`session::Input`]s — link up/down, bytes received, app commands — with the current
+//!    [`session::Time`] (microseconds on a clock that never goes backwards);
+//! 2. drains [`session::Machine::poll_output`] until `None`, carrying out each
+//!    [`session::Output`]: send bytes on a link, close a link, dial the peer, persist a record,
+//!    tell the app an event;
+//! 3. sleeps until [`session::Machine::poll_timeout`] (or the next input), then feeds
+//!    [`session::Input::Timeout`].
+//!
+//! A `Dial` must always be answered, by `LinkUp` or `DialFailed`.
+//!
+//! ```
+//! use lansync::session::{Command, Input, Machine, Master, MasterConfig, Output, Time};
+//!
+//! let now = Time::from_millis(1_735_689_600_000);
+//! let mut master = Master::new(MasterConfig::new("master"), now, [7; 32]);
+//! master.handle(now, Input::Command(&Command::SetSong { song_id: "ave-maria".into() }));
+//! while let Some(out) = master.poll_output() {
+//!     if let Output::Event(e) = out {
+//!         println!("{}", serde_json::to_string(&e).unwrap());
+//!     }
+//! }
+//! assert_eq!(master.page().song_epoch, 1);
+//! ```
+#![warn(missing_docs)]
+
+pub mod invite;
+#[cfg(feature = "native")]
+pub mod node;
+pub mod protocol;
+pub mod session;
+pub mod sim;
+#[cfg(feature = "native")]
+pub mod transport;

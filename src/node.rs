@@ -1,0 +1,308 @@
+//! The async driver: runs one session machine over real links, a real clock, a record file and
+//! the application's commands.
+//!
+//! It is deliberately thin — every decision is the machine's. The loop waits for whichever comes
+//! first: a command from the app, an event from a link, the end of a dial, or the machine's next
+//! timeout; it feeds that to the machine as an [`Input`] and then carries out every [`Output`].
+//!
+//! ```text
+//!  app ── Node::command ──▶ ┌────────────┐ ◀── link events (one task per link)
+//!                           │ drive loop │ ──▶ LinkSender::send_control / close
+//!  app ◀── events (mpsc) ── └────────────┘ ──▶ record file (atomic replace)
+//! ```
+
+use crate::session::{Command, Event, Input, Machine, Output, PeerId, Record, Time};
+use crate::transport::{Link, LinkEvent, LinkSender};
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot};
+
+/// The node's clock: the wall clock read once at start, advanced by a monotonic clock, so it is
+/// comparable across devices and never goes backwards.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    wall_start_us: u64,
+    start: Instant,
+}
+
+impl Clock {
+    /// Starts the clock now.
+    pub fn new() -> Clock {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Clock {
+            wall_start_us: wall.as_micros() as u64,
+            start: Instant::now(),
+        }
+    }
+
+    /// Current time.
+    pub fn now(&self) -> Time {
+        Time(self.wall_start_us + self.start.elapsed().as_micros() as u64)
+    }
+
+    /// The `Instant` at which the clock shows `t`.
+    fn instant_of(&self, t: Time) -> Instant {
+        let us = t.0.saturating_sub(self.wall_start_us);
+        self.start + Duration::from_micros(us)
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+/// A future that opens a new link to the peer (answering the machine's `Dial`).
+pub type DialFuture = Pin<Box<dyn Future<Output = Result<Link, String>> + Send>>;
+
+/// Makes a [`DialFuture`] each time the machine asks to dial.
+pub type Dialer = Box<dyn FnMut() -> DialFuture + Send>;
+
+/// How a node is wired to the world.
+#[derive(Default)]
+pub struct NodeOptions {
+    /// Answers `Dial`; without one every dial fails at once (the peer must dial us).
+    pub dialer: Option<Dialer>,
+    /// Where `Persist` records are written (JSON, replaced atomically).
+    pub record_path: Option<PathBuf>,
+}
+
+enum Request {
+    Command(Command),
+    AddLink(Link),
+    NetworkChanged,
+}
+
+/// Handle to a running node. Cloneable; dropping every handle stops the node.
+#[derive(Clone)]
+pub struct Node {
+    tx: mpsc::UnboundedSender<Request>,
+}
+
+impl Node {
+    /// Starts driving `machine` on the current tokio runtime. Returns the handle and the stream
+    /// of events for the app.
+    pub fn spawn<M: Machine + Send + 'static>(
+        machine: M,
+        opts: NodeOptions,
+    ) -> (Node, mpsc::UnboundedReceiver<Event>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        tokio::spawn(drive(machine, opts, rx, events_tx));
+        (Node { tx }, events_rx)
+    }
+
+    /// Gives the machine an application command.
+    pub fn command(&self, cmd: Command) {
+        let _ = self.tx.send(Request::Command(cmd));
+    }
+
+    /// Hands over an open link (from pairing or a join), which becomes `LinkUp`.
+    pub fn add_link(&self, link: Link) {
+        let _ = self.tx.send(Request::AddLink(link));
+    }
+
+    /// Tells the machine the network changed, so it retries at once.
+    pub fn network_changed(&self) {
+        let _ = self.tx.send(Request::NetworkChanged);
+    }
+}
+
+struct OpenLink {
+    sender: LinkSender,
+    close: Option<oneshot::Sender<()>>,
+}
+
+struct Driver<M> {
+    machine: M,
+    clock: Clock,
+    opts: NodeOptions,
+    links: HashMap<PeerId, OpenLink>,
+    next_peer: PeerId,
+    link_events: mpsc::UnboundedSender<(PeerId, LinkEvent)>,
+    dial_results: mpsc::UnboundedSender<Result<Link, String>>,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+async fn drive<M: Machine>(
+    machine: M,
+    opts: NodeOptions,
+    mut requests: mpsc::UnboundedReceiver<Request>,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    let (link_tx, mut link_rx) = mpsc::unbounded_channel();
+    let (dial_tx, mut dial_rx) = mpsc::unbounded_channel();
+    let mut d = Driver {
+        machine,
+        clock: Clock::new(),
+        opts,
+        links: HashMap::new(),
+        next_peer: 1,
+        link_events: link_tx,
+        dial_results: dial_tx,
+        events,
+    };
+    loop {
+        d.carry_out().await;
+        let deadline = d
+            .machine
+            .poll_timeout()
+            .map(|t| d.clock.instant_of(t))
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            req = requests.recv() => match req {
+                Some(Request::Command(cmd)) => d.input(Input::Command(&cmd)),
+                Some(Request::AddLink(link)) => d.add_link(link),
+                Some(Request::NetworkChanged) => d.input(Input::NetworkChanged),
+                None => break, // every handle dropped
+            },
+            Some((peer, ev)) = link_rx.recv() => d.on_link_event(peer, ev),
+            Some(result) = dial_rx.recv() => match result {
+                Ok(link) => d.add_link(link),
+                Err(e) => {
+                    tracing::info!(%e, "dial failed");
+                    d.input(Input::DialFailed);
+                }
+            },
+            _ = tokio::time::sleep_until(deadline.into()) => d.input(Input::Timeout),
+        }
+    }
+    for (_, l) in d.links.drain() {
+        if let Some(close) = l.close {
+            let _ = close.send(());
+        }
+    }
+}
+
+impl<M: Machine> Driver<M> {
+    fn input(&mut self, input: Input<'_>) {
+        let now = self.clock.now();
+        self.machine.handle(now, input);
+    }
+
+    fn add_link(&mut self, mut link: Link) {
+        let peer = self.next_peer;
+        self.next_peer += 1;
+        let sender = link.sender();
+        let (close_tx, mut close_rx) = oneshot::channel::<()>();
+        let events = self.link_events.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    ev = link.recv() => match ev {
+                        Some(ev) => {
+                            let closed = ev == LinkEvent::Closed;
+                            if events.send((peer, ev)).is_err() || closed {
+                                break;
+                            }
+                        }
+                        None => {
+                            let _ = events.send((peer, LinkEvent::Closed));
+                            break;
+                        }
+                    },
+                    _ = &mut close_rx => break,
+                }
+            }
+            link.close().await;
+        });
+        self.links.insert(
+            peer,
+            OpenLink {
+                sender,
+                close: Some(close_tx),
+            },
+        );
+        self.input(Input::LinkUp(peer));
+    }
+
+    fn on_link_event(&mut self, peer: PeerId, ev: LinkEvent) {
+        if !self.links.contains_key(&peer) {
+            return;
+        }
+        match ev {
+            LinkEvent::Control(text) => self.input(Input::Received(peer, text.as_bytes())),
+            LinkEvent::Closed => {
+                self.links.remove(&peer);
+                self.input(Input::LinkDown(peer));
+            }
+            // Connectivity blips are judged by the machine's own heartbeat.
+            LinkEvent::Down | LinkEvent::Up | LinkEvent::Open => {
+                tracing::debug!(peer, ?ev, "link connectivity")
+            }
+            LinkEvent::Binary(_) => {} // file transfer is not wired yet
+        }
+    }
+
+    /// Carries out every output the machine has queued.
+    async fn carry_out(&mut self) {
+        while let Some(out) = self.machine.poll_output() {
+            match out {
+                Output::Send(peer, text) => {
+                    if let Some(l) = self.links.get(&peer) {
+                        if let Err(e) = l.sender.send_control(&text).await {
+                            tracing::warn!(peer, %e, "send failed");
+                        }
+                    }
+                }
+                Output::Close(peer) => {
+                    if let Some(mut l) = self.links.remove(&peer) {
+                        // Give queued messages a moment to leave before the link goes.
+                        let close = l.close.take();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            if let Some(close) = close {
+                                let _ = close.send(());
+                            }
+                        });
+                    }
+                }
+                Output::Dial => match self.opts.dialer.as_mut() {
+                    Some(dial) => {
+                        let fut = dial();
+                        let results = self.dial_results.clone();
+                        tokio::spawn(async move {
+                            let _ = results.send(fut.await);
+                        });
+                    }
+                    None => {
+                        let _ = self
+                            .dial_results
+                            .send(Err("no way to dial this peer".into()));
+                    }
+                },
+                Output::Persist(rec) => self.persist(&rec),
+                Output::Event(e) => {
+                    let _ = self.events.send(e);
+                }
+            }
+        }
+    }
+
+    fn persist(&self, rec: &Record) {
+        let Some(path) = &self.opts.record_path else {
+            return;
+        };
+        // Write a temporary file and rename it over the old one: a crash leaves either record.
+        let tmp = path.with_extension("tmp");
+        let result = serde_json::to_vec_pretty(rec)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = result {
+            tracing::warn!(%e, path = %path.display(), "cannot save the session record");
+        }
+    }
+}
+
+/// Reads a record written by a node, if there is a readable one.
+pub fn load_record(path: &std::path::Path) -> Option<Record> {
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}

@@ -1,0 +1,547 @@
+//! Payload types of every message, with their validation rules.
+//!
+//! Rule of thumb: identifiers, secrets and ordering counters are *rejected* when malformed (a wrong
+//! id is never "almost right"); display strings are *clamped* (truncated, control characters
+//! dropped) because a long name is harmless once shortened.
+
+use super::{
+    check_id, clamp_name, DecodeError, Validate, MAX_CAPABILITIES, MAX_PAGE, MAX_PARTICIPANTS,
+    MAX_SECRET_LEN, MAX_SONG_ID_LEN,
+};
+use serde::{Deserialize, Serialize};
+
+fn invalid(field: &'static str, reason: &'static str) -> DecodeError {
+    DecodeError::Invalid { field, reason }
+}
+
+fn check_page(page: u32) -> Result<(), DecodeError> {
+    if page > MAX_PAGE {
+        return Err(invalid("page_index", "above 99999"));
+    }
+    Ok(())
+}
+
+fn check_song_id(song: &Option<String>) -> Result<(), DecodeError> {
+    match song {
+        Some(s) if s.len() > MAX_SONG_ID_LEN => Err(invalid("song_id", "longer than 256 bytes")),
+        Some(s) if s.chars().any(char::is_control) => {
+            Err(invalid("song_id", "contains control characters"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_secret(field: &'static str, s: &Option<String>) -> Result<(), DecodeError> {
+    match s {
+        Some(s) if s.len() > MAX_SECRET_LEN => Err(invalid(field, "longer than 128 bytes")),
+        _ => Ok(()),
+    }
+}
+
+/// A payload with no fields (`{}`); extra fields are ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Empty {}
+
+impl Validate for Empty {
+    fn validate(&mut self) -> Result<(), DecodeError> {
+        Ok(())
+    }
+}
+
+/// The role a device plays in a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// One of two equal devices of a solo pair.
+    Solo,
+    /// The choir master.
+    ChoirMaster,
+    /// A choir follower.
+    ChoirFollower,
+}
+
+/// `HELLO`: first message on every link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The sender's role.
+    pub mode: Mode,
+    /// Human name of the device (clamped to 48 bytes).
+    #[serde(default)]
+    pub device_name: String,
+    /// Optional features the sender supports (at most 16, each an identifier).
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+}
+
+impl Validate for Hello {
+    fn validate(&mut self) -> Result<(), DecodeError> {
+        clamp_name(&mut self.device_name);
+        if self.capabilities.len() > MAX_CAPABILITIES {
+            return Err(invalid("capabilities", "more than 16 entries"));
+        }
+        for c in &self.capabilities {
+            check_id("capabilities", c, false)?;
+        }
+        Ok(())
+    }
+}
+
+/// Follower's display mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FollowMode {
+    /// Applies the master's pages.
+    #[default]
+    Follow,
+    /// Navigates on its own; still applies song changes.
+    Free,
+}
+
+/// `JOIN_REQUEST`: credentials are a stored `token`, or a `session_code` (+ `password`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinRequest {
+    /// Session token from a QR link or a previous JOIN_ACCEPT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Human session code `XXXX-XXXX` (normalised by the master).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_code: Option<String>,
+    /// Session password, when the master set one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// Human name of the device.
+    #[serde(default)]
+    pub device_name: String,
+    /// The follower's current mode, so presence is right from the start.
+    #[serde(default)]
+    pub follow_mode: FollowMode,
+}
+
+impl Validate for JoinRequest {
+    fn validate(&mut self) -> Result<(), DecodeError> {
+        check_secret("token", &self.token)?;
+        check_secret("password", &self.password)?;
+        if let Some(code) = &self.session_code {
+            if code.len() > 32 {
+                return Err(invalid("session_code", "longer than 32 bytes"));
+            }
+        }
+        clamp_name(&mut self.device_name);
+        Ok(())
+    }
+}
+
+/// `JOIN_ACCEPT`: the follower is in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JoinAccept {
+    /// Token to store for automatic rejoin.
+    pub token: String,
+    /// Human session code, for display.
+    #[serde(default)]
+    pub session_code: String,
+    /// Full session state.
+    pub snapshot: ChoirSnapshot,
+}
+
+impl Validate for JoinAccept {
+    fn validate(&mut self) -> Result<(), DecodeError> {
+        if self.token.is_empty() || self.token.len() > MAX_SECRET_LEN {
+            return Err(invalid("token", "must be 1 to 128 bytes"));
+        }
+        if self.session_code.len() > 32 {
+            return Err(invalid("session_code", "longer than 32 bytes"));
+        }
+        self.snapshot.validate()
+    }
+}
+
+/// Why a join was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// The token is not this session's.
+    InvalidToken,
+    /// The password is wrong or missing.
+    InvalidPassword,
+    /// The session has ended; its token is void.
+    SessionEnded,
+    /// The peer speaks another protocol version.
+    VersionMismatch,
+    /// The session has as many participants as it accepts.
+    SessionFull,
+    /// No session with that code here.
+    SessionNotFound,
+    /// A reason this version does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl RejectReason {
+    /// The error code apps show (seed 001 style, kebab-case).
+    pub fn code(self) -> &'static str {
+        match self {
+            RejectReason::InvalidToken => "invalid-token",
+            RejectReason::InvalidPassword => "invalid-password",
+            RejectReason::SessionEnded => "session-ended",
+            RejectReason::VersionMismatch => "version-mismatch",
+            RejectReason::SessionFull => "session-full",
+            RejectReason::SessionNotFound => "session-not-found",
+            RejectReason::Unknown => "join-rejected",
+        }
+    }
+}
+
+/// `JOIN_REJECT`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinReject {
+    /// Why.
+    pub reason: RejectReason,
+}
+
+impl Validate for JoinReject {
+    fn validate(&mut self) -> Result<(), DecodeError> {
+        Ok(())
+    }
+}
+
+/// `SESSION_END`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionEnd {
+    /// Optional human reason (clamped to 48 bytes).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+impl Validate for SessionEnd {
+    fn validate(&mut self) -> Result<(), DecodeError> {
+        clamp_name(&mut self.reason);
+        Ok(())
+    }
+}
+
+/// The page position shared by SET_SONG, SET_PAGE and snapshots.
+///
+/// Choir orders these by `(song_epoch, page_revision)`; solo by the envelope's `(ts, sender_id)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageState {
+    /// Current song, if any.
+    #[serde(default)]
+    pub song_id: Option<String>,
+    /// Incremented by the master on every song change.
+    #[serde(default)]
+    pub song_epoch: u64,
+    /// Incremented by the master on every page change; reset to 0 by a song change.
+    #[serde(default)]
+    pub page_revision: u64,
+    /// Zero-based page index, at most 99999.
+    pub page_index: u32,
+    /// Optional master-clock time (ms since the Unix epoch) at which to apply the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<u64>,
+}
+
+impl PageState {
+    /// The choir ordering key.
+    pub fn version(&self) -> (u64, u64) {
+        (self.song_epoch, self.page_revision)
+    }
+}
+
+impl Validate for PageState {
+    fn validate(&mut self) -> Result<(), DecodeError> {
+        check_page(self.page_index)?;
+        check_song_id(&self.song_id)
+    }
+}
+
+/// Which solo device leads the complementary layout, and on which parity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Parity {
+    /// The leader shows odd pages (1, 3, 5 … in 1-based numbering).
+    #[default]
+    Odd,
+    /// The leader shows even pages.
+    Even,
+}
+
+/// `SET_LAYOUT_PARITY` payload and the solo layout.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layout {
+    /// Device id of the page leader; empty when unset (then the higher device id leads).
+    #[serde(default)]
+    pub leader_device_id: String,
+    /// The leader's parity.
+    #[serde(default)]
+    pub parity: Parity,
+}
+
+impl Validate for Layout {
+    fn validate(&mut self) -> Result<(), DecodeError> {
+        check_id("leader_device_id", &self.leader_device_id, true)
+    }
+}
+
+/// `SET_FOLLOW_MODE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowModeMsg {
+    /// The follower's new mode.
+    pub mode: FollowMode,
+}
+
+impl Validate for FollowModeMsg {
+    fn validate(&mut self) -> Result<(), DecodeError> {
+        Ok(())
+    }
+}
+
+/// `STREAM_PREPARE`: a temporary, view-only score for one song epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamInfo {
+    /// Identifier of this stream.
+    pub stream_id: String,
+    /// The song epoch it belongs to; older epochs make it void.
+    pub song_epoch: u64,
+    /// File name to show (clamped to 48 bytes).
+    #[serde(default)]
+    pub name: String,
+    /// MIME type (e.g. `application/pdf`).
+    #[serde(default)]
+    pub mime: String,
+    /// Size in bytes.
+    #[serde(default)]
+    pub size: u64,
+    /// Lower-case hex SHA-256 of the content (64 characters), or empty when not yet known.
+    #[serde(default)]
+    pub sha256: String,
+}
+
+impl Validate for StreamInfo {
+    fn validate(&mut self) -> Result<(), DecodeError> {
+        check_id("stream_id", &self.stream_id, false)?;
+        clamp_name(&mut self.name);
+        if self.mime.len() > 127 || !self.mime.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid("mime", "not a MIME type"));
+        }
+        if !(self.sha256.is_empty()
+            || (self.sha256.len() == 64
+                && self
+                    .sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))))
+        {
+            return Err(invalid("sha256", "not 64 lower-case hex digits"));
+        }
+        Ok(())
+    }
+}
+
+/// `STREAM_CLEAR`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamClear {
+    /// The stream to clear; empty clears whatever is shown.
+    #[serde(default)]
+    pub stream_id: String,
+}
+
+impl Validate for StreamClear {
+    fn validate(&mut self) -> Result<(), DecodeError> {
+        check_id("stream_id", &self.stream_id, true)
+    }
+}
+
+/// `PING`: heartbeat and clock probe. Times are the sender's clock in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ping {
+    /// Probe id, echoed in the PONG.
+    pub id: u64,
+    /// Sender's clock when sending (µs since the Unix epoch).
+    pub t0: u64,
+}
+
+impl Validate for Ping {
+    fn validate(&mut self) -> Result<(), DecodeError> {
+        Ok(())
+    }
+}
+
+/// `PONG`: answer to a PING, NTP style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pong {
+    /// The PING's id.
+    pub id: u64,
+    /// The PING's `t0`, echoed.
+    pub t0: u64,
+    /// Answerer's clock when the PING arrived (µs).
+    pub t1: u64,
+    /// Answerer's clock when sending the PONG (µs).
+    pub t2: u64,
+}
+
+impl Validate for Pong {
+    fn validate(&mut self) -> Result<(), DecodeError> {
+        if self.t2 < self.t1 {
+            return Err(invalid("t2", "earlier than t1"));
+        }
+        Ok(())
+    }
+}
+
+/// Role in the presence list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The master (host).
+    Master,
+    /// A follower (participant).
+    Follower,
+}
+
+/// Where a participant stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceStatus {
+    /// Link up and joined.
+    Connected,
+    /// Link lost; may rejoin with its token.
+    Disconnected,
+    /// Left, or gone long enough to be dropped from the list.
+    Left,
+}
+
+/// One entry of the participant list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Participant {
+    /// Device id.
+    pub id: String,
+    /// Human name (clamped to 48 bytes).
+    #[serde(default)]
+    pub name: String,
+    /// Master or follower.
+    pub role: Role,
+    /// Follow/free, for followers.
+    #[serde(default)]
+    pub follow_mode: FollowMode,
+    /// Connected, disconnected or left.
+    pub status: PresenceStatus,
+}
+
+impl Validate for Participant {
+    fn validate(&mut self) -> Result<(), DecodeError> {
+        check_id("participants.id", &self.id, false)?;
+        clamp_name(&mut self.name);
+        Ok(())
+    }
+}
+
+fn validate_participants(list: &mut [Participant]) -> Result<(), DecodeError> {
+    if list.len() > MAX_PARTICIPANTS {
+        return Err(invalid("participants", "more than 256 entries"));
+    }
+    list.iter_mut().try_for_each(Validate::validate)
+}
+
+/// `PRESENCE`: participants that changed since the last one, or the whole list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    /// Connected participants, master included.
+    pub count: u32,
+    /// `true` when `participants` is the whole list rather than the changes.
+    #[serde(default)]
+    pub complete: bool,
+    /// The entries.
+    #[serde(default)]
+    pub participants: Vec<Participant>,
+}
+
+impl Validate for Presence {
+    fn validate(&mut self) -> Result<(), DecodeError> {
+        validate_participants(&mut self.participants)
+    }
+}
+
+/// The choir session state a follower needs to catch up.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChoirSnapshot {
+    /// Human session name.
+    #[serde(default)]
+    pub session_name: String,
+    /// Current song and page.
+    pub page: PageState,
+    /// Streamed score of the current song, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamInfo>,
+    /// Whole participant list (empty in periodic snapshots, which leave presence alone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub participants: Vec<Participant>,
+}
+
+impl Validate for ChoirSnapshot {
+    fn validate(&mut self) -> Result<(), DecodeError> {
+        clamp_name(&mut self.session_name);
+        self.page.validate()?;
+        if let Some(s) = &mut self.stream {
+            s.validate()?;
+        }
+        validate_participants(&mut self.participants)
+    }
+}
+
+/// When and by whom the solo page was last changed: the last-write-wins stamp.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Stamp {
+    /// Change time, ms (a hybrid clock: never below the last stamp seen plus one).
+    pub ts: u64,
+    /// Device that made the change; breaks ties (higher wins).
+    pub sender_id: String,
+}
+
+/// Solo shared state (seed 002 §9.1).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoloSnapshot {
+    /// Current song and page (epoch and revision unused).
+    pub page: PageState,
+    /// Last-write-wins stamp of `page`.
+    pub last_page_change: Stamp,
+    /// Layout leader and parity.
+    pub layout: Layout,
+    /// Last-write-wins stamp of `layout`.
+    #[serde(default)]
+    pub last_layout_change: Stamp,
+}
+
+impl Validate for SoloSnapshot {
+    fn validate(&mut self) -> Result<(), DecodeError> {
+        self.page.validate()?;
+        check_id(
+            "last_page_change.sender_id",
+            &self.last_page_change.sender_id,
+            true,
+        )?;
+        check_id(
+            "last_layout_change.sender_id",
+            &self.last_layout_change.sender_id,
+            true,
+        )?;
+        self.layout.validate()
+    }
+}
+
+/// `STATE_SNAPSHOT`: tagged by `kind`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Snapshot {
+    /// Choir session state, from the master.
+    Choir(ChoirSnapshot),
+    /// Solo pair state, from either device.
+    Solo(SoloSnapshot),
+}
+
+impl Validate for Snapshot {
+    fn validate(&mut self) -> Result<(), DecodeError> {
+        match self {
+            Snapshot::Choir(s) => s.validate(),
+            Snapshot::Solo(s) => s.validate(),
+        }
+    }
+}

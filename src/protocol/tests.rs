@@ -1,0 +1,350 @@
+use super::*;
+use proptest::prelude::*;
+
+fn env(msg: Message) -> Envelope {
+    Envelope {
+        session_id: "s1".into(),
+        sender_id: "dev-a".into(),
+        ts: 1_735_689_600_000,
+        seq: 7,
+        msg,
+    }
+}
+
+fn page(song: &str, epoch: u64, rev: u64, index: u32) -> PageState {
+    PageState {
+        song_id: Some(song.into()),
+        song_epoch: epoch,
+        page_revision: rev,
+        page_index: index,
+        at: None,
+    }
+}
+
+#[test]
+fn envelope_has_the_seed_field_names() {
+    let text = env(Message::SetPage(page("ave", 2, 5, 3)))
+        .encode()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["v"], 1);
+    assert_eq!(v["session_id"], "s1");
+    assert_eq!(v["sender_id"], "dev-a");
+    assert_eq!(v["type"], "SET_PAGE");
+    assert_eq!(v["ts"], 1_735_689_600_000u64);
+    assert_eq!(v["seq"], 7);
+    assert_eq!(v["payload"]["page_index"], 3);
+    assert_eq!(v["payload"]["song_epoch"], 2);
+}
+
+#[test]
+fn every_catalog_type_round_trips() {
+    let snapshot = ChoirSnapshot {
+        session_name: "Choir".into(),
+        page: page("ave", 1, 0, 0),
+        stream: None,
+        participants: vec![Participant {
+            id: "m".into(),
+            name: "Master".into(),
+            role: Role::Master,
+            follow_mode: FollowMode::Follow,
+            status: PresenceStatus::Connected,
+        }],
+    };
+    let msgs = vec![
+        Message::Hello(Hello {
+            mode: Mode::ChoirFollower,
+            device_name: "Tab".into(),
+            capabilities: vec!["stream".into()],
+        }),
+        Message::JoinRequest(JoinRequest {
+            token: Some("tok".into()),
+            session_code: None,
+            password: None,
+            device_name: "Tab".into(),
+            follow_mode: FollowMode::Free,
+        }),
+        Message::JoinAccept(JoinAccept {
+            token: "tok".into(),
+            session_code: "ABCD-EFGH".into(),
+            snapshot: snapshot.clone(),
+        }),
+        Message::JoinReject(JoinReject {
+            reason: RejectReason::SessionFull,
+        }),
+        Message::LeaveSession(Empty {}),
+        Message::SessionEnd(SessionEnd::default()),
+        Message::StateSnapshot(Snapshot::Choir(snapshot)),
+        Message::StateSnapshot(Snapshot::Solo(SoloSnapshot::default())),
+        Message::SetSong(page("b", 2, 0, 0)),
+        Message::SetPage(page("b", 2, 1, 1)),
+        Message::SetLayoutParity(Layout {
+            leader_device_id: "dev-a".into(),
+            parity: Parity::Even,
+        }),
+        Message::SetFollowMode(FollowModeMsg {
+            mode: FollowMode::Free,
+        }),
+        Message::StreamPrepare(StreamInfo {
+            stream_id: "st1".into(),
+            song_epoch: 2,
+            name: "score.pdf".into(),
+            mime: "application/pdf".into(),
+            size: 10,
+            sha256: "a".repeat(64),
+        }),
+        Message::StreamClear(StreamClear::default()),
+        Message::Ping(Ping { id: 1, t0: 5 }),
+        Message::Pong(Pong {
+            id: 1,
+            t0: 5,
+            t1: 6,
+            t2: 7,
+        }),
+        Message::Presence(Presence {
+            count: 1,
+            complete: false,
+            participants: vec![],
+        }),
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    for m in msgs {
+        seen.insert(m.type_name());
+        let e = env(m);
+        let text = e.encode().unwrap();
+        assert_eq!(Envelope::decode(text.as_bytes()).unwrap(), e, "{text}");
+    }
+    assert_eq!(
+        seen.len(),
+        MESSAGE_TYPES.len(),
+        "a catalog type is untested"
+    );
+}
+
+#[test]
+fn unknown_type_and_unknown_fields_are_ignored() {
+    let unknown =
+        br#"{"v":1,"session_id":"","sender_id":"a","type":"FUTURE","ts":1,"seq":1,"payload":{}}"#;
+    assert_eq!(
+        Envelope::decode(unknown),
+        Err(DecodeError::UnknownType("FUTURE".into()))
+    );
+    let extra =
+        br#"{"v":1,"session_id":"s","sender_id":"a","type":"SET_PAGE","ts":1,"seq":1,"new":true,
+        "payload":{"page_index":4,"colour":"red"}}"#;
+    let e = Envelope::decode(extra).unwrap();
+    assert_eq!(
+        e.msg,
+        Message::SetPage(PageState {
+            page_index: 4,
+            ..Default::default()
+        })
+    );
+}
+
+#[test]
+fn missing_payload_means_empty_payload() {
+    let m = br#"{"v":1,"session_id":"s","sender_id":"a","type":"LEAVE_SESSION","ts":1,"seq":1}"#;
+    assert_eq!(
+        Envelope::decode(m).unwrap().msg,
+        Message::LeaveSession(Empty {})
+    );
+}
+
+#[test]
+fn wrong_version_is_reported_before_anything_else() {
+    let m = br#"{"v":2,"whatever":"new layout"}"#;
+    assert_eq!(
+        Envelope::decode(m),
+        Err(DecodeError::VersionMismatch { got: 2 })
+    );
+}
+
+#[test]
+fn oversize_is_rejected_unread() {
+    let big = vec![b' '; MAX_CONTROL_MESSAGE + 1];
+    assert!(matches!(
+        Envelope::decode(&big),
+        Err(DecodeError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn encoder_refuses_oversize() {
+    let many = Presence {
+        count: 0,
+        complete: true,
+        participants: vec![
+            Participant {
+                id: "x".repeat(64),
+                name: "n".repeat(2000),
+                role: Role::Follower,
+                follow_mode: FollowMode::Follow,
+                status: PresenceStatus::Connected,
+            };
+            100
+        ],
+    };
+    assert!(matches!(
+        env(Message::Presence(many)).encode(),
+        Err(EncodeError::TooLarge(_))
+    ));
+}
+
+#[test]
+fn malformed_identifiers_are_rejected() {
+    let bad_sender =
+        br#"{"v":1,"session_id":"s","sender_id":"a b","type":"LEAVE_SESSION","ts":1,"seq":1}"#;
+    assert!(matches!(
+        Envelope::decode(bad_sender),
+        Err(DecodeError::Invalid {
+            field: "sender_id",
+            ..
+        })
+    ));
+    let empty_sender =
+        br#"{"v":1,"session_id":"s","sender_id":"","type":"LEAVE_SESSION","ts":1,"seq":1}"#;
+    assert!(Envelope::decode(empty_sender).is_err());
+    let long = format!(
+        r#"{{"v":1,"session_id":"{}","sender_id":"a","type":"LEAVE_SESSION","ts":1,"seq":1}}"#,
+        "s".repeat(65)
+    );
+    assert!(Envelope::decode(long.as_bytes()).is_err());
+}
+
+#[test]
+fn page_out_of_range_is_rejected() {
+    let m = br#"{"v":1,"session_id":"s","sender_id":"a","type":"SET_PAGE","ts":1,"seq":1,"payload":{"page_index":100000}}"#;
+    assert_eq!(
+        Envelope::decode(m),
+        Err(DecodeError::Invalid {
+            field: "page_index",
+            reason: "above 99999"
+        })
+    );
+    let neg = br#"{"v":1,"session_id":"s","sender_id":"a","type":"SET_PAGE","ts":1,"seq":1,"payload":{"page_index":-1}}"#;
+    assert!(matches!(
+        Envelope::decode(neg),
+        Err(DecodeError::Malformed(_))
+    ));
+}
+
+#[test]
+fn display_names_are_clamped_not_rejected() {
+    let name = format!("{}\\u0007bell", "é".repeat(40));
+    let m = format!(
+        r#"{{"v":1,"session_id":"","sender_id":"a","type":"HELLO","ts":1,"seq":1,"payload":{{"mode":"choir_follower","device_name":"{name}"}}}}"#
+    );
+    let Message::Hello(h) = Envelope::decode(m.as_bytes()).unwrap().msg else {
+        panic!("not a hello")
+    };
+    assert!(h.device_name.len() <= MAX_NAME_LEN);
+    assert!(!h.device_name.contains('\u{7}'));
+    assert!(h.device_name.starts_with("éé"));
+}
+
+#[test]
+fn unknown_reject_reason_is_kept_as_unknown() {
+    let m = br#"{"v":1,"session_id":"s","sender_id":"a","type":"JOIN_REJECT","ts":1,"seq":1,"payload":{"reason":"banned"}}"#;
+    assert_eq!(
+        Envelope::decode(m).unwrap().msg,
+        Message::JoinReject(JoinReject {
+            reason: RejectReason::Unknown
+        })
+    );
+}
+
+#[test]
+fn pong_times_must_be_ordered() {
+    let m = br#"{"v":1,"session_id":"s","sender_id":"a","type":"PONG","ts":1,"seq":1,"payload":{"id":1,"t0":1,"t1":9,"t2":3}}"#;
+    assert!(matches!(
+        Envelope::decode(m),
+        Err(DecodeError::Invalid { field: "t2", .. })
+    ));
+}
+
+#[test]
+fn stream_hash_must_be_hex() {
+    let m = br#"{"v":1,"session_id":"s","sender_id":"a","type":"STREAM_PREPARE","ts":1,"seq":1,"payload":{"stream_id":"x","song_epoch":1,"sha256":"zz"}}"#;
+    assert!(matches!(
+        Envelope::decode(m),
+        Err(DecodeError::Invalid {
+            field: "sha256",
+            ..
+        })
+    ));
+}
+
+fn arb_id() -> impl Strategy<Value = String> {
+    "[A-Za-z0-9_.:-]{1,64}"
+}
+
+fn arb_page() -> impl Strategy<Value = PageState> {
+    (
+        proptest::option::of("[^\\p{Cc}]{0,40}"),
+        any::<u64>(),
+        any::<u64>(),
+        0..=MAX_PAGE,
+        proptest::option::of(any::<u64>()),
+    )
+        .prop_map(
+            |(song_id, song_epoch, page_revision, page_index, at)| PageState {
+                song_id,
+                song_epoch,
+                page_revision,
+                page_index,
+                at,
+            },
+        )
+}
+
+fn arb_message() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        arb_page().prop_map(Message::SetPage),
+        arb_page().prop_map(Message::SetSong),
+        (any::<u64>(), any::<u64>()).prop_map(|(id, t0)| Message::Ping(Ping { id, t0 })),
+        (arb_id(), any::<bool>()).prop_map(|(leader_device_id, even)| Message::SetLayoutParity(
+            Layout {
+                leader_device_id,
+                parity: if even { Parity::Even } else { Parity::Odd },
+            }
+        )),
+        ("[^\\p{Cc}]{0,20}", proptest::option::of("[ -~]{0,128}")).prop_map(|(name, token)| {
+            let mut device_name: String = name;
+            clamp_name(&mut device_name);
+            Message::JoinRequest(JoinRequest {
+                token,
+                session_code: None,
+                password: None,
+                device_name,
+                follow_mode: FollowMode::Follow,
+            })
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn round_trip(session in "[A-Za-z0-9]{0,64}", sender in arb_id(), ts in any::<u64>(), seq in any::<u64>(), msg in arb_message()) {
+        let e = Envelope { session_id: session, sender_id: sender, ts, seq, msg };
+        let text = e.encode().unwrap();
+        prop_assert_eq!(Envelope::decode(text.as_bytes()).unwrap(), e);
+    }
+
+    #[test]
+    fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = Envelope::decode(&bytes);
+    }
+
+    #[test]
+    fn mutated_messages_never_panic(msg in arb_message(), flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8)) {
+        let mut bytes = env(msg).encode().unwrap().into_bytes();
+        for (at, b) in flips {
+            let i = at.index(bytes.len());
+            bytes[i] = b;
+        }
+        let _ = Envelope::decode(&bytes);
+    }
+}

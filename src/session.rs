@@ -1,0 +1,309 @@
+//! Session state machines: pure, deterministic, no IO.
+//!
+//! Each role ([`Solo`], [`Master`], [`Follower`]) is a [`Machine`]: the driver feeds it
+//! [`Input`]s together with the current [`Time`], drains [`Output`]s with
+//! [`Machine::poll_output`], and calls [`Machine::handle`] with [`Input::Timeout`] once
+//! [`Machine::poll_timeout`] has passed. Time and randomness are inputs, so the same machine runs
+//! under tokio, in a browser, or on the virtual clock of the simulated network in `tests/sim`.
+//!
+//! ```text
+//!            Input (link up/down, bytes received, command, timeout)
+//!   driver ───────────────────────────────▶ machine
+//!          ◀─────────────────────────────── poll_output(): Send, Close, Dial, Persist, Event
+//!                                           poll_timeout(): when to call back
+//! ```
+
+mod backoff;
+mod follower;
+mod link;
+mod master;
+mod solo;
+
+pub use backoff::{Backoff, BackoffConfig, Rng};
+pub use follower::{Follower, FollowerConfig, FollowerRecord, FollowerState, JoinCredentials};
+pub use link::{HeartbeatConfig, LinkState};
+pub use master::{Master, MasterConfig, MasterRecord, MasterState, SessionCode};
+pub use solo::{Solo, SoloConfig, SoloState};
+
+use crate::protocol::{FollowMode, Layout, Parity, Participant, RejectReason, StreamInfo};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// A point on the node's clock: microseconds since the Unix epoch.
+///
+/// Real drivers read the wall clock once at start and add a monotonic clock to it, so this never
+/// goes backwards; tests use a virtual clock.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Time(pub u64);
+
+impl Time {
+    /// From milliseconds since the Unix epoch.
+    pub fn from_millis(ms: u64) -> Time {
+        Time(ms.saturating_mul(1000))
+    }
+    /// Milliseconds since the Unix epoch (the envelope's `ts`).
+    pub fn as_millis(self) -> u64 {
+        self.0 / 1000
+    }
+    /// Microseconds since the Unix epoch.
+    pub fn as_micros(self) -> u64 {
+        self.0
+    }
+    /// Time elapsed since `earlier` (zero if `earlier` is later).
+    pub fn since(self, earlier: Time) -> Duration {
+        Duration::from_micros(self.0.saturating_sub(earlier.0))
+    }
+}
+
+impl std::ops::Add<Duration> for Time {
+    type Output = Time;
+    fn add(self, d: Duration) -> Time {
+        Time(
+            self.0
+                .saturating_add(d.as_micros().min(u64::MAX as u128) as u64),
+        )
+    }
+}
+
+/// Identifies one link (one connection to one peer), chosen by the driver. A reconnect is a new
+/// link with a new id.
+pub type PeerId = u64;
+
+/// What the driver tells a machine.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    /// A link to a peer is open (both data channels).
+    LinkUp(PeerId),
+    /// A link is gone (closed, failed, or the driver gave up on it).
+    LinkDown(PeerId),
+    /// A `Dial` could not produce a link (peer unreachable, signaling refused).
+    DialFailed,
+    /// The network came back (interface up, address changed): retry now instead of waiting.
+    NetworkChanged,
+    /// Bytes of one control message arrived on a link. Untrusted.
+    Received(PeerId, &'a [u8]),
+    /// The application asks for something.
+    Command(&'a Command),
+    /// `poll_timeout` has passed.
+    Timeout,
+}
+
+/// What a machine asks of the driver.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send this control message (JSON text) on the link.
+    Send(PeerId, String),
+    /// Close this link after flushing what was queued for it.
+    Close(PeerId),
+    /// Open a link to the peer (master or solo partner) with whatever the driver knows; answer
+    /// with `LinkUp` or `DialFailed`.
+    Dial,
+    /// Store this record durably (replacing the previous one) so a restart resumes the session.
+    Persist(Record),
+    /// Tell the application.
+    Event(Event),
+}
+
+/// State that survives a crash or restart. Serialised by the driver (JSON) to one file per role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum Record {
+    /// A master's session.
+    Master(MasterRecord),
+    /// A follower's membership.
+    Follower(FollowerRecord),
+    /// Nothing to keep (session left or ended).
+    Cleared,
+}
+
+/// What the application asks a machine to do. Not every role accepts every command; the others
+/// answer with an [`Event::Error`] `command-not-allowed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Command {
+    /// Show this page (solo: shared; master: broadcast; follower: local navigation).
+    SetPage {
+        /// Zero-based page index.
+        page: u32,
+    },
+    /// Change song (master; solo).
+    SetSong {
+        /// Song identifier.
+        song_id: String,
+    },
+    /// Solo: set the layout leader and parity.
+    SetParity {
+        /// Leader device id; empty means this device.
+        #[serde(default)]
+        leader: String,
+        /// Leader's parity.
+        parity: Parity,
+    },
+    /// Follower: follow the master or navigate freely.
+    SetFollowMode {
+        /// The mode.
+        mode: FollowMode,
+    },
+    /// Follower: join a session.
+    Join(JoinCredentials),
+    /// Follower: leave the session for good.
+    Leave,
+    /// Master: end the session.
+    End,
+    /// Master: announce a streamed score for the current song.
+    StreamPrepare(StreamInfo),
+    /// Master: clear the streamed score.
+    StreamClear,
+    /// Retry connecting now, after giving up or while waiting.
+    Retry,
+}
+
+/// What the application is told. Serialised as `{"event":"…",…}` in `--json` mode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A link changed state.
+    Link {
+        /// The link (followers and solo devices have one at a time).
+        peer: PeerId,
+        /// New state.
+        state: LinkState,
+    },
+    /// The role's own state machine moved (e.g. `FOLLOWER_CONNECTED_FOLLOW`).
+    State {
+        /// State name as in seed 002 §10.
+        state: String,
+        /// Why it moved.
+        reason: String,
+    },
+    /// What the device should display now.
+    Page {
+        /// Current song.
+        song_id: Option<String>,
+        /// Song epoch (choir).
+        song_epoch: u64,
+        /// Zero-based page.
+        page: u32,
+        /// `local` (this device turned) or `remote` (applied from a peer).
+        origin: Origin,
+    },
+    /// Solo layout changed.
+    Layout(Layout),
+    /// Follower mode changed.
+    FollowMode {
+        /// New mode.
+        mode: FollowMode,
+    },
+    /// Follower joined (or rejoined) a session.
+    Joined {
+        /// Session id.
+        session_id: String,
+        /// Human session code.
+        session_code: String,
+        /// Session name.
+        session_name: String,
+        /// `true` when this was an automatic rejoin.
+        rejoin: bool,
+    },
+    /// Master: a session exists (created or restored).
+    Hosting {
+        /// Session id.
+        session_id: String,
+        /// Human session code `XXXX-XXXX`.
+        session_code: String,
+        /// Secret token for QR links.
+        token: String,
+    },
+    /// A join was refused.
+    Rejected {
+        /// Why.
+        reason: RejectReason,
+    },
+    /// The session ended (follower: told by the master; master: ended it).
+    SessionEnded,
+    /// A participant joined or came back.
+    ParticipantJoined(Participant),
+    /// A participant left or disconnected.
+    ParticipantLeft(Participant),
+    /// Number of connected participants, master included.
+    Presence {
+        /// Count.
+        count: u32,
+    },
+    /// A streamed score is available for the current song.
+    StreamPrepared(StreamInfo),
+    /// The streamed score is gone; delete any temporary copy.
+    StreamCleared,
+    /// Automatic reconnection stopped after this many attempts; `Command::Retry` starts again.
+    GaveUp {
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// Something the app should show; `code` is stable (kebab-case).
+    Error {
+        /// Stable error code.
+        code: String,
+        /// Human message.
+        message: String,
+    },
+}
+
+/// Whether a page change came from this device or a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// This device.
+    Local,
+    /// A peer.
+    Remote,
+}
+
+/// The interface every role offers the driver.
+pub trait Machine {
+    /// Feeds one input at time `now`.
+    fn handle(&mut self, now: Time, input: Input<'_>);
+    /// Next thing for the driver to do, if any.
+    fn poll_output(&mut self) -> Option<Output>;
+    /// When the machine next needs `Input::Timeout`.
+    fn poll_timeout(&self) -> Option<Time>;
+}
+
+/// Queue of outputs plus this device's outgoing envelope counter: shared by every role.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    queue: VecDeque<Output>,
+    seq: u64,
+}
+
+impl Outbox {
+    pub(crate) fn push(&mut self, o: Output) {
+        self.queue.push_back(o);
+    }
+    pub(crate) fn event(&mut self, e: Event) {
+        self.queue.push_back(Output::Event(e));
+    }
+    pub(crate) fn pop(&mut self) -> Option<Output> {
+        self.queue.pop_front()
+    }
+    pub(crate) fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+    pub(crate) fn error(&mut self, code: &str, message: impl Into<String>) {
+        self.event(Event::Error {
+            code: code.into(),
+            message: message.into(),
+        });
+    }
+    pub(crate) fn not_allowed(&mut self, role: &str, cmd: &Command) {
+        self.error("command-not-allowed", format!("a {role} cannot do {cmd:?}"));
+    }
+}
+
+/// The earliest of several optional deadlines.
+pub(crate) fn earliest(times: impl IntoIterator<Item = Option<Time>>) -> Option<Time> {
+    times.into_iter().flatten().min()
+}

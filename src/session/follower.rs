@@ -1,0 +1,773 @@
+//! The choir follower (seed 002 §10.4, §11.2–11.4, §12.3–12.4, §13).
+//!
+//! A follower tracks two things: the master's latest state (`master`, ordered by song epoch then
+//! page revision, so stale and duplicate updates fall away) and what it shows (`view`). In follow
+//! mode the view is the master's state; in free mode only song changes reach the view. Local
+//! navigation is never blocked: with or without a master, `SetPage` moves the view at once.
+
+use super::link::{Admit, Link, Tick};
+use super::{
+    earliest, Backoff, BackoffConfig, Command, Event, HeartbeatConfig, Input, LinkState, Machine,
+    Origin, Outbox, Output, PeerId, Record, Rng, Time,
+};
+use crate::protocol::{
+    ChoirSnapshot, DecodeError, Empty, Envelope, FollowMode, FollowModeMsg, Hello, JoinAccept,
+    JoinRequest, Message, Mode, PageState, Participant, Presence, PresenceStatus, RejectReason,
+    Snapshot, StreamInfo,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Follower settings.
+#[derive(Debug, Clone)]
+pub struct FollowerConfig {
+    /// This device's stable id.
+    pub device_id: String,
+    /// This device's human name.
+    pub device_name: String,
+    /// Mode at start.
+    pub follow_mode: FollowMode,
+    /// Heartbeat timing.
+    pub heartbeat: HeartbeatConfig,
+    /// Reconnection schedule.
+    pub backoff: BackoffConfig,
+    /// A JOIN_REQUEST unanswered for this long is sent again.
+    pub join_retry: Duration,
+}
+
+impl FollowerConfig {
+    /// Defaults for a device id.
+    pub fn new(device_id: impl Into<String>) -> FollowerConfig {
+        FollowerConfig {
+            device_id: device_id.into(),
+            device_name: "Follower".into(),
+            follow_mode: FollowMode::Follow,
+            heartbeat: HeartbeatConfig::default(),
+            backoff: BackoffConfig::default(),
+            join_retry: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Follower states (seed 002 §10.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FollowerState {
+    /// No session.
+    #[serde(rename = "FOLLOWER_IDLE_LOCAL")]
+    IdleLocal,
+    /// First join under way.
+    #[serde(rename = "FOLLOWER_JOINING")]
+    Joining,
+    /// Joined, applying the master's pages.
+    #[serde(rename = "FOLLOWER_CONNECTED_FOLLOW")]
+    ConnectedFollow,
+    /// Joined, navigating freely.
+    #[serde(rename = "FOLLOWER_CONNECTED_FREE")]
+    ConnectedFree,
+    /// Link lost; navigating locally, waiting to retry.
+    #[serde(rename = "FOLLOWER_DISCONNECTED_LOCAL")]
+    DisconnectedLocal,
+    /// Automatic rejoin under way.
+    #[serde(rename = "FOLLOWER_REJOINING")]
+    Rejoining,
+}
+
+impl FollowerState {
+    fn name(self) -> &'static str {
+        match self {
+            FollowerState::IdleLocal => "FOLLOWER_IDLE_LOCAL",
+            FollowerState::Joining => "FOLLOWER_JOINING",
+            FollowerState::ConnectedFollow => "FOLLOWER_CONNECTED_FOLLOW",
+            FollowerState::ConnectedFree => "FOLLOWER_CONNECTED_FREE",
+            FollowerState::DisconnectedLocal => "FOLLOWER_DISCONNECTED_LOCAL",
+            FollowerState::Rejoining => "FOLLOWER_REJOINING",
+        }
+    }
+
+    fn connected(self) -> bool {
+        matches!(
+            self,
+            FollowerState::ConnectedFollow | FollowerState::ConnectedFree
+        )
+    }
+
+    fn dialing(self) -> bool {
+        matches!(self, FollowerState::Joining | FollowerState::Rejoining)
+    }
+}
+
+/// How to join: a token (QR link, or stored from an earlier join), or a session code and
+/// optional password (typed by a person after discovery).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinCredentials {
+    /// Session token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Human session code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_code: Option<String>,
+    /// Password for a code join.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+/// What a follower persists so a restart rejoins automatically.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FollowerRecord {
+    /// Session id.
+    pub session_id: String,
+    /// Human session code.
+    pub session_code: String,
+    /// Session name.
+    pub session_name: String,
+    /// Stored token.
+    pub token: String,
+    /// Follow or free.
+    pub follow_mode: FollowMode,
+    /// What was shown.
+    pub view: PageState,
+}
+
+/// The choir follower.
+#[derive(Debug)]
+pub struct Follower {
+    cfg: FollowerConfig,
+    state: FollowerState,
+    out: Outbox,
+    rng: Rng,
+    backoff: Backoff,
+    creds: Option<JoinCredentials>,
+    session_id: String,
+    session_code: String,
+    session_name: String,
+    link: Option<(PeerId, Link)>,
+    follow_mode: FollowMode,
+    master: Option<PageState>,
+    view: PageState,
+    stream: Option<StreamInfo>,
+    participants: BTreeMap<String, Participant>,
+    count: u32,
+    retry_at: Option<Time>,
+    join_resend_at: Option<Time>,
+    joined_once: bool,
+}
+
+impl Follower {
+    /// A follower with no session. `seed` drives backoff jitter.
+    pub fn new(cfg: FollowerConfig, seed: u64) -> Follower {
+        Follower {
+            state: FollowerState::IdleLocal,
+            out: Outbox::default(),
+            rng: Rng::new(seed),
+            backoff: Backoff::new(cfg.backoff),
+            follow_mode: cfg.follow_mode,
+            cfg,
+            creds: None,
+            session_id: String::new(),
+            session_code: String::new(),
+            session_name: String::new(),
+            link: None,
+            master: None,
+            view: PageState::default(),
+            stream: None,
+            participants: BTreeMap::new(),
+            count: 0,
+            retry_at: None,
+            join_resend_at: None,
+            joined_once: false,
+        }
+    }
+
+    /// A follower restarted with a stored membership: it rejoins at once.
+    pub fn restore(cfg: FollowerConfig, seed: u64, now: Time, rec: FollowerRecord) -> Follower {
+        let mut f = Follower::new(cfg, seed);
+        f.creds = Some(JoinCredentials {
+            token: Some(rec.token),
+            ..Default::default()
+        });
+        f.session_id = rec.session_id;
+        f.session_code = rec.session_code;
+        f.session_name = rec.session_name;
+        f.follow_mode = rec.follow_mode;
+        f.view = rec.view;
+        f.joined_once = true;
+        f.enter(FollowerState::DisconnectedLocal, "restored after restart");
+        f.retry_at = Some(now);
+        f
+    }
+
+    /// Current state.
+    pub fn state(&self) -> FollowerState {
+        self.state
+    }
+    /// What the device shows.
+    pub fn view(&self) -> &PageState {
+        &self.view
+    }
+    /// The master's latest known state.
+    pub fn master(&self) -> Option<&PageState> {
+        self.master.as_ref()
+    }
+    /// Follow or free.
+    pub fn follow_mode(&self) -> FollowMode {
+        self.follow_mode
+    }
+    /// The streamed score shown, if any.
+    pub fn stream(&self) -> Option<&StreamInfo> {
+        self.stream.as_ref()
+    }
+    /// Session id (empty when not in a session).
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+    /// The stored token, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.creds.as_ref().and_then(|c| c.token.as_deref())
+    }
+    /// Participants as last announced, master included.
+    pub fn participants(&self) -> impl Iterator<Item = &Participant> {
+        self.participants.values()
+    }
+    /// Connected participants as last announced.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+    /// Smoothed round-trip time to the master.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.link.as_ref().and_then(|(_, l)| l.rtt)
+    }
+
+    fn enter(&mut self, state: FollowerState, reason: &str) {
+        if self.state == state {
+            return;
+        }
+        tracing::info!(
+            from = self.state.name(),
+            to = state.name(),
+            reason,
+            "follower state"
+        );
+        self.state = state;
+        self.out.event(Event::State {
+            state: state.name().into(),
+            reason: reason.into(),
+        });
+    }
+
+    fn connected_state(&self) -> FollowerState {
+        match self.follow_mode {
+            FollowMode::Follow => FollowerState::ConnectedFollow,
+            FollowMode::Free => FollowerState::ConnectedFree,
+        }
+    }
+
+    fn persist(&mut self) {
+        let rec = match self.token() {
+            Some(token) if !self.session_id.is_empty() => Record::Follower(FollowerRecord {
+                session_id: self.session_id.clone(),
+                session_code: self.session_code.clone(),
+                session_name: self.session_name.clone(),
+                token: token.to_string(),
+                follow_mode: self.follow_mode,
+                view: self.view.clone(),
+            }),
+            _ => Record::Cleared,
+        };
+        self.out.push(Output::Persist(rec));
+    }
+
+    fn send(&mut self, now: Time, msg: Message) {
+        let Some((peer, link)) = self.link.as_mut() else {
+            return;
+        };
+        let env = Envelope {
+            session_id: self.session_id.clone(),
+            sender_id: self.cfg.device_id.clone(),
+            ts: now.as_millis(),
+            seq: self.out.next_seq(),
+            msg,
+        };
+        match env.encode() {
+            Ok(text) => {
+                link.sent(now);
+                let peer = *peer;
+                self.out.push(Output::Send(peer, text));
+            }
+            Err(e) => self.out.error("internal", e.to_string()),
+        }
+    }
+
+    fn show(&mut self, view: PageState, origin: Origin) {
+        if view.song_id == self.view.song_id
+            && view.song_epoch == self.view.song_epoch
+            && view.page_index == self.view.page_index
+        {
+            return;
+        }
+        self.view = PageState { at: None, ..view };
+        self.out.event(Event::Page {
+            song_id: self.view.song_id.clone(),
+            song_epoch: self.view.song_epoch,
+            page: self.view.page_index,
+            origin,
+        });
+    }
+
+    /// Applies a state from the master. `authoritative` (a JOIN_ACCEPT) replaces whatever was
+    /// known; otherwise only strictly newer `(song_epoch, page_revision)` is taken.
+    fn apply_master(&mut self, state: PageState, authoritative: bool) {
+        let known = self.master.as_ref().map(PageState::version);
+        if !authoritative && known.is_some_and(|v| state.version() <= v) {
+            // Stale or duplicate (§11.2, §11.3). The same version still pulls a follow-mode
+            // view back: local navigation while following is only a glance.
+            if known == Some(state.version()) && self.follow_mode == FollowMode::Follow {
+                self.show(state, Origin::Remote);
+            }
+            return;
+        }
+        if self
+            .stream
+            .as_ref()
+            .is_some_and(|s| s.song_epoch < state.song_epoch)
+        {
+            self.stream = None;
+            self.out.event(Event::StreamCleared);
+        }
+        let song_changed = state.song_epoch != self.view.song_epoch;
+        self.master = Some(state.clone());
+        if self.follow_mode == FollowMode::Follow || song_changed {
+            self.show(state, Origin::Remote);
+        }
+    }
+
+    fn set_stream(&mut self, info: StreamInfo) {
+        let current = self.master.as_ref().map_or(0, |m| m.song_epoch);
+        if info.song_epoch < current || self.stream.as_ref() == Some(&info) {
+            return;
+        }
+        self.stream = Some(info.clone());
+        self.out.event(Event::StreamPrepared(info));
+    }
+
+    fn clear_stream(&mut self) {
+        if self.stream.take().is_some() {
+            self.out.event(Event::StreamCleared);
+        }
+    }
+
+    fn dial(&mut self, state: FollowerState, reason: &str) {
+        self.retry_at = None;
+        self.enter(state, reason);
+        self.out.event(Event::Link {
+            peer: 0,
+            state: if state == FollowerState::Joining {
+                LinkState::Connecting
+            } else {
+                LinkState::Reconnecting
+            },
+        });
+        self.out.push(Output::Dial);
+    }
+
+    /// The link is gone or never came: keep the page, navigate locally, retry later.
+    fn link_lost(&mut self, now: Time, reason: &str) {
+        if let Some((peer, _)) = self.link.take() {
+            self.out.push(Output::Close(peer));
+            self.out.event(Event::Link {
+                peer,
+                state: LinkState::Reconnecting,
+            });
+        }
+        self.join_resend_at = None;
+        if !(self.state.connected() || self.state.dialing()) {
+            return;
+        }
+        self.enter(FollowerState::DisconnectedLocal, reason);
+        self.schedule_retry(now);
+    }
+
+    fn schedule_retry(&mut self, now: Time) {
+        match self.backoff.next_delay(&mut self.rng) {
+            Some(delay) => self.retry_at = Some(now + delay),
+            None => {
+                self.retry_at = None;
+                self.out.event(Event::GaveUp {
+                    attempts: self.backoff.attempts(),
+                });
+                self.out.event(Event::Error {
+                    code: "network-unavailable".into(),
+                    message: "cannot reach the master; retry manually".into(),
+                });
+            }
+        }
+    }
+
+    /// Back to no session at all: SESSION_END, or a token the master refuses.
+    fn leave_session(&mut self, reason: &str) {
+        if let Some((peer, _)) = self.link.take() {
+            self.out.push(Output::Close(peer));
+            self.out.event(Event::Link {
+                peer,
+                state: LinkState::Ended,
+            });
+        }
+        self.creds = None;
+        self.session_id.clear();
+        self.session_code.clear();
+        self.master = None;
+        self.participants.clear();
+        self.count = 0;
+        self.retry_at = None;
+        self.join_resend_at = None;
+        self.joined_once = false;
+        self.clear_stream();
+        self.enter(FollowerState::IdleLocal, reason);
+        self.persist();
+    }
+
+    fn join_request(&self) -> JoinRequest {
+        let creds = self.creds.clone().unwrap_or_default();
+        JoinRequest {
+            token: creds.token,
+            session_code: creds.session_code,
+            password: creds.password,
+            device_name: self.cfg.device_name.clone(),
+            follow_mode: self.follow_mode,
+        }
+    }
+
+    fn on_link_up(&mut self, now: Time, peer: PeerId) {
+        if !self.state.dialing() || self.link.is_some() {
+            self.out.push(Output::Close(peer)); // a link we no longer want
+            return;
+        }
+        self.link = Some((peer, Link::open(now, self.cfg.heartbeat)));
+        self.out.event(Event::Link {
+            peer,
+            state: LinkState::Connected,
+        });
+        let hello = Message::Hello(Hello {
+            mode: Mode::ChoirFollower,
+            device_name: self.cfg.device_name.clone(),
+            capabilities: vec![],
+        });
+        self.send(now, hello);
+        self.send(now, Message::JoinRequest(self.join_request()));
+        self.join_resend_at = Some(now + self.cfg.join_retry);
+    }
+
+    fn on_received(&mut self, now: Time, peer: PeerId, bytes: &[u8]) {
+        let Some((current, link)) = self.link.as_mut() else {
+            return;
+        };
+        if *current != peer {
+            return;
+        }
+        let env = match Envelope::decode(bytes) {
+            Ok(env) => env,
+            Err(DecodeError::UnknownType(t)) => {
+                tracing::debug!(t, "ignored unknown message type");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(%e, "ignored malformed message");
+                return;
+            }
+        };
+        let (admit, recovered) = link.admit(now, env.seq);
+        if recovered {
+            self.out.event(Event::Link {
+                peer,
+                state: LinkState::Connected,
+            });
+        }
+        // State messages carry their own, stronger order (song epoch, page revision), so one
+        // overtaken on a reordering path still counts; everything else must be fresh.
+        let ordered_by_revision = matches!(
+            env.msg,
+            Message::SetPage(_) | Message::SetSong(_) | Message::StateSnapshot(_)
+        );
+        if admit == Admit::RateLimited || (admit == Admit::Stale && !ordered_by_revision) {
+            return;
+        }
+        // Once joined, only this session's messages count.
+        let joined = self.state.connected();
+        if joined && env.session_id != self.session_id {
+            return;
+        }
+        match env.msg {
+            Message::Ping(ping) => self.send(now, Message::Pong(Link::pong(now, &ping))),
+            Message::Pong(pong) => {
+                if let Some((_, link)) = self.link.as_mut() {
+                    link.on_pong(now, &pong);
+                }
+            }
+            Message::JoinAccept(accept) if self.state.dialing() => {
+                self.on_accept(now, env.session_id, accept)
+            }
+            Message::JoinReject(r) if self.state.dialing() => self.on_reject(now, r.reason),
+            Message::SessionEnd(_) if joined => {
+                self.leave_session("session ended by the master");
+                self.out.event(Event::SessionEnded);
+            }
+            Message::SetSong(state) | Message::SetPage(state) if joined => {
+                self.apply_master(state, false)
+            }
+            Message::StateSnapshot(Snapshot::Choir(snap)) if joined => {
+                self.apply_snapshot(snap, false)
+            }
+            Message::StreamPrepare(info) if joined => self.set_stream(info),
+            Message::StreamClear(c)
+                if joined
+                    && (c.stream_id.is_empty()
+                        || self
+                            .stream
+                            .as_ref()
+                            .is_some_and(|s| s.stream_id == c.stream_id)) =>
+            {
+                self.clear_stream()
+            }
+            Message::Presence(p) if joined => self.apply_presence(p),
+            _ => {}
+        }
+    }
+
+    fn apply_snapshot(&mut self, snap: ChoirSnapshot, authoritative: bool) {
+        let epoch = snap.page.song_epoch;
+        self.apply_master(snap.page, authoritative);
+        match snap.stream {
+            Some(s) if s.song_epoch >= epoch => self.set_stream(s),
+            Some(_) => {}
+            None => self.clear_stream(),
+        }
+        if !snap.session_name.is_empty() {
+            self.session_name = snap.session_name;
+        }
+        if !snap.participants.is_empty() {
+            let count = snap
+                .participants
+                .iter()
+                .filter(|p| p.status == PresenceStatus::Connected)
+                .count() as u32;
+            self.apply_presence(Presence {
+                count,
+                complete: true,
+                participants: snap.participants,
+            });
+        }
+    }
+
+    fn apply_presence(&mut self, p: Presence) {
+        if p.complete {
+            let gone: Vec<Participant> = self
+                .participants
+                .values()
+                .filter(|old| !p.participants.iter().any(|n| n.id == old.id))
+                .cloned()
+                .collect();
+            for old in gone {
+                self.participants.remove(&old.id);
+                if old.status == PresenceStatus::Connected {
+                    self.out.event(Event::ParticipantLeft(old));
+                }
+            }
+        }
+        for entry in p.participants {
+            let was = self
+                .participants
+                .get(&entry.id)
+                .map(|e| e.status == PresenceStatus::Connected)
+                .unwrap_or(false);
+            let is = entry.status == PresenceStatus::Connected;
+            match (was, is) {
+                (false, true) => self.out.event(Event::ParticipantJoined(entry.clone())),
+                (true, false) => self.out.event(Event::ParticipantLeft(entry.clone())),
+                _ => {}
+            }
+            if entry.status == PresenceStatus::Left {
+                self.participants.remove(&entry.id);
+            } else {
+                self.participants.insert(entry.id.clone(), entry);
+            }
+        }
+        if p.count != self.count {
+            self.count = p.count;
+            self.out.event(Event::Presence { count: p.count });
+        }
+    }
+
+    fn on_accept(&mut self, now: Time, session_id: String, accept: JoinAccept) {
+        let rejoin = self.joined_once;
+        self.join_resend_at = None;
+        self.session_id = session_id;
+        self.session_code = accept.session_code;
+        self.creds = Some(JoinCredentials {
+            token: Some(accept.token),
+            ..Default::default()
+        });
+        self.backoff.reset();
+        self.joined_once = true;
+        let state = self.connected_state();
+        self.enter(state, if rejoin { "rejoined" } else { "join accepted" });
+        // On (re)join the master's state overrides the previous page context: §11.3.
+        self.apply_snapshot(accept.snapshot, true);
+        self.out.event(Event::Joined {
+            session_id: self.session_id.clone(),
+            session_code: self.session_code.clone(),
+            session_name: self.session_name.clone(),
+            rejoin,
+        });
+        // Tell the master our mode in case it changed while we were away.
+        let mode = self.follow_mode;
+        self.send(now, Message::SetFollowMode(FollowModeMsg { mode }));
+        self.persist();
+    }
+
+    fn on_reject(&mut self, now: Time, reason: RejectReason) {
+        tracing::info!(?reason, "join rejected");
+        let _ = now;
+        self.out.event(Event::Rejected { reason });
+        self.out.error(
+            reason.code(),
+            match reason {
+                RejectReason::InvalidToken => "the session token is not valid",
+                RejectReason::InvalidPassword => "wrong password",
+                RejectReason::SessionEnded => "the session has ended",
+                RejectReason::VersionMismatch => "the master speaks another protocol version",
+                RejectReason::SessionFull => "the session is full",
+                RejectReason::SessionNotFound => "no session with that code",
+                RejectReason::Unknown => "the master refused the join",
+            },
+        );
+        self.leave_session("join rejected");
+    }
+
+    fn on_command(&mut self, now: Time, cmd: &Command) {
+        match cmd {
+            Command::Join(creds) => {
+                if self.state != FollowerState::IdleLocal {
+                    self.out
+                        .error("already-joined", "leave the current session first");
+                    return;
+                }
+                if creds.token.is_none() && creds.session_code.is_none() {
+                    self.out
+                        .error("missing-session-code", "a session code or link is needed");
+                    return;
+                }
+                self.creds = Some(creds.clone());
+                self.backoff.reset();
+                self.dial(FollowerState::Joining, "join requested");
+            }
+            Command::Leave => {
+                if self.state.connected() {
+                    self.send(now, Message::LeaveSession(Empty {}));
+                }
+                self.leave_session("left by the user");
+            }
+            Command::SetPage { page } => {
+                // Local navigation is never blocked (§12.1, §12.4).
+                let view = PageState {
+                    page_index: (*page).min(crate::protocol::MAX_PAGE),
+                    ..self.view.clone()
+                };
+                self.show(view, Origin::Local);
+            }
+            Command::SetFollowMode { mode } => self.set_follow_mode(now, *mode),
+            Command::Retry => {
+                if self.state == FollowerState::DisconnectedLocal && self.creds.is_some() {
+                    self.backoff.reset();
+                    self.dial(FollowerState::Rejoining, "manual retry");
+                }
+            }
+            other => self.out.not_allowed("follower", other),
+        }
+    }
+
+    fn set_follow_mode(&mut self, now: Time, mode: FollowMode) {
+        if mode == self.follow_mode {
+            return;
+        }
+        self.follow_mode = mode;
+        self.out.event(Event::FollowMode { mode });
+        if self.state.connected() {
+            let next = self.connected_state();
+            self.enter(next, "follow mode toggled");
+            self.send(now, Message::SetFollowMode(FollowModeMsg { mode }));
+        }
+        // free → follow resyncs at once to the last known master state (§11.4).
+        if mode == FollowMode::Follow {
+            if let Some(m) = self.master.clone() {
+                self.show(m, Origin::Remote);
+            }
+        }
+        self.persist();
+    }
+
+    fn on_timeout(&mut self, now: Time) {
+        if self.retry_at.is_some_and(|t| now >= t) {
+            self.dial(FollowerState::Rejoining, "retrying");
+        }
+        if self.join_resend_at.is_some_and(|t| now >= t) {
+            self.join_resend_at = Some(now + self.cfg.join_retry);
+            self.send(now, Message::JoinRequest(self.join_request()));
+        }
+        let Some((peer, link)) = self.link.as_mut() else {
+            return;
+        };
+        let peer = *peer;
+        match link.tick(now) {
+            Tick::Idle => {}
+            Tick::Ping(ping) => self.send(now, Message::Ping(ping)),
+            Tick::Degraded => self.out.event(Event::Link {
+                peer,
+                state: LinkState::Degraded,
+            }),
+            Tick::Dead => self.link_lost(now, "heartbeat lost"),
+        }
+    }
+}
+
+impl Machine for Follower {
+    fn handle(&mut self, now: Time, input: Input<'_>) {
+        match input {
+            Input::LinkUp(peer) => self.on_link_up(now, peer),
+            Input::LinkDown(peer) => {
+                if self.link.as_ref().is_some_and(|(p, _)| *p == peer) {
+                    self.link = None;
+                    self.out.event(Event::Link {
+                        peer,
+                        state: LinkState::Reconnecting,
+                    });
+                    self.link_lost(now, "link lost");
+                }
+            }
+            Input::DialFailed => {
+                if self.state.dialing() && self.link.is_none() {
+                    self.link_lost(now, "dial failed");
+                }
+            }
+            Input::NetworkChanged => {
+                if self.state == FollowerState::DisconnectedLocal && self.creds.is_some() {
+                    self.dial(FollowerState::Rejoining, "network changed");
+                }
+            }
+            Input::Received(peer, bytes) => self.on_received(now, peer, bytes),
+            Input::Command(cmd) => self.on_command(now, cmd),
+            Input::Timeout => self.on_timeout(now),
+        }
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop()
+    }
+
+    fn poll_timeout(&self) -> Option<Time> {
+        earliest([
+            self.retry_at,
+            self.join_resend_at,
+            self.link.as_ref().map(|(_, l)| l.deadline()),
+        ])
+    }
+}

@@ -1,0 +1,267 @@
+//! One link's health: heartbeat, duplicate/stale filtering, rate limiting and round-trip time.
+//!
+//! Generic link states (seed 002 §10.1): `IDLE → CONNECTING → CONNECTED → DEGRADED →
+//! RECONNECTING → CONNECTED`, and `→ ENDED`. This module owns CONNECTED ⇄ DEGRADED (silence on an
+//! open link) and "dead" (silence long enough to give the link up); the roles own the rest,
+//! because what happens after a loss (redial, wait, forget) depends on the role.
+
+use super::Time;
+use crate::protocol::{Ping, Pong};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Generic link state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkState {
+    /// No link.
+    Idle,
+    /// Signaling or handshake under way.
+    Connecting,
+    /// Open and healthy.
+    Connected,
+    /// Open, but the peer has been silent for a while.
+    Degraded,
+    /// Lost; retrying in the background.
+    Reconnecting,
+    /// Closed for good (session over, user left).
+    Ended,
+}
+
+/// Heartbeat timing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeartbeatConfig {
+    /// A PING is sent when nothing was sent for this long.
+    pub ping_interval: Duration,
+    /// Silence after which an open link is DEGRADED.
+    pub degraded_after: Duration,
+    /// Silence after which the link is given up (closed and redialled).
+    pub dead_after: Duration,
+    /// Sustained messages per second accepted from one peer; excess is dropped.
+    pub rate_per_sec: u32,
+    /// Burst allowance on top of the rate.
+    pub burst: u32,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        HeartbeatConfig {
+            ping_interval: Duration::from_secs(1),
+            degraded_after: Duration::from_millis(3500),
+            dead_after: Duration::from_secs(10),
+            rate_per_sec: 100,
+            burst: 200,
+        }
+    }
+}
+
+/// What a heartbeat tick asks the role to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tick {
+    /// Nothing due.
+    Idle,
+    /// Send this PING.
+    Ping(Ping),
+    /// The link just became DEGRADED.
+    Degraded,
+    /// The link is dead: close it and treat it as down.
+    Dead,
+}
+
+/// Whether a received envelope should be applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admit {
+    /// New: apply it.
+    Fresh,
+    /// A duplicate or an older message than one already seen on this link: drop it.
+    Stale,
+    /// Over the rate limit: drop it.
+    RateLimited,
+}
+
+/// Health of one open link.
+#[derive(Debug, Clone)]
+pub(crate) struct Link {
+    pub state: LinkState,
+    cfg: HeartbeatConfig,
+    last_rx: Time,
+    next_ping: Time,
+    last_seq: Option<u64>,
+    ping_id: u64,
+    /// Bucket level in millionths of a message, so refill is exact integer maths.
+    tokens: u64,
+    last_refill: Time,
+    /// Smoothed round-trip time from PING/PONG.
+    pub rtt: Option<Duration>,
+    /// Messages dropped by the rate limit.
+    pub dropped: u64,
+}
+
+const MICRO: u64 = 1_000_000;
+
+impl Link {
+    /// A link that just opened.
+    pub fn open(now: Time, cfg: HeartbeatConfig) -> Link {
+        Link {
+            state: LinkState::Connected,
+            cfg,
+            last_rx: now,
+            next_ping: now + cfg.ping_interval,
+            last_seq: None,
+            ping_id: 0,
+            tokens: u64::from(cfg.burst) * MICRO,
+            last_refill: now,
+            rtt: None,
+            dropped: 0,
+        }
+    }
+
+    /// Decides whether an envelope with `seq` is applied; any arrival counts as a sign of life.
+    /// Returns whether the link came back from DEGRADED too.
+    pub fn admit(&mut self, now: Time, seq: u64) -> (Admit, bool) {
+        self.refill(now);
+        if self.tokens < MICRO {
+            self.dropped += 1;
+            return (Admit::RateLimited, false);
+        }
+        self.tokens -= MICRO;
+        self.last_rx = now;
+        let recovered = self.state == LinkState::Degraded;
+        if recovered {
+            self.state = LinkState::Connected;
+        }
+        if self.last_seq.is_some_and(|last| seq <= last) {
+            return (Admit::Stale, recovered);
+        }
+        self.last_seq = Some(seq);
+        (Admit::Fresh, recovered)
+    }
+
+    fn refill(&mut self, now: Time) {
+        let elapsed = now.since(self.last_refill).as_micros() as u64;
+        self.last_refill = now;
+        let cap = u64::from(self.cfg.burst) * MICRO;
+        let add = elapsed.saturating_mul(u64::from(self.cfg.rate_per_sec));
+        self.tokens = self.tokens.saturating_add(add).min(cap);
+    }
+
+    /// Notes that something was sent, postponing the next PING.
+    pub fn sent(&mut self, now: Time) {
+        self.next_ping = now + self.cfg.ping_interval;
+    }
+
+    /// Runs the heartbeat at `now`.
+    pub fn tick(&mut self, now: Time) -> Tick {
+        let silent = now.since(self.last_rx);
+        if silent >= self.cfg.dead_after {
+            return Tick::Dead;
+        }
+        if silent >= self.cfg.degraded_after && self.state == LinkState::Connected {
+            self.state = LinkState::Degraded;
+            return Tick::Degraded;
+        }
+        if now >= self.next_ping {
+            self.ping_id += 1;
+            self.next_ping = now + self.cfg.ping_interval;
+            return Tick::Ping(Ping {
+                id: self.ping_id,
+                t0: now.as_micros(),
+            });
+        }
+        Tick::Idle
+    }
+
+    /// When `tick` next has something to do.
+    pub fn deadline(&self) -> Time {
+        let silence_deadline = if self.state == LinkState::Connected {
+            self.last_rx + self.cfg.degraded_after
+        } else {
+            self.last_rx + self.cfg.dead_after
+        };
+        self.next_ping.min(silence_deadline)
+    }
+
+    /// The answer to a peer's PING.
+    pub fn pong(now: Time, ping: &Ping) -> Pong {
+        Pong {
+            id: ping.id,
+            t0: ping.t0,
+            t1: now.as_micros(),
+            t2: now.as_micros(),
+        }
+    }
+
+    /// Folds a PONG into the round-trip estimate (RFC 6298 style smoothing, 1/8 gain).
+    pub fn on_pong(&mut self, now: Time, pong: &Pong) {
+        if pong.t0 > now.as_micros() {
+            return; // not one of ours, or a clock that went backwards: ignore
+        }
+        let total = now.as_micros() - pong.t0;
+        let sample = Duration::from_micros(total.saturating_sub(pong.t2 - pong.t1));
+        self.rtt = Some(match self.rtt {
+            None => sample,
+            Some(rtt) => (rtt * 7 + sample) / 8,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Time {
+        Time::from_millis(n)
+    }
+
+    #[test]
+    fn silence_degrades_then_kills_and_traffic_heals() {
+        let cfg = HeartbeatConfig::default();
+        let mut link = Link::open(ms(0), cfg);
+        assert!(matches!(link.tick(ms(1000)), Tick::Ping(_)));
+        assert_eq!(link.tick(ms(3500)), Tick::Degraded);
+        assert_eq!(link.state, LinkState::Degraded);
+        let (admit, recovered) = link.admit(ms(3600), 1);
+        assert_eq!(admit, Admit::Fresh);
+        assert!(recovered);
+        assert_eq!(link.state, LinkState::Connected);
+        assert_eq!(link.tick(ms(13_600)), Tick::Dead);
+    }
+
+    #[test]
+    fn duplicates_and_older_messages_are_stale() {
+        let mut link = Link::open(ms(0), HeartbeatConfig::default());
+        assert_eq!(link.admit(ms(1), 5).0, Admit::Fresh);
+        assert_eq!(link.admit(ms(2), 5).0, Admit::Stale);
+        assert_eq!(link.admit(ms(3), 4).0, Admit::Stale);
+        assert_eq!(link.admit(ms(4), 9).0, Admit::Fresh);
+    }
+
+    #[test]
+    fn flood_is_rate_limited_and_the_bucket_refills() {
+        let cfg = HeartbeatConfig::default();
+        let mut link = Link::open(ms(0), cfg);
+        let mut fresh = 0;
+        for seq in 1..=1000 {
+            if link.admit(ms(0), seq).0 == Admit::Fresh {
+                fresh += 1;
+            }
+        }
+        assert_eq!(fresh, cfg.burst);
+        assert_eq!(link.dropped, 800);
+        // one second later the bucket holds rate_per_sec tokens again
+        assert_eq!(link.admit(ms(1000), 2000).0, Admit::Fresh);
+    }
+
+    #[test]
+    fn rtt_excludes_the_peer_processing_time() {
+        let mut link = Link::open(ms(0), HeartbeatConfig::default());
+        let pong = Pong {
+            id: 1,
+            t0: 1_000,
+            t1: 50_000,
+            t2: 50_300,
+        };
+        link.on_pong(Time(1_000 + 2_300), &pong);
+        assert_eq!(link.rtt, Some(Duration::from_micros(2_000)));
+    }
+}

@@ -1,0 +1,792 @@
+//! The choir master (seed 002 §10.3): one session, many followers in a star.
+//!
+//! The master owns the authoritative state — song epoch, page revision, streamed score — and
+//! broadcasts every change. It admits followers by token, or by session code plus password,
+//! keeps the presence list, sends a periodic STATE_SNAPSHOT so a follower that missed something
+//! converges anyway, and persists its session so a crash and restart lose nothing.
+
+use super::link::{Admit, Link, Tick};
+use super::{
+    earliest, Command, Event, HeartbeatConfig, Input, LinkState, Machine, Origin, Outbox, Output,
+    PeerId, Record, Time,
+};
+use crate::protocol::{
+    ChoirSnapshot, DecodeError, Envelope, FollowMode, Hello, JoinAccept, JoinReject, JoinRequest,
+    Message, Mode, PageState, Participant, Presence, PresenceStatus, RejectReason, Role,
+    SessionEnd, Snapshot, StreamClear, StreamInfo, MAX_PARTICIPANTS,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// Master settings.
+#[derive(Debug, Clone)]
+pub struct MasterConfig {
+    /// This device's stable id.
+    pub device_id: String,
+    /// This device's human name.
+    pub device_name: String,
+    /// Session name shown to followers.
+    pub session_name: String,
+    /// Optional password required with a session code (not with a token).
+    pub password: Option<String>,
+    /// Most followers at once (at most 255).
+    pub max_followers: usize,
+    /// Heartbeat timing.
+    pub heartbeat: HeartbeatConfig,
+    /// Period of the STATE_SNAPSHOT broadcast.
+    pub snapshot_interval: Duration,
+    /// A link that has not sent a valid JOIN_REQUEST by then is closed.
+    pub join_timeout: Duration,
+    /// Presence changes are batched for this long, so a crowd joining costs few broadcasts.
+    pub presence_delay: Duration,
+    /// A disconnected participant is listed as left after this long (its token still works).
+    pub participant_expiry: Duration,
+}
+
+impl MasterConfig {
+    /// Defaults for a device id.
+    pub fn new(device_id: impl Into<String>) -> MasterConfig {
+        MasterConfig {
+            device_id: device_id.into(),
+            device_name: "Master".into(),
+            session_name: "Rehearsal".into(),
+            password: None,
+            max_followers: 200,
+            heartbeat: HeartbeatConfig::default(),
+            snapshot_interval: Duration::from_secs(5),
+            join_timeout: Duration::from_secs(10),
+            presence_delay: Duration::from_millis(100),
+            participant_expiry: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Master states (seed 002 §10.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MasterState {
+    /// No session.
+    #[serde(rename = "MASTER_IDLE")]
+    Idle,
+    /// Session running, every participant connected.
+    #[serde(rename = "MASTER_SESSION_ACTIVE")]
+    SessionActive,
+    /// Session running, one or more participants disconnected.
+    #[serde(rename = "MASTER_RECONNECTING_LINKS")]
+    ReconnectingLinks,
+    /// Session over; its token is refused.
+    #[serde(rename = "MASTER_SESSION_ENDED")]
+    SessionEnded,
+}
+
+impl MasterState {
+    fn name(self) -> &'static str {
+        match self {
+            MasterState::Idle => "MASTER_IDLE",
+            MasterState::SessionActive => "MASTER_SESSION_ACTIVE",
+            MasterState::ReconnectingLinks => "MASTER_RECONNECTING_LINKS",
+            MasterState::SessionEnded => "MASTER_SESSION_ENDED",
+        }
+    }
+}
+
+/// A human session code `XXXX-XXXX` over an alphabet with no look-alikes (no I, O, 0, 1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionCode(String);
+
+const CODE_ALPHABET: &[u8; 32] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+
+impl SessionCode {
+    /// Normalises what a person typed: case, spaces and dashes do not matter. `None` when it
+    /// cannot be a session code.
+    pub fn parse(input: &str) -> Option<SessionCode> {
+        let chars: Vec<u8> = input
+            .bytes()
+            .filter(|b| !matches!(b, b' ' | b'-' | b'\t'))
+            .map(|b| b.to_ascii_uppercase())
+            .collect();
+        if chars.len() != 8 || !chars.iter().all(|c| CODE_ALPHABET.contains(c)) {
+            return None;
+        }
+        let s = String::from_utf8(chars).ok()?;
+        Some(SessionCode(format!("{}-{}", &s[..4], &s[4..])))
+    }
+
+    fn from_bytes(bytes: &[u8]) -> SessionCode {
+        let s: String = bytes[..8]
+            .iter()
+            .map(|b| CODE_ALPHABET[usize::from(b % 32)] as char)
+            .collect();
+        SessionCode(format!("{}-{}", &s[..4], &s[4..]))
+    }
+
+    /// The code, `XXXX-XXXX`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What a master persists: enough to resume the same session after a crash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MasterRecord {
+    /// Session id.
+    pub session_id: String,
+    /// Join token.
+    pub token: String,
+    /// Human session code.
+    pub session_code: SessionCode,
+    /// Session name.
+    pub session_name: String,
+    /// Password, if any.
+    pub password: Option<String>,
+    /// Current song and page.
+    pub page: PageState,
+    /// Current streamed score.
+    pub stream: Option<StreamInfo>,
+    /// Whether the session has ended (then every join is refused).
+    pub ended: bool,
+}
+
+#[derive(Debug)]
+struct Member {
+    name: String,
+    follow_mode: FollowMode,
+    status: PresenceStatus,
+    peer: Option<PeerId>,
+    since: Time,
+}
+
+#[derive(Debug)]
+struct Peer {
+    link: Link,
+    member: Option<String>,
+    opened: Time,
+    hello_name: String,
+}
+
+/// The choir master.
+#[derive(Debug)]
+pub struct Master {
+    cfg: MasterConfig,
+    state: MasterState,
+    out: Outbox,
+    rec: MasterRecord,
+    members: BTreeMap<String, Member>,
+    peers: BTreeMap<PeerId, Peer>,
+    presence_changed: BTreeSet<String>,
+    presence_due: Option<Time>,
+    snapshot_due: Time,
+}
+
+fn derive(entropy: &[u8; 32], label: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(label.as_bytes());
+    h.update(entropy);
+    h.finalize().into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Equality that takes the same time wherever the strings differ, so a secret cannot be guessed
+/// byte by byte from response times.
+fn secret_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+impl Master {
+    /// Creates a new session. `entropy` must be 32 bytes from a secure random source: the token
+    /// is derived from it.
+    pub fn new(cfg: MasterConfig, now: Time, entropy: [u8; 32]) -> Master {
+        let rec = MasterRecord {
+            session_id: hex(&derive(&entropy, "lansync session id")[..8]),
+            token: hex(&derive(&entropy, "lansync session token")[..16]),
+            session_code: SessionCode::from_bytes(&derive(&entropy, "lansync session code")),
+            session_name: cfg.session_name.clone(),
+            password: cfg.password.clone(),
+            page: PageState::default(),
+            stream: None,
+            ended: false,
+        };
+        Master::start(cfg, now, rec, "session created")
+    }
+
+    /// Resumes a persisted session after a restart.
+    pub fn restore(cfg: MasterConfig, now: Time, rec: MasterRecord) -> Master {
+        Master::start(cfg, now, rec, "session restored")
+    }
+
+    fn start(mut cfg: MasterConfig, now: Time, rec: MasterRecord, why: &str) -> Master {
+        cfg.max_followers = cfg.max_followers.min(MAX_PARTICIPANTS - 1);
+        let mut m = Master {
+            snapshot_due: now + cfg.snapshot_interval,
+            cfg,
+            state: MasterState::Idle,
+            out: Outbox::default(),
+            rec,
+            members: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            presence_changed: BTreeSet::new(),
+            presence_due: None,
+        };
+        if m.rec.ended {
+            m.enter(MasterState::SessionEnded, why);
+        } else {
+            m.enter(MasterState::SessionActive, why);
+            m.out.event(Event::Hosting {
+                session_id: m.rec.session_id.clone(),
+                session_code: m.rec.session_code.as_str().into(),
+                token: m.rec.token.clone(),
+            });
+        }
+        m.persist();
+        m
+    }
+
+    /// Current state.
+    pub fn state(&self) -> MasterState {
+        self.state
+    }
+    /// The persisted record (session id, token, code, current page…).
+    pub fn record(&self) -> &MasterRecord {
+        &self.rec
+    }
+    /// Current song and page.
+    pub fn page(&self) -> &PageState {
+        &self.rec.page
+    }
+    /// Connected participants, master included.
+    pub fn count(&self) -> u32 {
+        1 + self.connected() as u32
+    }
+    /// The participant list, master first.
+    pub fn participants(&self) -> Vec<Participant> {
+        let mut list = vec![self.me()];
+        list.extend(self.members.keys().filter_map(|id| self.entry(id)));
+        list
+    }
+    /// Smoothed round-trip time to a peer.
+    pub fn rtt(&self, peer: PeerId) -> Option<Duration> {
+        self.peers.get(&peer).and_then(|p| p.link.rtt)
+    }
+
+    fn connected(&self) -> usize {
+        self.members
+            .values()
+            .filter(|m| m.status == PresenceStatus::Connected)
+            .count()
+    }
+
+    fn me(&self) -> Participant {
+        Participant {
+            id: self.cfg.device_id.clone(),
+            name: self.cfg.device_name.clone(),
+            role: Role::Master,
+            follow_mode: FollowMode::Follow,
+            status: PresenceStatus::Connected,
+        }
+    }
+
+    fn entry(&self, id: &str) -> Option<Participant> {
+        self.members.get(id).map(|m| Participant {
+            id: id.to_string(),
+            name: m.name.clone(),
+            role: Role::Follower,
+            follow_mode: m.follow_mode,
+            status: m.status,
+        })
+    }
+
+    fn enter(&mut self, state: MasterState, reason: &str) {
+        if self.state == state {
+            return;
+        }
+        tracing::info!(
+            from = self.state.name(),
+            to = state.name(),
+            reason,
+            "master state"
+        );
+        self.state = state;
+        self.out.event(Event::State {
+            state: state.name().into(),
+            reason: reason.into(),
+        });
+    }
+
+    /// ACTIVE ⇄ RECONNECTING_LINKS follows whether anyone is disconnected.
+    fn update_link_state(&mut self, reason: &str) {
+        if matches!(self.state, MasterState::SessionEnded | MasterState::Idle) {
+            return;
+        }
+        let waiting = self
+            .members
+            .values()
+            .any(|m| m.status == PresenceStatus::Disconnected);
+        let next = if waiting {
+            MasterState::ReconnectingLinks
+        } else {
+            MasterState::SessionActive
+        };
+        self.enter(next, reason);
+    }
+
+    fn persist(&mut self) {
+        self.out
+            .push(Output::Persist(Record::Master(self.rec.clone())));
+    }
+
+    fn envelope(&mut self, now: Time, msg: Message) -> Option<String> {
+        let env = Envelope {
+            session_id: self.rec.session_id.clone(),
+            sender_id: self.cfg.device_id.clone(),
+            ts: now.as_millis(),
+            seq: self.out.next_seq(),
+            msg,
+        };
+        match env.encode() {
+            Ok(text) => Some(text),
+            Err(e) => {
+                tracing::error!(%e, "cannot encode");
+                self.out.error("internal", e.to_string());
+                None
+            }
+        }
+    }
+
+    fn send(&mut self, now: Time, peer: PeerId, msg: Message) {
+        if let Some(text) = self.envelope(now, msg) {
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.link.sent(now);
+            }
+            self.out.push(Output::Send(peer, text));
+        }
+    }
+
+    /// Sends one encoded message to every joined follower (one encoding, one sequence number).
+    fn broadcast(&mut self, now: Time, msg: Message) {
+        let Some(text) = self.envelope(now, msg) else {
+            return;
+        };
+        for (&id, p) in self.peers.iter_mut().filter(|(_, p)| p.member.is_some()) {
+            p.link.sent(now);
+            self.out.push(Output::Send(id, text.clone()));
+        }
+    }
+
+    fn snapshot(&self, with_participants: bool) -> ChoirSnapshot {
+        ChoirSnapshot {
+            session_name: self.rec.session_name.clone(),
+            page: self.rec.page.clone(),
+            stream: self.rec.stream.clone(),
+            participants: if with_participants {
+                self.participants()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    fn presence_changed(&mut self, now: Time, id: &str) {
+        self.presence_changed.insert(id.to_string());
+        self.presence_due
+            .get_or_insert(now + self.cfg.presence_delay);
+    }
+
+    fn flush_presence(&mut self, now: Time) {
+        self.presence_due = None;
+        let changed = std::mem::take(&mut self.presence_changed);
+        let participants: Vec<Participant> =
+            changed.iter().filter_map(|id| self.entry(id)).collect();
+        // Members listed as left are forgotten once announced.
+        self.members.retain(|_, m| m.status != PresenceStatus::Left);
+        let count = self.count();
+        self.out.event(Event::Presence { count });
+        self.broadcast(
+            now,
+            Message::Presence(Presence {
+                count,
+                complete: false,
+                participants,
+            }),
+        );
+    }
+
+    fn on_link_up(&mut self, now: Time, peer: PeerId) {
+        // Even after the end a link is heard out, so its JOIN_REQUEST gets `session_ended`
+        // and the follower stops retrying.
+        self.peers.insert(
+            peer,
+            Peer {
+                link: Link::open(now, self.cfg.heartbeat),
+                member: None,
+                opened: now,
+                hello_name: String::new(),
+            },
+        );
+        self.out.event(Event::Link {
+            peer,
+            state: LinkState::Connected,
+        });
+        let hello = Message::Hello(Hello {
+            mode: Mode::ChoirMaster,
+            device_name: self.cfg.device_name.clone(),
+            capabilities: vec![],
+        });
+        self.send(now, peer, hello);
+    }
+
+    /// Forgets a link; its member, if any, becomes disconnected.
+    fn on_link_down(&mut self, now: Time, peer: PeerId, reason: &str) {
+        let Some(p) = self.peers.remove(&peer) else {
+            return;
+        };
+        let mut state = LinkState::Idle;
+        if let Some(id) = p.member {
+            if let Some(m) = self.members.get_mut(&id) {
+                if m.peer == Some(peer) && m.status == PresenceStatus::Connected {
+                    m.status = PresenceStatus::Disconnected;
+                    m.peer = None;
+                    m.since = now;
+                    state = LinkState::Reconnecting;
+                    if let Some(entry) = self.entry(&id) {
+                        self.out.event(Event::ParticipantLeft(entry));
+                    }
+                    self.presence_changed(now, &id);
+                }
+            }
+        }
+        self.out.event(Event::Link { peer, state });
+        self.update_link_state(reason);
+    }
+
+    fn close(&mut self, now: Time, peer: PeerId, reason: &str) {
+        self.out.push(Output::Close(peer));
+        self.on_link_down(now, peer, reason);
+    }
+
+    fn on_received(&mut self, now: Time, peer: PeerId, bytes: &[u8]) {
+        if !self.peers.contains_key(&peer) {
+            return;
+        }
+        let env = match Envelope::decode(bytes) {
+            Ok(env) => env,
+            Err(DecodeError::VersionMismatch { got }) => {
+                tracing::warn!(peer, got, "peer speaks another protocol version");
+                self.reject(now, peer, RejectReason::VersionMismatch);
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(peer, %e, "ignored message");
+                return;
+            }
+        };
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let (admit, recovered) = p.link.admit(now, env.seq);
+        if recovered {
+            self.out.event(Event::Link {
+                peer,
+                state: LinkState::Connected,
+            });
+        }
+        if admit != Admit::Fresh {
+            return;
+        }
+        let member = p.member.clone();
+        match env.msg {
+            Message::Hello(h) => p.hello_name = h.device_name,
+            Message::Ping(ping) => self.send(now, peer, Message::Pong(Link::pong(now, &ping))),
+            Message::Pong(pong) => p.link.on_pong(now, &pong),
+            Message::JoinRequest(req) => self.on_join_request(now, peer, &env.sender_id, req),
+            // Everything else is only heard from members, and only about themselves.
+            _ if member.as_deref() != Some(env.sender_id.as_str()) => {}
+            Message::SetFollowMode(f) => {
+                if let Some(m) = self.members.get_mut(&env.sender_id) {
+                    m.follow_mode = f.mode;
+                }
+                self.presence_changed(now, &env.sender_id);
+            }
+            Message::LeaveSession(_) => {
+                if let Some(m) = self.members.get_mut(&env.sender_id) {
+                    m.status = PresenceStatus::Left;
+                    m.peer = None;
+                }
+                if let Some(entry) = self.entry(&env.sender_id) {
+                    self.out.event(Event::ParticipantLeft(entry));
+                }
+                self.presence_changed(now, &env.sender_id);
+                self.close(now, peer, "participant left");
+            }
+            _ => {} // followers cannot set the master's state
+        }
+    }
+
+    fn check_credentials(&self, req: &JoinRequest) -> Result<(), RejectReason> {
+        if self.state == MasterState::SessionEnded {
+            return Err(RejectReason::SessionEnded);
+        }
+        match (&req.token, &req.session_code) {
+            (Some(token), _) if secret_eq(token, &self.rec.token) => Ok(()),
+            (Some(_), _) => Err(RejectReason::InvalidToken),
+            (None, Some(code)) => {
+                if SessionCode::parse(code).as_ref() != Some(&self.rec.session_code) {
+                    return Err(RejectReason::SessionNotFound);
+                }
+                match &self.rec.password {
+                    Some(pw) if !secret_eq(req.password.as_deref().unwrap_or(""), pw) => {
+                        Err(RejectReason::InvalidPassword)
+                    }
+                    _ => Ok(()),
+                }
+            }
+            (None, None) => Err(RejectReason::InvalidToken),
+        }
+    }
+
+    fn on_join_request(&mut self, now: Time, peer: PeerId, sender: &str, req: JoinRequest) {
+        if let Err(reason) = self.check_credentials(&req) {
+            self.reject(now, peer, reason);
+            return;
+        }
+        // A JOIN_REQUEST sent again (its answer was slow or lost) gets the same answer, no news.
+        let repeat = self
+            .members
+            .get(sender)
+            .is_some_and(|m| m.peer == Some(peer));
+        if repeat {
+            let accept = self.accept_message();
+            self.send(now, peer, accept);
+            return;
+        }
+        let known = self.members.contains_key(sender);
+        if !known && self.connected() >= self.cfg.max_followers {
+            self.reject(now, peer, RejectReason::SessionFull);
+            return;
+        }
+        // The same device on a newer link replaces its old link.
+        let old_peer = self.members.get(sender).and_then(|m| m.peer);
+        if let Some(old) = old_peer.filter(|&old| old != peer) {
+            self.out.push(Output::Close(old));
+            self.peers.remove(&old);
+        }
+        let name = if req.device_name.is_empty() {
+            self.peers
+                .get(&peer)
+                .map(|p| p.hello_name.clone())
+                .unwrap_or_default()
+        } else {
+            req.device_name
+        };
+        self.members.insert(
+            sender.to_string(),
+            Member {
+                name,
+                follow_mode: req.follow_mode,
+                status: PresenceStatus::Connected,
+                peer: Some(peer),
+                since: now,
+            },
+        );
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.member = Some(sender.to_string());
+        }
+        let accept = self.accept_message();
+        self.send(now, peer, accept);
+        if let Some(entry) = self.entry(sender) {
+            self.out.event(Event::ParticipantJoined(entry));
+        }
+        self.presence_changed(now, sender);
+        self.update_link_state("participant joined");
+    }
+
+    fn accept_message(&self) -> Message {
+        Message::JoinAccept(JoinAccept {
+            token: self.rec.token.clone(),
+            session_code: self.rec.session_code.as_str().into(),
+            snapshot: self.snapshot(true),
+        })
+    }
+
+    fn reject(&mut self, now: Time, peer: PeerId, reason: RejectReason) {
+        tracing::info!(peer, ?reason, "join rejected");
+        self.send(now, peer, Message::JoinReject(JoinReject { reason }));
+        self.close(now, peer, "join rejected");
+    }
+
+    fn on_command(&mut self, now: Time, cmd: &Command) {
+        if self.state == MasterState::SessionEnded {
+            self.out.error("session-ended", "the session has ended");
+            return;
+        }
+        match cmd {
+            Command::SetPage { page } => self.set_page(now, *page),
+            Command::SetSong { song_id } => self.set_song(now, song_id),
+            Command::StreamPrepare(info) => {
+                let mut info = info.clone();
+                info.song_epoch = self.rec.page.song_epoch;
+                self.rec.stream = Some(info.clone());
+                self.persist();
+                self.broadcast(now, Message::StreamPrepare(info));
+            }
+            Command::StreamClear => self.clear_stream(now),
+            Command::End => self.end(now),
+            other => self.out.not_allowed("master", other),
+        }
+    }
+
+    fn set_page(&mut self, now: Time, page: u32) {
+        let page = page.min(crate::protocol::MAX_PAGE);
+        self.rec.page.page_index = page;
+        self.rec.page.page_revision += 1;
+        self.announce_page(now, Message::SetPage);
+    }
+
+    fn set_song(&mut self, now: Time, song_id: &str) {
+        self.rec.page = PageState {
+            song_id: Some(
+                crate::protocol::truncate(song_id, crate::protocol::MAX_SONG_ID_LEN).into(),
+            ),
+            song_epoch: self.rec.page.song_epoch + 1,
+            page_revision: 0,
+            page_index: 0,
+            at: None,
+        };
+        // A streamed score belongs to its song.
+        if self.rec.stream.is_some() {
+            self.rec.stream = None;
+        }
+        self.announce_page(now, Message::SetSong);
+    }
+
+    fn announce_page(&mut self, now: Time, wrap: fn(PageState) -> Message) {
+        let page = self.rec.page.clone();
+        self.persist();
+        self.out.event(Event::Page {
+            song_id: page.song_id.clone(),
+            song_epoch: page.song_epoch,
+            page: page.page_index,
+            origin: Origin::Local,
+        });
+        self.broadcast(now, wrap(page));
+    }
+
+    fn clear_stream(&mut self, now: Time) {
+        if let Some(s) = self.rec.stream.take() {
+            self.persist();
+            self.broadcast(
+                now,
+                Message::StreamClear(StreamClear {
+                    stream_id: s.stream_id,
+                }),
+            );
+        }
+    }
+
+    fn end(&mut self, now: Time) {
+        self.broadcast(now, Message::SessionEnd(SessionEnd::default()));
+        self.rec.ended = true;
+        self.rec.stream = None;
+        self.persist();
+        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        for peer in peers {
+            self.out.push(Output::Close(peer));
+            self.out.event(Event::Link {
+                peer,
+                state: LinkState::Ended,
+            });
+        }
+        self.peers.clear();
+        self.members.clear();
+        self.presence_changed.clear();
+        self.presence_due = None;
+        self.enter(MasterState::SessionEnded, "ended by the master");
+        self.out.event(Event::SessionEnded);
+    }
+
+    fn on_timeout(&mut self, now: Time) {
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for peer in ids {
+            let Some(p) = self.peers.get_mut(&peer) else {
+                continue;
+            };
+            if p.member.is_none() && now >= p.opened + self.cfg.join_timeout {
+                self.close(now, peer, "no join request in time");
+                continue;
+            }
+            match p.link.tick(now) {
+                Tick::Idle => {}
+                Tick::Ping(ping) => self.send(now, peer, Message::Ping(ping)),
+                Tick::Degraded => self.out.event(Event::Link {
+                    peer,
+                    state: LinkState::Degraded,
+                }),
+                Tick::Dead => self.close(now, peer, "heartbeat lost"),
+            }
+        }
+        let expired: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, m)| {
+                m.status == PresenceStatus::Disconnected
+                    && now >= m.since + self.cfg.participant_expiry
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            if let Some(m) = self.members.get_mut(&id) {
+                m.status = PresenceStatus::Left;
+            }
+            self.presence_changed(now, &id);
+            self.update_link_state("participant expired");
+        }
+        if self.presence_due.is_some_and(|t| now >= t) {
+            self.flush_presence(now);
+        }
+        if now >= self.snapshot_due {
+            self.snapshot_due = now + self.cfg.snapshot_interval;
+            if self.state != MasterState::SessionEnded {
+                let snap = Snapshot::Choir(self.snapshot(false));
+                self.broadcast(now, Message::StateSnapshot(snap));
+            }
+        }
+    }
+}
+
+impl Machine for Master {
+    fn handle(&mut self, now: Time, input: Input<'_>) {
+        match input {
+            Input::LinkUp(peer) => self.on_link_up(now, peer),
+            Input::LinkDown(peer) => self.on_link_down(now, peer, "link lost"),
+            Input::Received(peer, bytes) => self.on_received(now, peer, bytes),
+            Input::Command(cmd) => self.on_command(now, cmd),
+            Input::Timeout => self.on_timeout(now),
+            Input::DialFailed | Input::NetworkChanged => {}
+        }
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop()
+    }
+
+    fn poll_timeout(&self) -> Option<Time> {
+        let links = self.peers.values().map(|p| {
+            let join = p.member.is_none().then(|| p.opened + self.cfg.join_timeout);
+            earliest([Some(p.link.deadline()), join])
+        });
+        let expiry = self
+            .members
+            .values()
+            .filter(|m| m.status == PresenceStatus::Disconnected)
+            .map(|m| Some(m.since + self.cfg.participant_expiry));
+        let snapshot = (self.state != MasterState::SessionEnded).then_some(self.snapshot_due);
+        earliest(links.chain(expiry).chain([self.presence_due, snapshot]))
+    }
+}

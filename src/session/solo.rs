@@ -1,0 +1,476 @@
+//! Solo pairing (seed 002 §5.1, §10.2, §11.1, §12.2): two equal devices, either may turn.
+//!
+//! Conflicts resolve by last write wins on a stamp `(ts, sender_id)`: the newest `ts` wins and the
+//! lexicographically higher device id breaks ties. `ts` is a hybrid clock — never below the last
+//! stamp seen plus one — so a device whose wall clock lags still wins with a change it makes
+//! *after* seeing its partner's. On every (re)connect both devices send a snapshot and both
+//! adopt whichever stamp is higher, so they converge without a leader.
+
+use super::link::{Admit, Link, Tick};
+use super::{
+    earliest, Backoff, BackoffConfig, Command, Event, HeartbeatConfig, Input, LinkState, Machine,
+    Origin, Outbox, Output, PeerId, Rng, Time,
+};
+use crate::protocol::{
+    Envelope, Hello, Layout, Message, Mode, PageState, Parity, Snapshot, SoloSnapshot, Stamp,
+};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Solo settings.
+#[derive(Debug, Clone)]
+pub struct SoloConfig {
+    /// This device's stable id.
+    pub device_id: String,
+    /// This device's human name.
+    pub device_name: String,
+    /// Pair identifier used as the envelope's `session_id` (both devices use the same).
+    pub pair_id: String,
+    /// Whether this device redials after a loss (the offering side). The other one waits to be
+    /// dialled, so the pair never races two links against each other.
+    pub initiator: bool,
+    /// Heartbeat timing.
+    pub heartbeat: HeartbeatConfig,
+    /// Reconnection schedule.
+    pub backoff: BackoffConfig,
+    /// Period of the STATE_SNAPSHOT each device sends, which repairs a change lost in transit.
+    pub snapshot_interval: Duration,
+}
+
+impl SoloConfig {
+    /// Defaults for a device id.
+    pub fn new(device_id: impl Into<String>) -> SoloConfig {
+        SoloConfig {
+            device_id: device_id.into(),
+            device_name: "Tablet".into(),
+            pair_id: String::new(),
+            initiator: false,
+            heartbeat: HeartbeatConfig::default(),
+            backoff: BackoffConfig::default(),
+            snapshot_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Solo states (seed 002 §10.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SoloState {
+    /// No partner (never paired, or gave up reconnecting).
+    #[serde(rename = "SOLO_LOCAL_ONLY")]
+    LocalOnly,
+    /// Paired and in step.
+    #[serde(rename = "SOLO_PAIRED_CONNECTED")]
+    PairedConnected,
+    /// Paired, but the partner has gone quiet.
+    #[serde(rename = "SOLO_PAIRED_DEGRADED")]
+    PairedDegraded,
+    /// Link lost; retrying in the background.
+    #[serde(rename = "SOLO_PAIRED_RECONNECTING")]
+    PairedReconnecting,
+}
+
+impl SoloState {
+    fn name(self) -> &'static str {
+        match self {
+            SoloState::LocalOnly => "SOLO_LOCAL_ONLY",
+            SoloState::PairedConnected => "SOLO_PAIRED_CONNECTED",
+            SoloState::PairedDegraded => "SOLO_PAIRED_DEGRADED",
+            SoloState::PairedReconnecting => "SOLO_PAIRED_RECONNECTING",
+        }
+    }
+}
+
+/// One device of a solo pair.
+#[derive(Debug)]
+pub struct Solo {
+    cfg: SoloConfig,
+    state: SoloState,
+    out: Outbox,
+    rng: Rng,
+    backoff: Backoff,
+    link: Option<(PeerId, Link)>,
+    partner: Option<String>,
+    page: PageState,
+    page_stamp: Stamp,
+    layout: Layout,
+    layout_stamp: Stamp,
+    retry_at: Option<Time>,
+    snapshot_due: Option<Time>,
+}
+
+impl Solo {
+    /// An unpaired device. `seed` drives backoff jitter.
+    pub fn new(cfg: SoloConfig, seed: u64) -> Solo {
+        Solo {
+            state: SoloState::LocalOnly,
+            out: Outbox::default(),
+            rng: Rng::new(seed),
+            backoff: Backoff::new(cfg.backoff),
+            cfg,
+            link: None,
+            partner: None,
+            page: PageState::default(),
+            page_stamp: Stamp::default(),
+            layout: Layout::default(),
+            layout_stamp: Stamp::default(),
+            retry_at: None,
+            snapshot_due: None,
+        }
+    }
+
+    /// Current state.
+    pub fn state(&self) -> SoloState {
+        self.state
+    }
+    /// Shared song and page.
+    pub fn page(&self) -> &PageState {
+        &self.page
+    }
+    /// Stamp of the last page change (last-write-wins key).
+    pub fn page_stamp(&self) -> &Stamp {
+        &self.page_stamp
+    }
+    /// Effective layout: an unset leader means the higher device id of the pair leads.
+    pub fn layout(&self) -> Layout {
+        let mut layout = self.layout.clone();
+        if layout.leader_device_id.is_empty() {
+            let me = &self.cfg.device_id;
+            layout.leader_device_id = match &self.partner {
+                Some(p) if p > me => p.clone(),
+                _ => me.clone(),
+            };
+        }
+        layout
+    }
+    /// The page this device shows: the leader shows the shared page, its partner the next one.
+    pub fn own_page(&self) -> u32 {
+        let alone = self.state == SoloState::LocalOnly;
+        if alone || self.layout().leader_device_id == self.cfg.device_id {
+            self.page.page_index
+        } else {
+            self.page.page_index.saturating_add(1)
+        }
+    }
+    /// Smoothed round-trip time to the partner.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.link.as_ref().and_then(|(_, l)| l.rtt)
+    }
+
+    fn enter(&mut self, state: SoloState, reason: &str) {
+        if self.state == state {
+            return;
+        }
+        tracing::info!(
+            from = self.state.name(),
+            to = state.name(),
+            reason,
+            "solo state"
+        );
+        self.state = state;
+        self.out.event(Event::State {
+            state: state.name().into(),
+            reason: reason.into(),
+        });
+    }
+
+    /// The next local stamp: the wall clock, but never at or below a stamp already seen.
+    fn next_stamp(&self, now: Time) -> Stamp {
+        let seen = self.page_stamp.ts.max(self.layout_stamp.ts);
+        Stamp {
+            ts: now.as_millis().max(seen + 1),
+            sender_id: self.cfg.device_id.clone(),
+        }
+    }
+
+    fn send(&mut self, now: Time, ts: u64, msg: Message) {
+        let Some((peer, link)) = self.link.as_mut() else {
+            return; // offline: the snapshot on reconnect carries the change
+        };
+        let env = Envelope {
+            session_id: self.cfg.pair_id.clone(),
+            sender_id: self.cfg.device_id.clone(),
+            ts,
+            seq: self.out.next_seq(),
+            msg,
+        };
+        match env.encode() {
+            Ok(text) => {
+                link.sent(now);
+                let peer = *peer;
+                self.out.push(Output::Send(peer, text));
+            }
+            Err(e) => self.out.error("internal", e.to_string()),
+        }
+    }
+
+    fn snapshot(&self) -> SoloSnapshot {
+        SoloSnapshot {
+            page: self.page.clone(),
+            last_page_change: self.page_stamp.clone(),
+            layout: self.layout.clone(),
+            last_layout_change: self.layout_stamp.clone(),
+        }
+    }
+
+    /// Adopts a page if its stamp beats ours (§11.1).
+    fn merge_page(&mut self, page: PageState, stamp: Stamp, origin: Origin) {
+        if stamp <= self.page_stamp {
+            return;
+        }
+        self.page_stamp = stamp;
+        let changed = page.page_index != self.page.page_index || page.song_id != self.page.song_id;
+        self.page = PageState { at: None, ..page };
+        if changed || origin == Origin::Local {
+            self.out.event(Event::Page {
+                song_id: self.page.song_id.clone(),
+                song_epoch: self.page.song_epoch,
+                page: self.page.page_index,
+                origin,
+            });
+        }
+    }
+
+    fn merge_layout(&mut self, layout: Layout, stamp: Stamp) {
+        if stamp <= self.layout_stamp {
+            return;
+        }
+        self.layout_stamp = stamp;
+        let before = self.layout();
+        self.layout = layout;
+        if self.layout() != before {
+            self.out.event(Event::Layout(self.layout()));
+        }
+    }
+
+    fn on_link_up(&mut self, now: Time, peer: PeerId) {
+        if let Some((old, _)) = self.link.take() {
+            self.out.push(Output::Close(old));
+        }
+        self.link = Some((peer, Link::open(now, self.cfg.heartbeat)));
+        self.retry_at = None;
+        self.backoff.reset();
+        self.out.event(Event::Link {
+            peer,
+            state: LinkState::Connected,
+        });
+        self.enter(SoloState::PairedConnected, "paired");
+        let hello = Message::Hello(Hello {
+            mode: Mode::Solo,
+            device_name: self.cfg.device_name.clone(),
+            capabilities: vec![],
+        });
+        self.send(now, now.as_millis(), hello);
+        self.send_snapshot(now);
+    }
+
+    fn send_snapshot(&mut self, now: Time) {
+        self.snapshot_due = Some(now + self.cfg.snapshot_interval);
+        let snap = Message::StateSnapshot(Snapshot::Solo(self.snapshot()));
+        self.send(now, now.as_millis(), snap);
+    }
+
+    fn link_lost(&mut self, now: Time, reason: &str) {
+        if let Some((peer, _)) = self.link.take() {
+            self.out.push(Output::Close(peer));
+            self.out.event(Event::Link {
+                peer,
+                state: LinkState::Reconnecting,
+            });
+        }
+        if self.state == SoloState::LocalOnly && self.retry_at.is_none() {
+            return; // never paired, nothing to retry
+        }
+        self.enter(SoloState::PairedReconnecting, reason);
+        match self.backoff.next_delay(&mut self.rng) {
+            Some(delay) => self.retry_at = Some(now + delay),
+            None => {
+                self.retry_at = None;
+                self.out.event(Event::GaveUp {
+                    attempts: self.backoff.attempts(),
+                });
+                // §10.2: reconnect failure leaves both devices local until manual action.
+                self.enter(SoloState::LocalOnly, "reconnect failed");
+            }
+        }
+    }
+
+    fn on_received(&mut self, now: Time, peer: PeerId, bytes: &[u8]) {
+        let Some((current, link)) = self.link.as_mut() else {
+            return;
+        };
+        if *current != peer {
+            return;
+        }
+        let Ok(env) = Envelope::decode(bytes) else {
+            return; // unknown or malformed: ignored (§14)
+        };
+        let (admit, recovered) = link.admit(now, env.seq);
+        if recovered {
+            self.out.event(Event::Link {
+                peer,
+                state: LinkState::Connected,
+            });
+            self.enter(SoloState::PairedConnected, "partner heard again");
+        }
+        if admit != Admit::Fresh {
+            return;
+        }
+        let stamp = Stamp {
+            ts: env.ts,
+            sender_id: env.sender_id.clone(),
+        };
+        match env.msg {
+            Message::Hello(_) => {
+                let before = self.layout();
+                self.partner = Some(env.sender_id);
+                if self.layout() != before {
+                    self.out.event(Event::Layout(self.layout()));
+                }
+            }
+            Message::StateSnapshot(Snapshot::Solo(s)) => {
+                self.merge_page(s.page, s.last_page_change, Origin::Remote);
+                self.merge_layout(s.layout, s.last_layout_change);
+            }
+            Message::SetPage(p) | Message::SetSong(p) => self.merge_page(p, stamp, Origin::Remote),
+            Message::SetLayoutParity(l) => self.merge_layout(l, stamp),
+            Message::Ping(ping) => {
+                self.send(now, now.as_millis(), Message::Pong(Link::pong(now, &ping)))
+            }
+            Message::Pong(pong) => {
+                if let Some((_, link)) = self.link.as_mut() {
+                    link.on_pong(now, &pong);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_command(&mut self, now: Time, cmd: &Command) {
+        match cmd {
+            Command::SetPage { page } => {
+                let stamp = self.next_stamp(now);
+                let page = PageState {
+                    page_index: (*page).min(crate::protocol::MAX_PAGE),
+                    ..self.page.clone()
+                };
+                self.merge_page(page.clone(), stamp.clone(), Origin::Local);
+                self.send(now, stamp.ts, Message::SetPage(page));
+            }
+            Command::SetSong { song_id } => {
+                let stamp = self.next_stamp(now);
+                let page = PageState {
+                    song_id: Some(crate::protocol::truncate(song_id, 256).to_string()),
+                    page_index: 0,
+                    ..PageState::default()
+                };
+                self.merge_page(page.clone(), stamp.clone(), Origin::Local);
+                self.send(now, stamp.ts, Message::SetSong(page));
+            }
+            Command::SetParity { leader, parity } => {
+                let leader = if leader.is_empty() {
+                    self.cfg.device_id.clone()
+                } else {
+                    leader.clone()
+                };
+                self.set_layout(now, leader, *parity);
+            }
+            Command::Retry => {
+                if self.state != SoloState::PairedConnected && self.link.is_none() {
+                    self.backoff.reset();
+                    self.retry_at = None;
+                    self.enter(SoloState::PairedReconnecting, "manual retry");
+                    if self.cfg.initiator {
+                        self.out.push(Output::Dial);
+                    } else {
+                        self.link_lost(now, "waiting for the partner");
+                    }
+                }
+            }
+            other => self.out.not_allowed("solo device", other),
+        }
+    }
+
+    fn set_layout(&mut self, now: Time, leader: String, parity: Parity) {
+        if crate::protocol::check_id("leader", &leader, false).is_err() {
+            self.out.error("invalid-leader", "not a device id");
+            return;
+        }
+        let stamp = self.next_stamp(now);
+        let layout = Layout {
+            leader_device_id: leader,
+            parity,
+        };
+        self.merge_layout(layout.clone(), stamp.clone());
+        self.send(now, stamp.ts, Message::SetLayoutParity(layout));
+    }
+
+    fn on_timeout(&mut self, now: Time) {
+        if self.retry_at.is_some_and(|t| now >= t) {
+            self.retry_at = None;
+            if self.cfg.initiator {
+                self.out.push(Output::Dial);
+            } else {
+                // The waiting side counts the same attempts, so both give up together.
+                self.link_lost(now, "partner has not redialled");
+            }
+        }
+        if self.snapshot_due.is_some_and(|t| now >= t) && self.link.is_some() {
+            self.send_snapshot(now);
+        }
+        let Some((peer, link)) = self.link.as_mut() else {
+            return;
+        };
+        let peer = *peer;
+        match link.tick(now) {
+            Tick::Idle => {}
+            Tick::Ping(ping) => self.send(now, now.as_millis(), Message::Ping(ping)),
+            Tick::Degraded => {
+                self.out.event(Event::Link {
+                    peer,
+                    state: LinkState::Degraded,
+                });
+                self.enter(SoloState::PairedDegraded, "partner silent");
+            }
+            Tick::Dead => self.link_lost(now, "heartbeat lost"),
+        }
+    }
+}
+
+impl Machine for Solo {
+    fn handle(&mut self, now: Time, input: Input<'_>) {
+        match input {
+            Input::LinkUp(peer) => self.on_link_up(now, peer),
+            Input::LinkDown(peer) => {
+                if self.link.as_ref().is_some_and(|(p, _)| *p == peer) {
+                    self.link_lost(now, "link lost");
+                }
+            }
+            Input::DialFailed => {
+                if self.link.is_none() && self.state == SoloState::PairedReconnecting {
+                    self.link_lost(now, "dial failed");
+                }
+            }
+            Input::NetworkChanged => {
+                if self.state == SoloState::PairedReconnecting && self.link.is_none() {
+                    self.retry_at = Some(now);
+                }
+            }
+            Input::Received(peer, bytes) => self.on_received(now, peer, bytes),
+            Input::Command(cmd) => self.on_command(now, cmd),
+            Input::Timeout => self.on_timeout(now),
+        }
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop()
+    }
+
+    fn poll_timeout(&self) -> Option<Time> {
+        let snapshot = self.link.as_ref().and(self.snapshot_due);
+        earliest([
+            self.retry_at,
+            snapshot,
+            self.link.as_ref().map(|(_, l)| l.deadline()),
+        ])
+    }
+}

@@ -1,0 +1,534 @@
+//! The per-link driver: feeds datagrams and timer expiries into the sans-IO peer connection and
+//! sends everything it produces at once.
+//!
+//! The peer connection lives behind a mutex shared with the [`LinkSender`](super::LinkSender)s,
+//! which send directly from their own task (lock, hand the message to the engine, write the
+//! resulting datagrams, unlock): no task hop on the send path. The driver task owns the receive
+//! path and the timers.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use rtc::data_channel::RTCDataChannelId;
+use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent};
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::state::{RTCIceConnectionState, RTCPeerConnectionState};
+use rtc::peer_connection::RTCPeerConnection;
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use tokio::io::ReadBuf;
+use tokio::sync::{mpsc, Notify};
+use tracing::{debug, trace, warn};
+
+use super::net::HostSocket;
+use super::{LinkEvent, TransportError};
+
+/// Capacity of the driver → [`Link`](super::Link) event channel.
+pub(crate) const EVENT_CHANNEL_CAPACITY: usize = 1024;
+/// While this many events wait for room in the channel, the driver stops taking messages out
+/// of the engine, so SCTP flow control pushes back on the peer instead of memory growing.
+const READ_BACKLOG: usize = 64;
+/// Datagrams read in one go before the engine's output is drained (lets SACKs coalesce).
+const RECV_BATCH: usize = 64;
+/// Receive buffer: bigger than any datagram a peer should send (loopback allows 64 KiB).
+const RECV_BUF: usize = 65536;
+/// Rounds of "poll events, poke timers" per pump; the engine settles in two or three.
+const PUMP_ROUNDS: usize = 16;
+/// Longest sleep when the engine has no deadline: guards against a lost wake-up, costs nothing.
+const IDLE_WAKE: Duration = Duration::from_secs(10);
+/// A link is idle when no message went either way for this long and nothing is unacknowledged.
+const IDLE_AFTER: Duration = Duration::from_secs(1);
+/// Wake-up period of an idle link. The ICE agent asks for a wake-up every 200 ms even when
+/// connected (its keepalive is due only every 2 s and loss is declared after 5 s); serving
+/// those would be most of an idle link's CPU. With no data in flight no SCTP timer is armed,
+/// so a coarser tick only delays keepalives and loss detection by up to this much.
+const IDLE_TICK: Duration = Duration::from_secs(1);
+
+/// State shared by the driver task, the [`Link`](super::Link) and its senders.
+pub(crate) struct Shared {
+    core: Mutex<Core>,
+    /// Wakes the driver: its timer may need to be earlier, or the link was closed.
+    wake: Notify,
+    /// Wakes senders waiting for room in the binary send buffer.
+    space: Notify,
+    space_waiters: AtomicUsize,
+    limit: usize,
+    /// Test hook: drop every incoming datagram (simulates a cut link).
+    pub(crate) drop_incoming: AtomicBool,
+}
+
+pub(crate) struct Core {
+    pc: RTCPeerConnection,
+    sockets: Arc<[HostSocket]>,
+    control: RTCDataChannelId,
+    binary: RTCDataChannelId,
+    control_open: bool,
+    binary_open: bool,
+    open_reported: bool,
+    down: bool,
+    closed: bool,
+    /// The deadline the driver currently sleeps until.
+    armed: Option<Instant>,
+    /// Last message sent or received on either channel.
+    last_activity: Instant,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        pc: RTCPeerConnection,
+        sockets: Arc<[HostSocket]>,
+        control: RTCDataChannelId,
+        binary: RTCDataChannelId,
+        limit: usize,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            core: Mutex::new(Core {
+                pc,
+                sockets,
+                control,
+                binary,
+                control_open: false,
+                binary_open: false,
+                open_reported: false,
+                down: false,
+                closed: false,
+                armed: None,
+                last_activity: Instant::now(),
+            }),
+            wake: Notify::new(),
+            space: Notify::new(),
+            space_waiters: AtomicUsize::new(0),
+            limit,
+            drop_incoming: AtomicBool::new(false),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        // A panic elsewhere while holding the lock leaves the engine usable enough to close.
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// After a send: if the engine now wants to wake earlier than the driver sleeps, poke it.
+    fn rearm(&self, core: &mut Core) {
+        if let Some(t) = core.pc.poll_timeout() {
+            if core.armed.is_none_or(|a| t < a) {
+                core.armed = Some(t);
+                self.wake.notify_one();
+            }
+        }
+    }
+
+    pub(crate) fn send_control(&self, text: &str) -> Result<(), TransportError> {
+        let mut core = self.lock();
+        core.check_open()?;
+        let id = core.control;
+        let mut dc = core.pc.data_channel(id).ok_or(TransportError::Closed)?;
+        let now = Instant::now();
+        dc.send_text(now, text).map_err(send_err)?;
+        core.last_activity = now;
+        core.flush();
+        self.rearm(&mut core);
+        Ok(())
+    }
+
+    pub(crate) async fn send_binary(&self, data: &[u8]) -> Result<(), TransportError> {
+        loop {
+            let notified = {
+                let mut core = self.lock();
+                core.check_open()?;
+                let buffered = core.binary_buffered();
+                if buffered == 0 || buffered + data.len() <= self.limit {
+                    let id = core.binary;
+                    let mut dc = core.pc.data_channel(id).ok_or(TransportError::Closed)?;
+                    let now = Instant::now();
+                    dc.send(now, BytesMut::from(data)).map_err(send_err)?;
+                    core.last_activity = now;
+                    core.flush();
+                    self.rearm(&mut core);
+                    return Ok(());
+                }
+                // Created under the lock, so a notify_waiters after we unlock is not missed.
+                self.space_waiters.fetch_add(1, Ordering::SeqCst);
+                self.space.notified()
+            };
+            notified.await;
+            self.space_waiters.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    pub(crate) fn buffered_binary(&self) -> usize {
+        self.lock().binary_buffered()
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        let core = self.lock();
+        core.open_reported && !core.closed
+    }
+
+    /// Closes the peer connection from our side (idempotent) and stops the driver.
+    pub(crate) fn close_local(&self) {
+        self.lock().shutdown();
+        self.wake.notify_one();
+        self.space.notify_waiters();
+    }
+}
+
+fn send_err(e: rtc::shared::error::Error) -> TransportError {
+    use rtc::shared::error::Error as E;
+    match e {
+        E::ErrDataChannelNotOpen => TransportError::NotOpen,
+        E::ErrDataChannelClosed => TransportError::Closed,
+        other => TransportError::Webrtc(other.to_string()),
+    }
+}
+
+impl Core {
+    fn check_open(&self) -> Result<(), TransportError> {
+        if self.closed {
+            Err(TransportError::Closed)
+        } else if !self.open_reported {
+            Err(TransportError::NotOpen)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The deadline to sleep until: the engine's, coarsened while the link is idle.
+    fn deadline(&mut self, now: Instant) -> Option<Instant> {
+        let d = self.pc.poll_timeout();
+        let idle = self.open_reported
+            && !self.down
+            && now.saturating_duration_since(self.last_activity) >= IDLE_AFTER
+            && self.outstanding() == 0;
+        if idle {
+            d.map(|d| d.max(now + IDLE_TICK))
+        } else {
+            d
+        }
+    }
+
+    /// Unacknowledged bytes on both channels.
+    fn outstanding(&mut self) -> usize {
+        let (c, b) = (self.control, self.binary);
+        [c, b]
+            .into_iter()
+            .filter_map(|id| self.pc.data_channel(id).map(|dc| dc.outstanding_bytes()))
+            .sum()
+    }
+
+    fn binary_buffered(&mut self) -> usize {
+        let id = self.binary;
+        self.pc
+            .data_channel(id)
+            .map(|dc| dc.outstanding_bytes())
+            .unwrap_or(0)
+    }
+
+    fn shutdown(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        // Queues SCTP ABORT and DTLS close_notify so the peer learns at once.
+        if let Err(e) = self.pc.close() {
+            debug!("closing peer connection: {e}");
+        }
+        self.flush();
+    }
+
+    /// Writes every queued datagram. Sends never block: a full kernel buffer drops the
+    /// datagram, which SCTP retransmits like any loss.
+    fn flush(&mut self) {
+        while let Some(m) = self.pc.poll_write() {
+            let local = m.transport.local_addr;
+            let v4 = m.transport.peer_addr.is_ipv4();
+            let sock = self
+                .sockets
+                .iter()
+                .find(|s| s.addr == local)
+                .or_else(|| self.sockets.iter().find(|s| s.addr.is_ipv4() == v4));
+            let Some(sock) = sock else {
+                trace!(%local, "no socket for outgoing datagram");
+                continue;
+            };
+            if let Err(e) = sock.send.send_to(&m.message, m.transport.peer_addr) {
+                trace!(peer = %m.transport.peer_addr, "send failed: {e}");
+            }
+        }
+    }
+
+    fn input(&mut self, socket: usize, from: SocketAddr, data: &[u8]) {
+        let Some(local_addr) = self.sockets.get(socket).map(|s| s.addr) else {
+            return;
+        };
+        let msg = TaggedBytesMut {
+            now: Instant::now(),
+            transport: TransportContext {
+                local_addr,
+                peer_addr: from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: BytesMut::from(data),
+        };
+        if let Err(e) = self.pc.handle_read(msg) {
+            trace!(%from, "datagram rejected: {e}");
+        }
+    }
+
+    fn timeout(&mut self) {
+        if let Err(e) = self.pc.handle_timeout(Instant::now()) {
+            debug!("handle_timeout: {e}");
+        }
+    }
+
+    /// Drains the engine: events, then messages (if `reads`), then datagrams; repeats while
+    /// events keep coming. Some engine steps triggered by an event (the DTLS ClientHello once
+    /// ICE selects a pair) are only released by a timeout call, so one is made after each round
+    /// that raised events; it is harmless as every timer checks its own deadline. Returns true
+    /// when the link ended.
+    fn pump(&mut self, out: &mut VecDeque<LinkEvent>, reads: bool) -> bool {
+        let mut ended = false;
+        for _ in 0..PUMP_ROUNDS {
+            let mut raised = false;
+            while let Some(ev) = self.pc.poll_event() {
+                raised = true;
+                ended |= self.on_event(ev, out);
+            }
+            if reads {
+                while let Some(m) = self.pc.poll_read() {
+                    self.on_message(m, out);
+                }
+            }
+            self.flush();
+            if !raised {
+                break;
+            }
+            self.timeout();
+        }
+        self.flush();
+        if ended && !self.closed {
+            out.push_back(LinkEvent::Closed);
+            self.shutdown();
+        }
+        ended
+    }
+
+    fn on_event(&mut self, ev: RTCPeerConnectionEvent, out: &mut VecDeque<LinkEvent>) -> bool {
+        match ev {
+            RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(state) => {
+                debug!(%state, "ice connection state");
+                match state {
+                    RTCIceConnectionState::Disconnected if self.open_reported && !self.down => {
+                        self.down = true;
+                        out.push_back(LinkEvent::Down);
+                    }
+                    RTCIceConnectionState::Connected | RTCIceConnectionState::Completed
+                        if self.down =>
+                    {
+                        self.down = false;
+                        out.push_back(LinkEvent::Up);
+                    }
+                    // The engine drops its candidates on failure: no way back without a restart.
+                    RTCIceConnectionState::Failed => return true,
+                    _ => {}
+                }
+            }
+            RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
+                debug!(%state, "peer connection state");
+                if matches!(
+                    state,
+                    RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed
+                ) {
+                    return true;
+                }
+            }
+            RTCPeerConnectionEvent::OnDataChannel(dc) => match dc {
+                RTCDataChannelEvent::OnOpen(id) => {
+                    if id == self.control {
+                        self.control_open = true;
+                    } else if id == self.binary {
+                        self.binary_open = true;
+                    }
+                    if self.control_open && self.binary_open && !self.open_reported {
+                        self.open_reported = true;
+                        out.push_back(LinkEvent::Open);
+                    }
+                }
+                RTCDataChannelEvent::OnClose(id) if id == self.control || id == self.binary => {
+                    debug!(id, "data channel closed");
+                    return true;
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+        false
+    }
+
+    fn on_message(&mut self, m: TaggedRTCMessage, out: &mut VecDeque<LinkEvent>) {
+        let RTCMessage::DataChannelMessage(id, msg) = m.message else {
+            return;
+        };
+        self.last_activity = Instant::now();
+        if id == self.control {
+            match String::from_utf8(msg.data.to_vec()) {
+                Ok(s) => out.push_back(LinkEvent::Control(s)),
+                Err(_) => warn!("dropping control message that is not UTF-8"),
+            }
+        } else if id == self.binary {
+            out.push_back(LinkEvent::Binary(msg.data.freeze()));
+        }
+    }
+}
+
+/// Polls every socket for one datagram: (socket index, length, sender).
+pub(crate) fn poll_recv_any(
+    sockets: &[HostSocket],
+    cx: &mut Context<'_>,
+    buf: &mut [u8],
+) -> Poll<std::io::Result<(usize, usize, SocketAddr)>> {
+    for (i, s) in sockets.iter().enumerate() {
+        let mut rb = ReadBuf::new(buf);
+        match s.io.poll_recv_from(cx, &mut rb) {
+            Poll::Ready(Ok(from)) => return Poll::Ready(Ok((i, rb.filled().len(), from))),
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => {}
+        }
+    }
+    Poll::Pending
+}
+
+enum Wake {
+    Datagram(usize, usize, SocketAddr),
+    Timer,
+    Other,
+}
+
+/// Hands queued events to the link while the channel has room. False when the link is gone.
+fn deliver(out: &mut VecDeque<LinkEvent>, tx: &mpsc::Sender<LinkEvent>) -> bool {
+    while let Some(ev) = out.pop_front() {
+        match tx.try_send(ev) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(ev)) => {
+                out.push_front(ev);
+                break;
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return false,
+        }
+    }
+    true
+}
+
+/// The driver task of one link. Ends when the link is closed (locally or by the peer) or the
+/// [`Link`](super::Link) is gone.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    sockets: Arc<[HostSocket]>,
+    tx: mpsc::Sender<LinkEvent>,
+) {
+    let mut buf = vec![0u8; RECV_BUF];
+    let mut out: VecDeque<LinkEvent> = VecDeque::new();
+    let mut ended = {
+        let mut core = shared.lock();
+        // Applying the remote description queued connectivity checks.
+        core.timeout();
+        core.pump(&mut out, true)
+    };
+    loop {
+        if !deliver(&mut out, &tx) {
+            shared.close_local();
+            return;
+        }
+        if shared.space_waiters.load(Ordering::SeqCst) > 0 {
+            shared.space.notify_waiters();
+        }
+        if ended {
+            // Deliver the rest (ending with Closed), then stop.
+            shared.space.notify_waiters();
+            for ev in out.drain(..) {
+                if tx.send(ev).await.is_err() {
+                    break;
+                }
+            }
+            return;
+        }
+
+        let now = Instant::now();
+        let deadline = {
+            let mut core = shared.lock();
+            if core.closed {
+                return;
+            }
+            let d = core.deadline(now);
+            core.armed = d;
+            d
+        };
+        let wake = if deadline.is_some_and(|d| d <= now) {
+            Wake::Timer
+        } else {
+            let sleep_for = deadline.map_or(IDLE_WAKE, |d| d.saturating_duration_since(now));
+            tokio::select! {
+                biased;
+                r = std::future::poll_fn(|cx| poll_recv_any(&sockets, cx, &mut buf)) => match r {
+                    Ok((i, n, from)) => Wake::Datagram(i, n, from),
+                    Err(e) => {
+                        debug!("recv: {e}");
+                        Wake::Other
+                    }
+                },
+                _ = shared.wake.notified() => Wake::Other,
+                _ = tokio::time::sleep(sleep_for) => Wake::Timer,
+                r = tx.reserve(), if !out.is_empty() => match r {
+                    Ok(permit) => {
+                        if let Some(ev) = out.pop_front() {
+                            permit.send(ev);
+                        }
+                        Wake::Other
+                    }
+                    Err(_) => {
+                        shared.close_local();
+                        return;
+                    }
+                },
+            }
+        };
+
+        let mut core = shared.lock();
+        if core.closed {
+            return;
+        }
+        let drop_incoming = shared.drop_incoming.load(Ordering::Relaxed);
+        match wake {
+            Wake::Datagram(i, n, from) => {
+                if !drop_incoming {
+                    core.input(i, from, &buf[..n]);
+                }
+                // Take what else has arrived before draining, so replies coalesce.
+                for _ in 0..RECV_BATCH {
+                    let mut got = false;
+                    for (i, s) in sockets.iter().enumerate() {
+                        if let Ok((n, from)) = s.io.try_recv_from(&mut buf) {
+                            if !drop_incoming {
+                                core.input(i, from, &buf[..n]);
+                            }
+                            got = true;
+                        }
+                    }
+                    if !got {
+                        break;
+                    }
+                }
+            }
+            Wake::Timer => core.timeout(),
+            Wake::Other => {}
+        }
+        let reads = out.len() < READ_BACKLOG;
+        ended = core.pump(&mut out, reads);
+    }
+}
