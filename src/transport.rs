@@ -286,6 +286,20 @@ struct Setup {
     send_buffer_limit: usize,
 }
 
+/// Fresh ICE credentials of the RFC 8445 minimum lengths (4 and 22 characters, 24 and 132
+/// random bits): short credentials are what keeps an invite code under 100 characters.
+fn ice_credentials() -> Result<(String, String), TransportError> {
+    const ICE_CHARS: &[u8; 64] =
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bytes = [0u8; 26];
+    getrandom::fill(&mut bytes).map_err(|e| TransportError::Webrtc(e.to_string()))?;
+    let text: String = bytes
+        .iter()
+        .map(|b| ICE_CHARS[usize::from(b % 64)] as char)
+        .collect();
+    Ok((text[..4].to_string(), text[4..].to_string()))
+}
+
 impl Setup {
     /// Binds sockets, gathers candidates and builds the peer connection with both channels.
     async fn new(cfg: &TransportConfig) -> Result<Self, TransportError> {
@@ -296,7 +310,9 @@ impl Setup {
         let sockets = net::bind_host_sockets(cfg.loopback_only)?;
         let srflx = net::gather_srflx(&sockets, &cfg.ice_servers, cfg.gather_timeout).await;
 
+        let (ufrag, pwd) = ice_credentials()?;
         let settings = SettingEngineBuilder::new()
+            .with_ice_credentials(ufrag, pwd)
             .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_MAX_BINDING_REQUESTS))
             // The engine's mDNS candidates need a multicast route; LAN addresses are fine here.
             .with_multicast_dns_mode(MulticastDnsMode::Disabled)

@@ -31,7 +31,7 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LANSYNC_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                .unwrap_or_else(|_| "error,lansync=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -53,6 +53,9 @@ pub enum PairCmd {
     },
 }
 
+/// How long a silent link of a code pair is kept before the pair falls back to local mode.
+const CODE_PAIR_PATIENCE: Duration = Duration::from_secs(300);
+
 struct Out {
     json: bool,
 }
@@ -152,6 +155,9 @@ pub async fn run(cmd: PairCmd) -> bool {
     solo_cfg.device_name = args.name.clone();
     solo_cfg.pair_id = pair;
     solo_cfg.initiator = offering;
+    // A pair made from codes has no way to dial again, so a silent link is kept for as long as
+    // ICE can still bring it back (a Wi-Fi outage, a device asleep) instead of being given up.
+    solo_cfg.heartbeat.dead_after = CODE_PAIR_PATIENCE;
     let mut seed = [0u8; 8];
     let _ = getrandom::fill(&mut seed);
     let (node, events) = Node::spawn(
