@@ -243,3 +243,42 @@ async fn default_webrtc_offer_code_and_qr() {
     println!("QR written to {}", png.display());
     pc.close().await.unwrap();
 }
+
+/// An invite made by a browser app: Chromium's own SDP offer, lz-compressed by the JavaScript
+/// `lz-string` package exactly as the seed-004 apps do. lansync must read it, be able to shrink
+/// it to a compact code, and answer it with its own transport.
+#[tokio::test]
+async fn an_lz_code_made_by_a_browser_app_is_accepted_and_answered() {
+    let vector: serde_json::Value =
+        serde_json::from_str(include_str!("../src/invite/testdata/chromium_offer.json")).unwrap();
+    let code = vector["code"].as_str().unwrap();
+    let sdp = vector["sdp"].as_str().unwrap();
+
+    let invite = lansync::invite::decode(code).expect("the browser's code decodes");
+    assert_eq!(invite.kind, lansync::invite::CodeKind::Offer);
+    assert_eq!(invite.sdp, sdp, "the SDP comes out byte for byte");
+
+    let compact = lansync::invite::encode_compact(invite.kind, &invite.sdp).unwrap();
+    assert!(
+        compact.len() < code.len() / 4,
+        "compact {} vs lz {}",
+        compact.len(),
+        code.len()
+    );
+    let again = lansync::invite::decode(&compact).unwrap();
+    assert!(again.sdp.contains("a=ice-ufrag:"));
+
+    let cfg = lansync::transport::TransportConfig {
+        loopback_only: true,
+        ..Default::default()
+    };
+    let (answer, _link) = lansync::transport::accept_offer(&cfg, &invite.sdp)
+        .await
+        .expect("our transport answers a browser's offer");
+    assert!(answer.contains("a=setup:active"), "{answer}");
+    let code = lansync::invite::encode_lz(lansync::invite::CodeKind::Answer, &answer);
+    assert_eq!(
+        lansync::invite::decode(&code).unwrap().kind,
+        lansync::invite::CodeKind::Answer
+    );
+}
