@@ -25,7 +25,9 @@ pub use link::{HeartbeatConfig, LinkState};
 pub use master::{Master, MasterConfig, MasterRecord, MasterState, SessionCode};
 pub use solo::{Solo, SoloConfig, SoloState};
 
-use crate::protocol::{FollowMode, Layout, Parity, Participant, RejectReason, StreamInfo};
+use crate::protocol::{
+    Envelope, FollowMode, Layout, Message, Parity, Participant, RejectReason, StreamInfo,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -298,9 +300,53 @@ impl Outbox {
             message: message.into(),
         });
     }
+    /// Encodes `msg` in an envelope with this device's next `seq`. `None` only for a local bug
+    /// (a message over the size limit), which is reported as an `internal` error event.
+    pub(crate) fn envelope(
+        &mut self,
+        session_id: &str,
+        sender_id: &str,
+        ts: u64,
+        msg: Message,
+    ) -> Option<String> {
+        let env = Envelope {
+            session_id: session_id.to_string(),
+            sender_id: sender_id.to_string(),
+            ts,
+            seq: self.next_seq(),
+            msg,
+        };
+        match env.encode() {
+            Ok(text) => Some(text),
+            Err(e) => {
+                tracing::error!(%e, "cannot encode");
+                self.error("internal", e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Moves a role's state machine, logging and announcing the transition with its reason.
+    pub(crate) fn transition<S: StateName>(&mut self, state: &mut S, next: S, reason: &str) {
+        if *state == next {
+            return;
+        }
+        tracing::info!(from = state.name(), to = next.name(), reason, "state");
+        *state = next;
+        self.event(Event::State {
+            state: next.name().into(),
+            reason: reason.into(),
+        });
+    }
+
     pub(crate) fn not_allowed(&mut self, role: &str, cmd: &Command) {
         self.error("command-not-allowed", format!("a {role} cannot do {cmd:?}"));
     }
+}
+
+/// A role state with the name seed 002 §10 gives it.
+pub(crate) trait StateName: Copy + PartialEq {
+    fn name(self) -> &'static str;
 }
 
 /// The earliest of several optional deadlines.

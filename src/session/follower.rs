@@ -8,7 +8,7 @@
 use super::link::{Admit, Link, Tick};
 use super::{
     earliest, Backoff, BackoffConfig, Command, Event, HeartbeatConfig, Input, LinkState, Machine,
-    Origin, Outbox, Output, PeerId, Record, Rng, Time,
+    Origin, Outbox, Output, PeerId, Record, Rng, StateName, Time,
 };
 use crate::protocol::{
     ChoirSnapshot, DecodeError, Empty, Envelope, FollowMode, FollowModeMsg, Hello, JoinAccept,
@@ -73,7 +73,7 @@ pub enum FollowerState {
     Rejoining,
 }
 
-impl FollowerState {
+impl StateName for FollowerState {
     fn name(self) -> &'static str {
         match self {
             FollowerState::IdleLocal => "FOLLOWER_IDLE_LOCAL",
@@ -84,7 +84,9 @@ impl FollowerState {
             FollowerState::Rejoining => "FOLLOWER_REJOINING",
         }
     }
+}
 
+impl FollowerState {
     fn connected(self) -> bool {
         matches!(
             self,
@@ -239,20 +241,7 @@ impl Follower {
     }
 
     fn enter(&mut self, state: FollowerState, reason: &str) {
-        if self.state == state {
-            return;
-        }
-        tracing::info!(
-            from = self.state.name(),
-            to = state.name(),
-            reason,
-            "follower state"
-        );
-        self.state = state;
-        self.out.event(Event::State {
-            state: state.name().into(),
-            reason: reason.into(),
-        });
+        self.out.transition(&mut self.state, state, reason);
     }
 
     fn connected_state(&self) -> FollowerState {
@@ -281,20 +270,13 @@ impl Follower {
         let Some((peer, link)) = self.link.as_mut() else {
             return;
         };
-        let env = Envelope {
-            session_id: self.session_id.clone(),
-            sender_id: self.cfg.device_id.clone(),
-            ts: now.as_millis(),
-            seq: self.out.next_seq(),
-            msg,
-        };
-        match env.encode() {
-            Ok(text) => {
-                link.sent(now);
-                let peer = *peer;
-                self.out.push(Output::Send(peer, text));
-            }
-            Err(e) => self.out.error("internal", e.to_string()),
+        let ts = now.as_millis();
+        if let Some(text) = self
+            .out
+            .envelope(&self.session_id, &self.cfg.device_id, ts, msg)
+        {
+            link.sent(now);
+            self.out.push(Output::Send(*peer, text));
         }
     }
 

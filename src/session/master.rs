@@ -8,7 +8,7 @@
 use super::link::{Admit, Link, Tick};
 use super::{
     earliest, Command, Event, HeartbeatConfig, Input, LinkState, Machine, Origin, Outbox, Output,
-    PeerId, Record, Time,
+    PeerId, Record, StateName, Time,
 };
 use crate::protocol::{
     ChoirSnapshot, DecodeError, Envelope, FollowMode, Hello, JoinAccept, JoinReject, JoinRequest,
@@ -80,7 +80,7 @@ pub enum MasterState {
     SessionEnded,
 }
 
-impl MasterState {
+impl StateName for MasterState {
     fn name(self) -> &'static str {
         match self {
             MasterState::Idle => "MASTER_IDLE",
@@ -304,20 +304,7 @@ impl Master {
     }
 
     fn enter(&mut self, state: MasterState, reason: &str) {
-        if self.state == state {
-            return;
-        }
-        tracing::info!(
-            from = self.state.name(),
-            to = state.name(),
-            reason,
-            "master state"
-        );
-        self.state = state;
-        self.out.event(Event::State {
-            state: state.name().into(),
-            reason: reason.into(),
-        });
+        self.out.transition(&mut self.state, state, reason);
     }
 
     /// ACTIVE ⇄ RECONNECTING_LINKS follows whether anyone is disconnected.
@@ -343,21 +330,8 @@ impl Master {
     }
 
     fn envelope(&mut self, now: Time, msg: Message) -> Option<String> {
-        let env = Envelope {
-            session_id: self.rec.session_id.clone(),
-            sender_id: self.cfg.device_id.clone(),
-            ts: now.as_millis(),
-            seq: self.out.next_seq(),
-            msg,
-        };
-        match env.encode() {
-            Ok(text) => Some(text),
-            Err(e) => {
-                tracing::error!(%e, "cannot encode");
-                self.out.error("internal", e.to_string());
-                None
-            }
-        }
+        let (session, me) = (&self.rec.session_id, &self.cfg.device_id);
+        self.out.envelope(session, me, now.as_millis(), msg)
     }
 
     fn send(&mut self, now: Time, peer: PeerId, msg: Message) {

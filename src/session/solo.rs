@@ -9,7 +9,7 @@
 use super::link::{Admit, Link, Tick};
 use super::{
     earliest, Backoff, BackoffConfig, Command, Event, HeartbeatConfig, Input, LinkState, Machine,
-    Origin, Outbox, Output, PeerId, Rng, Time,
+    Origin, Outbox, Output, PeerId, Rng, StateName, Time,
 };
 use crate::protocol::{
     Envelope, Hello, Layout, Message, Mode, PageState, Parity, Snapshot, SoloSnapshot, Stamp,
@@ -69,7 +69,7 @@ pub enum SoloState {
     PairedReconnecting,
 }
 
-impl SoloState {
+impl StateName for SoloState {
     fn name(self) -> &'static str {
         match self {
             SoloState::LocalOnly => "SOLO_LOCAL_ONLY",
@@ -157,20 +157,7 @@ impl Solo {
     }
 
     fn enter(&mut self, state: SoloState, reason: &str) {
-        if self.state == state {
-            return;
-        }
-        tracing::info!(
-            from = self.state.name(),
-            to = state.name(),
-            reason,
-            "solo state"
-        );
-        self.state = state;
-        self.out.event(Event::State {
-            state: state.name().into(),
-            reason: reason.into(),
-        });
+        self.out.transition(&mut self.state, state, reason);
     }
 
     /// The next local stamp: the wall clock, but never at or below a stamp already seen.
@@ -186,20 +173,10 @@ impl Solo {
         let Some((peer, link)) = self.link.as_mut() else {
             return; // offline: the snapshot on reconnect carries the change
         };
-        let env = Envelope {
-            session_id: self.cfg.pair_id.clone(),
-            sender_id: self.cfg.device_id.clone(),
-            ts,
-            seq: self.out.next_seq(),
-            msg,
-        };
-        match env.encode() {
-            Ok(text) => {
-                link.sent(now);
-                let peer = *peer;
-                self.out.push(Output::Send(peer, text));
-            }
-            Err(e) => self.out.error("internal", e.to_string()),
+        let (pair, me) = (&self.cfg.pair_id, &self.cfg.device_id);
+        if let Some(text) = self.out.envelope(pair, me, ts, msg) {
+            link.sent(now);
+            self.out.push(Output::Send(*peer, text));
         }
     }
 
