@@ -1,8 +1,8 @@
 //! `lansync demo`: a scripted rehearsal with checks.
 //!
-//! Today the rehearsal runs on the simulated network (`lansync::sim`: virtual clock, 2–5 ms
-//! delay), so every figure it prints is in *virtual* time. The same
-//! script over real WebRTC on loopback is the choir issue's demo.
+//! By default it runs live (`demo_live.rs`): a master and followers in this process over real
+//! WebRTC on loopback. With `--sim` the same script runs on the simulated network
+//! (`lansync::sim`: virtual clock, 2–5 ms delay), where every figure is in *virtual* time.
 
 use lansync::protocol::{FollowMode, PageState, RejectReason, StreamInfo};
 use lansync::session::{
@@ -17,29 +17,43 @@ use std::time::Duration;
 pub struct DemoArgs {
     /// Number of followers.
     #[arg(long, default_value_t = 8)]
-    followers: usize,
+    pub followers: usize,
     /// Seed of the simulated network (same seed, same run).
     #[arg(long, default_value_t = 2024)]
     seed: u64,
-    /// Run on the simulated network (the only mode so far; accepted for scripts).
+    /// Run on the simulated network (virtual time) instead of real WebRTC.
     #[arg(long)]
     sim: bool,
     /// Print one JSON object per line; the last line is the summary.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
-struct Rehearsal {
-    sim: Sim,
-    master: NodeId,
-    followers: Vec<NodeId>,
+/// Runs the rehearsal, live or simulated; returns whether every check held.
+pub fn run(args: &DemoArgs) -> bool {
+    if args.sim {
+        return run_sim(args);
+    }
+    crate::runtime().block_on(crate::demo_live::run(args))
+}
+
+/// Narration and checks, human or JSON lines, shared by both rehearsals.
+pub struct Report {
     json: bool,
     checks: Vec<(String, bool)>,
-    page_latencies_ms: Vec<f64>,
 }
 
-impl Rehearsal {
-    fn say(&self, text: &str) {
+impl Report {
+    /// A report printing JSON lines when `json`.
+    pub fn new(json: bool) -> Report {
+        Report {
+            json,
+            checks: Vec::new(),
+        }
+    }
+
+    /// Narrates a step.
+    pub fn say(&self, text: &str) {
         if self.json {
             println!("{}", json!({"event": "step", "text": text}));
         } else {
@@ -47,13 +61,62 @@ impl Rehearsal {
         }
     }
 
-    fn check(&mut self, what: &str, ok: bool) {
+    /// Records and prints a check.
+    pub fn check(&mut self, what: &str, ok: bool) {
         if self.json {
             println!("{}", json!({"event": "check", "what": what, "ok": ok}));
         } else {
             println!("  {} {what}", if ok { "✓" } else { "✗" });
         }
         self.checks.push((what.to_string(), ok));
+    }
+
+    /// Whether every check so far held.
+    pub fn all_ok(&self) -> bool {
+        self.checks.iter().all(|(_, ok)| *ok)
+    }
+
+    /// Prints the summary (adding the check counts and `converged`); returns `converged`.
+    pub fn finish(&self, mut summary: serde_json::Value) -> bool {
+        let passed = self.checks.iter().filter(|(_, ok)| *ok).count();
+        let converged = self.all_ok();
+        summary["checks_passed"] = json!(passed);
+        summary["checks"] = json!(self.checks.len());
+        summary["converged"] = json!(converged);
+        if self.json {
+            println!("{summary}");
+        } else {
+            println!(
+                "\n{} — {passed} of {} checks held; page turn p50 {:.2} ms, p99 {:.2} ms",
+                if converged {
+                    "converged"
+                } else {
+                    "NOT converged"
+                },
+                self.checks.len(),
+                summary["page_p50_ms"].as_f64().unwrap_or(f64::NAN),
+                summary["page_p99_ms"].as_f64().unwrap_or(f64::NAN),
+            );
+        }
+        converged
+    }
+}
+
+struct Rehearsal {
+    sim: Sim,
+    master: NodeId,
+    followers: Vec<NodeId>,
+    report: Report,
+    page_latencies_ms: Vec<f64>,
+}
+
+impl Rehearsal {
+    fn say(&self, text: &str) {
+        self.report.say(text);
+    }
+
+    fn check(&mut self, what: &str, ok: bool) {
+        self.report.check(what, ok);
     }
 
     fn run(&mut self, ms: u64) {
@@ -115,7 +178,8 @@ impl Rehearsal {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+/// The `p` quantile of sorted samples (NaN when empty).
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -123,8 +187,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-/// Runs the rehearsal; returns whether every check held.
-pub fn run(args: &DemoArgs) -> bool {
+/// The rehearsal on the simulated network; returns whether every check held.
+fn run_sim(args: &DemoArgs) -> bool {
     let mut sim = Sim::new(args.seed);
     sim.net = NetConfig {
         delay: Duration::from_millis(2),
@@ -142,8 +206,7 @@ pub fn run(args: &DemoArgs) -> bool {
         sim,
         master,
         followers: Vec::new(),
-        json: args.json,
-        checks: Vec::new(),
+        report: Report::new(args.json),
         page_latencies_ms: Vec::new(),
     };
     if !args.json {
@@ -344,7 +407,6 @@ pub fn run(args: &DemoArgs) -> bool {
 
     let mut lat = r.page_latencies_ms.clone();
     lat.sort_by(f64::total_cmp);
-    let converged = r.checks.iter().all(|(_, ok)| *ok);
     let summary = json!({
         "mode": "sim",
         "followers": args.followers,
@@ -356,22 +418,6 @@ pub fn run(args: &DemoArgs) -> bool {
         "rejoin_ms": rejoin_ms,
         "messages_sent": r.sim.sent,
         "virtual_seconds": r.sim.now.since(Time::from_millis(lansync::sim::EPOCH_MS)).as_secs(),
-        "checks_passed": r.checks.iter().filter(|(_, ok)| *ok).count(),
-        "checks": r.checks.len(),
-        "converged": converged,
     });
-    if args.json {
-        println!("{summary}");
-    } else {
-        println!(
-            "\n{} — {} of {} checks held; page turn p50 {:.1} ms, p99 {:.1} ms (virtual); {} messages",
-            if converged { "converged" } else { "NOT converged" },
-            summary["checks_passed"],
-            summary["checks"],
-            percentile(&lat, 0.5),
-            percentile(&lat, 0.99),
-            r.sim.sent
-        );
-    }
-    converged
+    r.report.finish(summary)
 }

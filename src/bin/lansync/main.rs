@@ -2,6 +2,7 @@
 //! with `--json` (one JSON object per line on stdout).
 
 mod demo;
+mod demo_live;
 mod pair;
 
 use clap::{Parser, Subcommand};
@@ -19,8 +20,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// A scripted rehearsal: a master and followers through page turns, song changes, free mode,
-    /// a cut link, a master crash and the end of the session; prints what happened and checks it.
+    /// A scripted rehearsal over real WebRTC (or `--sim`): a master and followers through page
+    /// turns, song changes, free mode, a cut link, a master crash and the end of the session;
+    /// prints what happened, checks it, and measures it.
     Demo(demo::DemoArgs),
     /// Solo pairing with no network service: exchange an invite and an answer code.
     #[command(subcommand)]

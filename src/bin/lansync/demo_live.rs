@@ -1,0 +1,535 @@
+//! The live rehearsal: a master and N followers in this process, each its own node with its own
+//! WebRTC peer connections on loopback — real DTLS, SCTP and data channels, real clocks. The
+//! script and its checks are the same as on the simulated network; the figures are wall-clock.
+//!
+//! Followers reach the master through an in-process acceptor that plays the join endpoint's
+//! part (offer in, answer out); everything after that is the real link.
+
+use crate::demo::{percentile, DemoArgs, Report};
+use lansync::node::{load_record, Clock, DialFuture, Node, NodeOptions};
+use lansync::protocol::{FollowMode, RejectReason, StreamInfo};
+use lansync::session::{
+    Command, Event, Follower, FollowerConfig, JoinCredentials, Master, MasterConfig, Record,
+};
+use lansync::transport::{self, Identity, LinkSender, TransportConfig};
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// Who sent an event: the master or follower `i`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Who {
+    Master,
+    Follower(usize),
+}
+
+/// Every event of every node, with when it arrived.
+#[derive(Default)]
+struct Log {
+    entries: Mutex<Vec<(Who, Instant, Event)>>,
+    changed: Notify,
+}
+
+impl Log {
+    fn collect(self: &Arc<Self>, who: Who, mut rx: tokio::sync::mpsc::UnboundedReceiver<Event>) {
+        let log = self.clone();
+        tokio::spawn(async move {
+            while let Some(e) = rx.recv().await {
+                log.entries.lock().unwrap().push((who, Instant::now(), e));
+                log.changed.notify_waiters();
+            }
+        });
+    }
+
+    /// Waits until `done` holds over the log, at most `limit`.
+    async fn wait(&self, limit: Duration, done: impl Fn(&[(Who, Instant, Event)]) -> bool) -> bool {
+        let end = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.changed.notified();
+            if done(&self.entries.lock().unwrap()) {
+                return true;
+            }
+            if tokio::time::timeout_at(end, notified).await.is_err() {
+                return done(&self.entries.lock().unwrap());
+            }
+        }
+    }
+
+    fn since(&self, t: Instant) -> Vec<(Who, Instant, Event)> {
+        let entries = self.entries.lock().unwrap();
+        entries
+            .iter()
+            .filter(|(_, at, _)| *at >= t)
+            .cloned()
+            .collect()
+    }
+}
+
+/// The page a follower shows, from its latest Page event.
+fn shown(entries: &[(Who, Instant, Event)], f: usize) -> Option<(u64, u32)> {
+    entries.iter().rev().find_map(|(w, _, e)| match e {
+        Event::Page {
+            song_epoch, page, ..
+        } if *w == Who::Follower(f) => Some((*song_epoch, *page)),
+        _ => None,
+    })
+}
+
+fn last_state(entries: &[(Who, Instant, Event)], who: Who) -> Option<String> {
+    entries.iter().rev().find_map(|(w, _, e)| match e {
+        Event::State { state, .. } if *w == who => Some(state.clone()),
+        _ => None,
+    })
+}
+
+/// The master as followers reach it: its node and its transport settings (identity).
+#[derive(Clone)]
+struct Acceptor {
+    node: Node,
+    cfg: TransportConfig,
+}
+
+/// Both ends of each follower's current link, so the demo can cut it.
+type Cuts = Arc<Mutex<HashMap<usize, (LinkSender, LinkSender)>>>;
+
+fn dialer(
+    i: usize,
+    master: Arc<Mutex<Option<Acceptor>>>,
+    cuts: Cuts,
+    setups: Arc<Mutex<Vec<f64>>>,
+) -> lansync::node::Dialer {
+    Box::new(move || {
+        let (master, cuts, setups) = (master.clone(), cuts.clone(), setups.clone());
+        let fut: DialFuture = Box::pin(async move {
+            let start = Instant::now();
+            let cfg = TransportConfig {
+                loopback_only: true,
+                ..TransportConfig::default()
+            };
+            let acceptor = master.lock().unwrap().clone().ok_or("the master is down")?;
+            let pending = transport::create_offer(&cfg)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (answer, mut at_master) = transport::accept_offer(&acceptor.cfg, pending.sdp())
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut link = pending
+                .accept_answer(&answer)
+                .await
+                .map_err(|e| e.to_string())?;
+            let open = Duration::from_secs(10);
+            let (a, b) = tokio::join!(link.wait_open(open), at_master.wait_open(open));
+            a.and(b).map_err(|e| e.to_string())?;
+            setups
+                .lock()
+                .unwrap()
+                .push(start.elapsed().as_secs_f64() * 1000.0);
+            cuts.lock()
+                .unwrap()
+                .insert(i, (link.sender(), at_master.sender()));
+            acceptor.node.add_link(at_master);
+            Ok(link)
+        });
+        fut
+    })
+}
+
+fn start_master(record_path: &Path, identity: &Identity, log: &Arc<Log>) -> Acceptor {
+    let mut cfg = MasterConfig::new("master");
+    cfg.device_name = "Choir master".into();
+    cfg.session_name = "Thursday rehearsal".into();
+    let now = Clock::new().now();
+    // A restart resumes the session from the record file the previous run kept up to date.
+    let machine = match load_record(record_path) {
+        Some(Record::Master(rec)) => Master::restore(cfg, now, rec),
+        _ => {
+            let mut entropy = [0u8; 32];
+            getrandom::fill(&mut entropy).expect("no secure random source");
+            Master::new(cfg, now, entropy)
+        }
+    };
+    let opts = NodeOptions {
+        dialer: None,
+        record_path: Some(record_path.to_path_buf()),
+    };
+    let (node, events) = Node::spawn(machine, opts);
+    log.collect(Who::Master, events);
+    Acceptor {
+        node,
+        cfg: TransportConfig {
+            loopback_only: true,
+            certificate: Some(identity.clone()),
+            ..TransportConfig::default()
+        },
+    }
+}
+
+/// One master command, then waits until the followers `who` show `expect`; returns whether they
+/// did and every follower's latency for it.
+async fn turn(
+    master: &Node,
+    log: &Log,
+    cmd: Command,
+    expect: (u64, u32),
+    who: &[usize],
+) -> (bool, Vec<f64>) {
+    let t0 = Instant::now();
+    master.command(cmd);
+    let ok = log
+        .wait(Duration::from_secs(10), |e| {
+            who.iter().all(|&f| shown(e, f) == Some(expect))
+        })
+        .await;
+    let lat = log
+        .since(t0)
+        .into_iter()
+        .filter_map(|(w, at, e)| match (w, e) {
+            (
+                Who::Follower(_),
+                Event::Page {
+                    song_epoch, page, ..
+                },
+            ) if (song_epoch, page) == expect => Some(at.duration_since(t0).as_secs_f64() * 1000.0),
+            _ => None,
+        })
+        .collect();
+    (ok, lat)
+}
+
+/// Runs the live rehearsal; returns whether every check held.
+pub async fn run(args: &DemoArgs) -> bool {
+    let mut r = Report::new(args.json);
+    if !args.json {
+        println!("lansync demo: a rehearsal over real WebRTC on loopback (wall-clock figures)");
+    }
+    let log = Arc::new(Log::default());
+    let identity = Identity::generate().expect("cannot make a DTLS identity");
+    let dir = std::env::temp_dir().join(format!("lansync-demo-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let record_path = dir.join("master.json");
+    let _ = std::fs::remove_file(&record_path);
+    let acceptor = start_master(&record_path, &identity, &log);
+    let master_node = acceptor.node.clone();
+    let current = Arc::new(Mutex::new(Some(acceptor)));
+    let hosting = log
+        .wait(Duration::from_secs(5), |e| {
+            e.iter().any(|(_, _, e)| matches!(e, Event::Hosting { .. }))
+        })
+        .await;
+    let (code, token) = {
+        let entries = log.entries.lock().unwrap();
+        entries
+            .iter()
+            .find_map(|(_, _, e)| match e {
+                Event::Hosting {
+                    session_code,
+                    token,
+                    ..
+                } => Some((session_code.clone(), token.clone())),
+                _ => None,
+            })
+            .unwrap_or_default()
+    };
+    r.check("the master hosts a session", hosting);
+    r.say(&format!("session code {code}"));
+
+    let cuts: Cuts = Arc::default();
+    let setups: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let mut followers = Vec::new();
+    for i in 0..args.followers {
+        let mut cfg = FollowerConfig::new(format!("singer-{i}"));
+        cfg.device_name = format!("Singer {i}");
+        let opts = NodeOptions {
+            dialer: Some(dialer(i, current.clone(), cuts.clone(), setups.clone())),
+            record_path: None,
+        };
+        let (node, events) = Node::spawn(Follower::new(cfg, i as u64 + 1), opts);
+        log.collect(Who::Follower(i), events);
+        let creds = if i % 2 == 0 {
+            JoinCredentials {
+                token: Some(token.clone()),
+                ..Default::default()
+            }
+        } else {
+            JoinCredentials {
+                session_code: Some(code.to_lowercase()),
+                ..Default::default()
+            }
+        };
+        node.command(Command::Join(creds));
+        followers.push(node);
+    }
+    let n = args.followers;
+    let joined_all = |e: &[(Who, Instant, Event)]| {
+        (0..n).all(|f| {
+            e.iter()
+                .any(|(w, _, e)| *w == Who::Follower(f) && matches!(e, Event::Joined { .. }))
+        })
+    };
+    let t_join = Instant::now();
+    let ok = log.wait(Duration::from_secs(30), joined_all).await;
+    let join_all_ms = t_join.elapsed().as_secs_f64() * 1000.0;
+    r.check(
+        &format!("{n} followers joined over WebRTC in {join_all_ms:.0} ms (by link and by code)"),
+        ok,
+    );
+
+    let mut latencies = Vec::new();
+    let mut epoch = 0u64;
+    let everyone: Vec<usize> = (0..n).collect();
+
+    r.say("song 1, then 20 rapid page turns 20 ms apart");
+    epoch += 1;
+    let (ok, lat) = turn(
+        &master_node,
+        &log,
+        Command::SetSong {
+            song_id: "ave-maria".into(),
+        },
+        (epoch, 0),
+        &everyone,
+    )
+    .await;
+    latencies.extend(lat);
+    r.check("everyone is on song 1", ok);
+    for p in 1..=20u32 {
+        master_node.command(Command::SetPage { page: p });
+        tokio::time::sleep(Duration::from_millis(20)).await; // the pace of the script
+    }
+    let ok = log
+        .wait(Duration::from_secs(10), |e| {
+            everyone.iter().all(|&f| shown(e, f) == Some((epoch, 20)))
+        })
+        .await;
+    r.check("every follower ends on the last page", ok);
+    for p in [21u32, 22] {
+        let (ok, lat) = turn(
+            &master_node,
+            &log,
+            Command::SetPage { page: p },
+            (epoch, p),
+            &everyone,
+        )
+        .await;
+        latencies.extend(lat);
+        r.check(&format!("page {p} reaches everyone"), ok);
+    }
+
+    if n > 1 {
+        r.say("singer 1 goes free and looks at page 7 while the master turns on");
+        followers[1].command(Command::SetFollowMode {
+            mode: FollowMode::Free,
+        });
+        followers[1].command(Command::SetPage { page: 7 });
+        let others: Vec<usize> = (0..n).filter(|&f| f != 1).collect();
+        let (ok, lat) = turn(
+            &master_node,
+            &log,
+            Command::SetPage { page: 23 },
+            (epoch, 23),
+            &others,
+        )
+        .await;
+        latencies.extend(lat);
+        let free_kept = shown(&log.entries.lock().unwrap(), 1) == Some((epoch, 7));
+        r.check(
+            "the others follow, the free singer keeps page 7",
+            ok && free_kept,
+        );
+        followers[1].command(Command::SetFollowMode {
+            mode: FollowMode::Follow,
+        });
+        let ok = log
+            .wait(Duration::from_secs(5), |e| shown(e, 1) == Some((epoch, 23)))
+            .await;
+        r.check("back to follow, it shows the master's page at once", ok);
+    }
+
+    r.say("song change to song 2");
+    epoch += 1;
+    let (ok, lat) = turn(
+        &master_node,
+        &log,
+        Command::SetSong {
+            song_id: "locus-iste".into(),
+        },
+        (epoch, 0),
+        &everyone,
+    )
+    .await;
+    latencies.extend(lat);
+    r.check("everyone is on song 2", ok);
+
+    let mut rejoin_ms = f64::NAN;
+    if n > 2 {
+        r.say("singer 2's network is cut; the master turns meanwhile");
+        let pair = cuts.lock().unwrap().get(&2).cloned();
+        if let Some((a, b)) = &pair {
+            a.simulate_receive_loss(true);
+            b.simulate_receive_loss(true);
+        }
+        let t_cut = Instant::now();
+        let others: Vec<usize> = (0..n).filter(|&f| f != 2).collect();
+        let (_, lat) = turn(
+            &master_node,
+            &log,
+            Command::SetPage { page: 4 },
+            (epoch, 4),
+            &others,
+        )
+        .await;
+        latencies.extend(lat);
+        let lost = log
+            .wait(Duration::from_secs(20), |e| {
+                last_state(e, Who::Follower(2)).as_deref() == Some("FOLLOWER_DISCONNECTED_LOCAL")
+            })
+            .await;
+        r.check(
+            &format!(
+                "its heartbeat notices the dead link ({:.1} s) and it keeps its page",
+                t_cut.elapsed().as_secs_f64()
+            ),
+            lost && shown(&log.entries.lock().unwrap(), 2) == Some((epoch, 0)),
+        );
+        // The network returns: the old link stays dead, the follower redials at once.
+        let t_back = Instant::now();
+        followers[2].network_changed();
+        let back = log
+            .wait(Duration::from_secs(10), |e| shown(e, 2) == Some((epoch, 4)))
+            .await;
+        rejoin_ms = t_back.elapsed().as_secs_f64() * 1000.0;
+        r.check(
+            &format!("network back: it rejoined and shows page 4 in {rejoin_ms:.1} ms"),
+            back,
+        );
+    }
+
+    r.say("the master crashes and restarts from its saved session");
+    *current.lock().unwrap() = None;
+    drop(master_node); // the last handle: the node stops and its links close, as in a crash
+    let t_restart = Instant::now();
+    let acceptor = start_master(&record_path, &identity, &log);
+    let master_node = acceptor.node.clone();
+    *current.lock().unwrap() = Some(acceptor);
+    let rejoined = log
+        .wait(Duration::from_secs(40), |e| {
+            (0..n).all(|f| {
+                e.iter().any(|(w, at, e)| {
+                    *w == Who::Follower(f)
+                        && *at >= t_restart
+                        && matches!(e, Event::Joined { rejoin: true, .. })
+                })
+            })
+        })
+        .await;
+    r.check(
+        &format!(
+            "same session, everyone rejoined {:.1} s after the restart (backoff included)",
+            t_restart.elapsed().as_secs_f64()
+        ),
+        rejoined,
+    );
+    let t0 = Instant::now();
+    master_node.command(Command::SetPage { page: 5 });
+    let ok = log
+        .wait(Duration::from_secs(10), |e| {
+            everyone.iter().all(|&f| shown(e, f) == Some((epoch, 5)))
+        })
+        .await;
+    r.check(
+        &format!(
+            "and follows the next page turn ({:.1} ms)",
+            t0.elapsed().as_secs_f64() * 1000.0
+        ),
+        ok,
+    );
+
+    r.say("a streamed score for the current song, then cleared");
+    master_node.command(Command::StreamPrepare(StreamInfo {
+        stream_id: "score-1".into(),
+        song_epoch: 0,
+        name: "locus-iste.pdf".into(),
+        mime: "application/pdf".into(),
+        size: 0,
+        sha256: String::new(),
+    }));
+    master_node.command(Command::StreamClear);
+    let ok = log
+        .wait(Duration::from_secs(10), |e| {
+            everyone.iter().all(|&f| {
+                let got = |pred: fn(&Event) -> bool| {
+                    e.iter().any(|(w, _, e)| *w == Who::Follower(f) && pred(e))
+                };
+                got(|e| matches!(e, Event::StreamPrepared(_)))
+                    && got(|e| matches!(e, Event::StreamCleared))
+            })
+        })
+        .await;
+    r.check("every follower got the stream and dropped it", ok);
+
+    r.say("the master ends the session");
+    master_node.command(Command::End);
+    let ok = log
+        .wait(Duration::from_secs(10), |e| {
+            everyone
+                .iter()
+                .all(|&f| last_state(e, Who::Follower(f)).as_deref() == Some("FOLLOWER_IDLE_LOCAL"))
+        })
+        .await;
+    r.check("every follower is back to local mode", ok);
+    let opts = NodeOptions {
+        dialer: Some(dialer(n, current.clone(), cuts.clone(), Arc::default())),
+        record_path: None,
+    };
+    let (late, events) = Node::spawn(Follower::new(FollowerConfig::new("latecomer"), 99), opts);
+    log.collect(Who::Follower(n), events);
+    late.command(Command::Join(JoinCredentials {
+        token: Some(token.clone()),
+        ..Default::default()
+    }));
+    let refused = log
+        .wait(Duration::from_secs(10), |e| {
+            e.iter().any(|(w, _, e)| {
+                *w == Who::Follower(n)
+                    && matches!(
+                        e,
+                        Event::Rejected {
+                            reason: RejectReason::SessionEnded
+                        }
+                    )
+            })
+        })
+        .await;
+    r.check("the old token is refused", refused);
+
+    latencies.sort_by(f64::total_cmp);
+    let mut setup = setups.lock().unwrap().clone();
+    setup.sort_by(f64::total_cmp);
+    let summary = json!({
+        "mode": "live",
+        "followers": n,
+        "followers_joined": if r.all_ok() { n } else { count_joined(&log, n) },
+        "join_all_ms": join_all_ms,
+        "setup_ms_p50": percentile(&setup, 0.5),
+        "setup_ms_p99": percentile(&setup, 0.99),
+        "page_p50_ms": percentile(&latencies, 0.5),
+        "page_p99_ms": percentile(&latencies, 0.99),
+        "page_samples": latencies.len(),
+        "rejoin_ms": rejoin_ms,
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    r.finish(summary)
+}
+
+fn count_joined(log: &Log, n: usize) -> usize {
+    let e = log.entries.lock().unwrap();
+    (0..n)
+        .filter(|&f| {
+            e.iter()
+                .any(|(w, _, e)| *w == Who::Follower(f) && matches!(e, Event::Joined { .. }))
+        })
+        .count()
+}
