@@ -19,6 +19,7 @@
 mod base45;
 mod base64url;
 pub mod compact;
+pub mod join_link;
 pub mod lz;
 #[cfg(feature = "native")]
 pub mod qr;
@@ -26,6 +27,7 @@ pub mod qr;
 use std::fmt;
 
 pub use compact::{Candidate, CandidateType, SdpEssentials, SetupRole};
+pub use join_link::JoinLink;
 
 /// Prefix of a compact code in its QR/text form (base45 follows). Only QR alphanumeric
 /// characters, and `:` never occurs in lz-string output, so the formats cannot be confused.

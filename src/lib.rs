@@ -13,8 +13,11 @@
 //! | [`session`] | state machines: solo pair, choir master, choir follower, link health, backoff (pure) |
 //! | [`invite`] | invite/answer codes: compact base45 code, lz-string, QR rendering (pure codecs) |
 //! | [`sim`] | a deterministic simulated network for tests and the demo (pure) |
+//! | [`transfer`] | file transfer: chunk codec, manifests, media whitelist, resumable sender/receiver (pure) |
 //! | `transport` | WebRTC links: the only module that imports `webrtc` (feature `native`) |
+//! | `discovery` | mDNS advert and browse of choir sessions, `_lansync._tcp.local.` (`native`) |
 //! | `node` | the async driver: runs a machine over links, a clock and a record file (`native`) |
+//! | `signaling` | the master's HTTP join endpoint on the LAN and its client, MAC-bound to the join secret (`native`) |
 //!
 //! Without the default `native` feature the crate is only the pure core and builds for
 //! `wasm32-unknown-unknown`, so a web page can run the same protocol logic.
@@ -30,7 +33,7 @@
 //! 3. sleeps until [`session::Machine::poll_timeout`] (or the next input), then feeds
 //!    [`session::Input::Timeout`].
 //!
-//! A `Dial` must always be answered, by `LinkUp` or `DialFailed`.
+//! A `Dial` must always be answered, by `LinkUp`, `DialFailed` or `DialRefused`.
 //!
 //! ```
 //! use lansync::session::{Command, Input, Machine, Master, MasterConfig, Output, Time};
@@ -47,11 +50,16 @@
 //! ```
 #![warn(missing_docs)]
 
+#[cfg(feature = "native")]
+pub mod discovery;
 pub mod invite;
 #[cfg(feature = "native")]
 pub mod node;
 pub mod protocol;
 pub mod session;
+#[cfg(feature = "native")]
+pub mod signaling;
 pub mod sim;
+pub mod transfer;
 #[cfg(feature = "native")]
 pub mod transport;

@@ -11,7 +11,10 @@
 //!  app ◀── events (mpsc) ── └────────────┘ ──▶ record file (atomic replace)
 //! ```
 
-use crate::session::{Command, Event, Input, Machine, Output, PeerId, Record, Time};
+use crate::protocol::RejectReason;
+use crate::session::{
+    Command, Event, Input, JoinCredentials, Machine, Output, PeerId, Record, Time,
+};
 use crate::transport::{Link, LinkEvent, LinkSender};
 use std::collections::HashMap;
 use std::future::Future;
@@ -58,11 +61,32 @@ impl Default for Clock {
     }
 }
 
-/// A future that opens a new link to the peer (answering the machine's `Dial`).
-pub type DialFuture = Pin<Box<dyn Future<Output = Result<Link, String>> + Send>>;
+/// Why a dial produced no link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DialError {
+    /// The peer's join endpoint refused, for this reason: do not retry blindly.
+    Refused(RejectReason),
+    /// Anything else (unreachable, timeout): worth retrying later.
+    Failed(String),
+}
 
-/// Makes a [`DialFuture`] each time the machine asks to dial.
-pub type Dialer = Box<dyn FnMut() -> DialFuture + Send>;
+impl From<String> for DialError {
+    fn from(e: String) -> Self {
+        DialError::Failed(e)
+    }
+}
+
+impl From<&str> for DialError {
+    fn from(e: &str) -> Self {
+        DialError::Failed(e.to_string())
+    }
+}
+
+/// A future that opens a new link to the peer (answering the machine's `Dial`).
+pub type DialFuture = Pin<Box<dyn Future<Output = Result<Link, DialError>> + Send>>;
+
+/// Makes a [`DialFuture`] each time the machine asks to dial, with the credentials it presents.
+pub type Dialer = Box<dyn FnMut(JoinCredentials) -> DialFuture + Send>;
 
 /// How a node is wired to the world.
 #[derive(Default)]
@@ -126,7 +150,7 @@ struct Driver<M> {
     links: HashMap<PeerId, OpenLink>,
     next_peer: PeerId,
     link_events: mpsc::UnboundedSender<(PeerId, LinkEvent)>,
-    dial_results: mpsc::UnboundedSender<Result<Link, String>>,
+    dial_results: mpsc::UnboundedSender<Result<Link, DialError>>,
     events: mpsc::UnboundedSender<Event>,
 }
 
@@ -165,7 +189,11 @@ async fn drive<M: Machine>(
             Some((peer, ev)) = link_rx.recv() => d.on_link_event(peer, ev),
             Some(result) = dial_rx.recv() => match result {
                 Ok(link) => d.add_link(link),
-                Err(e) => {
+                Err(DialError::Refused(reason)) => {
+                    tracing::info!(?reason, "dial refused");
+                    d.input(Input::DialRefused(reason));
+                }
+                Err(DialError::Failed(e)) => {
                     tracing::info!(%e, "dial failed");
                     d.input(Input::DialFailed);
                 }
@@ -263,9 +291,9 @@ impl<M: Machine> Driver<M> {
                         });
                     }
                 }
-                Output::Dial => match self.opts.dialer.as_mut() {
+                Output::Dial(creds) => match self.opts.dialer.as_mut() {
                     Some(dial) => {
-                        let fut = dial();
+                        let fut = dial(creds);
                         let results = self.dial_results.clone();
                         tokio::spawn(async move {
                             let _ = results.send(fut.await);

@@ -14,6 +14,8 @@
 //! `PROTOCOL.md` at the repository root is the normative description of all of this.
 
 mod payloads;
+mod transfer_msgs;
+pub use transfer_msgs::*;
 
 pub use payloads::*;
 
@@ -170,6 +172,14 @@ catalog! {
     Pong(Pong) = "PONG",
     /// Master → followers: participants that changed (or all of them when `complete`).
     Presence(Presence) = "PRESENCE",
+    /// Host → participant: the manifest of one transfer round and its transfer index.
+    TransferOffer(TransferOffer) = "TRANSFER_OFFER",
+    /// Participant → host: the ranges to send (only what is missing).
+    TransferRequest(TransferRequest) = "TRANSFER_REQUEST",
+    /// Participant → host: every file is held and verified.
+    TransferDone(TransferDone) = "TRANSFER_DONE",
+    /// Either way: the round stops, with an error code.
+    TransferAbort(TransferAbort) = "TRANSFER_ABORT",
 }
 
 /// Type-erased payload serialisation, so the encoder needs no per-message code.

@@ -81,8 +81,11 @@ pub enum Input<'a> {
     LinkUp(PeerId),
     /// A link is gone (closed, failed, or the driver gave up on it).
     LinkDown(PeerId),
-    /// A `Dial` could not produce a link (peer unreachable, signaling refused).
+    /// A `Dial` could not produce a link (peer unreachable, no answer).
     DialFailed,
+    /// A `Dial` was refused by the peer's join endpoint, for this reason (a follower then acts
+    /// as on a JOIN_REJECT and stops retrying).
+    DialRefused(RejectReason),
     /// The network came back (interface up, address changed): retry now instead of waiting.
     NetworkChanged,
     /// Bytes of one control message arrived on a link. Untrusted.
@@ -100,9 +103,10 @@ pub enum Output {
     Send(PeerId, String),
     /// Close this link after flushing what was queued for it.
     Close(PeerId),
-    /// Open a link to the peer (master or solo partner) with whatever the driver knows; answer
-    /// with `LinkUp` or `DialFailed`.
-    Dial,
+    /// Open a link to the peer (master or solo partner), presenting these credentials to its
+    /// join endpoint (a follower's token once it has one; empty for solo); answer with
+    /// `LinkUp`, `DialFailed` or `DialRefused`.
+    Dial(JoinCredentials),
     /// Store this record durably (replacing the previous one) so a restart resumes the session.
     Persist(Record),
     /// Tell the application.

@@ -367,7 +367,7 @@ impl Sim {
                         self.schedule(at, Delivery::Closed { node: n, peer });
                     }
                 }
-                Output::Dial => {
+                Output::Dial(_) => {
                     let at = self.now + self.net.connect_time;
                     match self.nodes[n].dial_target {
                         Some(t) if self.is_up(t) && !self.partitioned(n, t) => {

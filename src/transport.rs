@@ -39,7 +39,7 @@ use rtc::peer_connection::transport::{
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use tokio::sync::mpsc;
 
-use driver::Shared;
+use driver::{Shared, Side};
 
 /// Largest control message accepted by [`LinkSender::send_control`], in bytes (UTF-8).
 pub const MAX_CONTROL_MESSAGE: usize = 64 * 1024;
@@ -273,7 +273,7 @@ impl PendingOffer {
             .pc
             .set_remote_description(Instant::now(), answer)
             .map_err(|e| TransportError::BadSdp(e.to_string()))?;
-        Ok(setup.start())
+        Ok(setup.start(Side::Offerer))
     }
 }
 
@@ -383,7 +383,7 @@ impl Setup {
     }
 
     /// Spawns the driver task and returns the link handle.
-    fn start(self) -> Link {
+    fn start(self, side: Side) -> Link {
         let (tx, rx) = mpsc::channel(driver::EVENT_CHANNEL_CAPACITY);
         let sockets: Arc<[net::HostSocket]> = self.sockets.into();
         let shared = Shared::new(
@@ -392,6 +392,7 @@ impl Setup {
             self.control,
             self.binary,
             self.send_buffer_limit,
+            side,
         );
         let task = tokio::spawn(driver::run(shared.clone(), sockets, tx));
         Link {
@@ -458,7 +459,7 @@ pub async fn accept_offer(
         .set_local_description(Instant::now(), answer)
         .map_err(webrtc_err)?;
     let sdp = local_sdp(&setup.pc)?;
-    Ok((sdp, setup.start()))
+    Ok((sdp, setup.start(Side::Answerer)))
 }
 
 /// What happens on a link.

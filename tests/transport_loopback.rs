@@ -376,3 +376,24 @@ async fn mangled_sdp_never_panics() {
         }
     }
 }
+
+/// The offerer may open first and speak at once, while the answerer has not yet looked at its
+/// link (a master still handing the new link to its node): nothing it says may be lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_sent_before_the_answerer_waits_for_open_are_kept() {
+    let offer = create_offer(&cfg()).await.unwrap();
+    let (answer, mut answerer) = accept_offer(&cfg(), offer.sdp()).await.unwrap();
+    let mut offerer = offer.accept_answer(&answer).await.unwrap();
+    offerer.wait_open(Duration::from_secs(20)).await.unwrap();
+    let tx = offerer.sender();
+    for i in 0..5 {
+        tx.send_control(&format!("early {i}")).await.unwrap();
+    }
+    answerer.wait_open(Duration::from_secs(20)).await.unwrap();
+    for i in 0..5 {
+        assert_eq!(
+            next(&mut answerer).await,
+            LinkEvent::Control(format!("early {i}"))
+        );
+    }
+}

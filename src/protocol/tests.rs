@@ -106,6 +106,31 @@ fn every_catalog_type_round_trips() {
             complete: false,
             participants: vec![],
         }),
+        Message::TransferOffer(TransferOffer {
+            transfer: 1,
+            manifest: crate::transfer::Manifest {
+                schema_version: 1,
+                kind: crate::transfer::ManifestKind::Pack,
+                files: vec![],
+                updated_at: 1,
+                uploaded_by: "dev-a".into(),
+            },
+        }),
+        Message::TransferRequest(TransferRequest {
+            transfer: 1,
+            hash: "0".repeat(64),
+            want: vec![FileWant { file: 0, from: 0 }],
+        }),
+        Message::TransferDone(TransferDone {
+            transfer: 1,
+            hash: "0".repeat(64),
+        }),
+        Message::TransferAbort(TransferAbort {
+            transfer: 1,
+            code: "hash-mismatch".into(),
+            file: Some(0),
+            message: String::new(),
+        }),
     ];
     let mut seen = std::collections::BTreeSet::new();
     for m in msgs {

@@ -349,7 +349,8 @@ impl Follower {
                 LinkState::Reconnecting
             },
         });
-        self.out.push(Output::Dial);
+        let creds = self.creds.clone().unwrap_or_default();
+        self.out.push(Output::Dial(creds));
     }
 
     /// The link is gone or never came: keep the page, navigate locally, retry later.
@@ -723,6 +724,11 @@ impl Machine for Follower {
                         state: LinkState::Reconnecting,
                     });
                     self.link_lost(now, "link lost");
+                }
+            }
+            Input::DialRefused(reason) => {
+                if self.state.dialing() && self.link.is_none() {
+                    self.on_reject(now, reason);
                 }
             }
             Input::DialFailed => {

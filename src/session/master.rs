@@ -742,7 +742,7 @@ impl Machine for Master {
             Input::Received(peer, bytes) => self.on_received(now, peer, bytes),
             Input::Command(cmd) => self.on_command(now, cmd),
             Input::Timeout => self.on_timeout(now),
-            Input::DialFailed | Input::NetworkChanged => {}
+            Input::DialFailed | Input::DialRefused(_) | Input::NetworkChanged => {}
         }
     }
 

@@ -8,8 +8,8 @@
 
 use super::link::{Admit, Link, Tick};
 use super::{
-    earliest, Backoff, BackoffConfig, Command, Event, HeartbeatConfig, Input, LinkState, Machine,
-    Origin, Outbox, Output, PeerId, Rng, StateName, Time,
+    earliest, Backoff, BackoffConfig, Command, Event, HeartbeatConfig, Input, JoinCredentials,
+    LinkState, Machine, Origin, Outbox, Output, PeerId, Rng, StateName, Time,
 };
 use crate::protocol::{
     Envelope, Hello, Layout, Message, Mode, PageState, Parity, Snapshot, SoloSnapshot, Stamp,
@@ -357,7 +357,7 @@ impl Solo {
                     self.retry_at = None;
                     self.enter(SoloState::PairedReconnecting, "manual retry");
                     if self.cfg.initiator {
-                        self.out.push(Output::Dial);
+                        self.out.push(Output::Dial(JoinCredentials::default()));
                     } else {
                         self.link_lost(now, "waiting for the partner");
                     }
@@ -385,7 +385,7 @@ impl Solo {
         if self.retry_at.is_some_and(|t| now >= t) {
             self.retry_at = None;
             if self.cfg.initiator {
-                self.out.push(Output::Dial);
+                self.out.push(Output::Dial(JoinCredentials::default()));
             } else {
                 // The waiting side counts the same attempts, so both give up together.
                 self.link_lost(now, "partner has not redialled");
@@ -422,7 +422,7 @@ impl Machine for Solo {
                     self.link_lost(now, "link lost");
                 }
             }
-            Input::DialFailed => {
+            Input::DialFailed | Input::DialRefused(_) => {
                 if self.link.is_none() && self.state == SoloState::PairedReconnecting {
                     self.link_lost(now, "dial failed");
                 }

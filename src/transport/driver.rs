@@ -62,8 +62,25 @@ pub(crate) struct Shared {
     pub(crate) drop_incoming: AtomicBool,
 }
 
+/// Which side of the offer/answer exchange this link is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    Offerer,
+    Answerer,
+}
+
+/// The control message the answering side sends once its channels are open; the offering side
+/// reports the link open (and lets the app send) only after it arrives. Without it the
+/// offerer's first messages can reach the answerer before the answerer has bound its
+/// negotiated channels to their SCTP streams, and `rtc` drops them (it reads data on an unbound
+/// stream as an in-band channel open). The marker is never passed to the app.
+pub(crate) const READY_MARKER: &str = "{\"lansync\":\"ready\"}";
+
 pub(crate) struct Core {
     pc: RTCPeerConnection,
+    side: Side,
+    /// Both channels open on this side (the offerer may still wait for the ready marker).
+    channels_open: bool,
     sockets: Arc<[HostSocket]>,
     control: RTCDataChannelId,
     binary: RTCDataChannelId,
@@ -85,10 +102,13 @@ impl Shared {
         control: RTCDataChannelId,
         binary: RTCDataChannelId,
         limit: usize,
+        side: Side,
     ) -> Arc<Self> {
         Arc::new(Self {
             core: Mutex::new(Core {
                 pc,
+                side,
+                channels_open: false,
                 sockets,
                 control,
                 binary,
@@ -355,9 +375,24 @@ impl Core {
                     } else if id == self.binary {
                         self.binary_open = true;
                     }
-                    if self.control_open && self.binary_open && !self.open_reported {
-                        self.open_reported = true;
-                        out.push_back(LinkEvent::Open);
+                    if self.control_open && self.binary_open && !self.channels_open {
+                        self.channels_open = true;
+                        match self.side {
+                            // Tell the offerer we can hear it now.
+                            Side::Answerer => {
+                                let id = self.control;
+                                let sent = self
+                                    .pc
+                                    .data_channel(id)
+                                    .map(|mut dc| dc.send_text(Instant::now(), READY_MARKER));
+                                if let Some(Err(e)) = sent {
+                                    debug!("cannot send the ready marker: {e}");
+                                }
+                                self.open_reported = true;
+                                out.push_back(LinkEvent::Open);
+                            }
+                            Side::Offerer => {} // open once the answerer's marker arrives
+                        }
                     }
                 }
                 RTCDataChannelEvent::OnClose(id) if id == self.control || id == self.binary => {
@@ -378,6 +413,10 @@ impl Core {
         self.last_activity = Instant::now();
         if id == self.control {
             match String::from_utf8(msg.data.to_vec()) {
+                Ok(s) if !self.open_reported && s == READY_MARKER => {
+                    self.open_reported = true;
+                    out.push_back(LinkEvent::Open);
+                }
                 Ok(s) => out.push_back(LinkEvent::Control(s)),
                 Err(_) => warn!("dropping control message that is not UTF-8"),
             }

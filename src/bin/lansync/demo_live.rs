@@ -2,20 +2,22 @@
 //! WebRTC peer connections on loopback — real DTLS, SCTP and data channels, real clocks. The
 //! script and its checks are the same as on the simulated network; the figures are wall-clock.
 //!
-//! Followers reach the master through an in-process acceptor that plays the join endpoint's
-//! part (offer in, answer out); everything after that is the real link.
+//! Followers join through the master's real HTTP join endpoint on 127.0.0.1 (offer in, answer
+//! out, bound to the join secret and checked against the master's DTLS fingerprint).
 
 use crate::demo::{percentile, DemoArgs, Report};
-use lansync::node::{load_record, Clock, DialFuture, Node, NodeOptions};
+use lansync::node::{load_record, Clock, DialError, DialFuture, Dialer, Node, NodeOptions};
 use lansync::protocol::{FollowMode, RejectReason, StreamInfo};
 use lansync::session::{
     Command, Event, Follower, FollowerConfig, JoinCredentials, Master, MasterConfig, Record,
 };
+use lansync::signaling::{self, JoinPolicy, JoinServer, RateLimit, SignalingError};
 use lansync::transport::{self, Identity, LinkSender, TransportConfig};
 use serde_json::json;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
@@ -85,59 +87,74 @@ fn last_state(entries: &[(Who, Instant, Event)], who: Who) -> Option<String> {
     })
 }
 
-/// The master as followers reach it: its node and its transport settings (identity).
-#[derive(Clone)]
-struct Acceptor {
+/// The master as followers reach it: its node, and the join endpoint serving it.
+struct MasterSide {
     node: Node,
-    cfg: TransportConfig,
+    server: JoinServer,
+    policy: Arc<RwLock<JoinPolicy>>,
 }
 
-/// Both ends of each follower's current link, so the demo can cut it.
-type Cuts = Arc<Mutex<HashMap<usize, (LinkSender, LinkSender)>>>;
+/// Where followers dial: the endpoint's address and the master's DTLS fingerprint (what a QR
+/// link carries).
+#[derive(Clone)]
+struct Target {
+    addr: SocketAddr,
+    fingerprint: String,
+}
 
-fn dialer(
-    i: usize,
-    master: Arc<Mutex<Option<Acceptor>>>,
-    cuts: Cuts,
-    setups: Arc<Mutex<Vec<f64>>>,
-) -> lansync::node::Dialer {
-    Box::new(move || {
-        let (master, cuts, setups) = (master.clone(), cuts.clone(), setups.clone());
+/// Each follower's end of its current link, so the demo can cut it.
+type Cuts = Arc<Mutex<HashMap<usize, LinkSender>>>;
+
+fn dialer(i: usize, target: Target, cuts: Cuts, setups: Arc<Mutex<Vec<f64>>>) -> Dialer {
+    Box::new(move |creds: JoinCredentials| {
+        let (target, cuts, setups) = (target.clone(), cuts.clone(), setups.clone());
         let fut: DialFuture = Box::pin(async move {
             let start = Instant::now();
             let cfg = TransportConfig {
                 loopback_only: true,
                 ..TransportConfig::default()
             };
-            let acceptor = master.lock().unwrap().clone().ok_or("the master is down")?;
             let pending = transport::create_offer(&cfg)
                 .await
                 .map_err(|e| e.to_string())?;
-            let (answer, mut at_master) = transport::accept_offer(&acceptor.cfg, pending.sdp())
-                .await
-                .map_err(|e| e.to_string())?;
+            let id = format!("singer-{i}");
+            let answer = signaling::request_join(
+                target.addr,
+                &creds,
+                Some(&target.fingerprint),
+                &id,
+                &id,
+                pending.sdp(),
+            )
+            .await
+            .map_err(|e| match e {
+                SignalingError::Rejected(reason) => DialError::Refused(reason),
+                other => DialError::Failed(other.to_string()),
+            })?;
             let mut link = pending
                 .accept_answer(&answer)
                 .await
                 .map_err(|e| e.to_string())?;
-            let open = Duration::from_secs(10);
-            let (a, b) = tokio::join!(link.wait_open(open), at_master.wait_open(open));
-            a.and(b).map_err(|e| e.to_string())?;
+            link.wait_open(Duration::from_secs(10))
+                .await
+                .map_err(|e| e.to_string())?;
             setups
                 .lock()
                 .unwrap()
                 .push(start.elapsed().as_secs_f64() * 1000.0);
-            cuts.lock()
-                .unwrap()
-                .insert(i, (link.sender(), at_master.sender()));
-            acceptor.node.add_link(at_master);
+            cuts.lock().unwrap().insert(i, link.sender());
             Ok(link)
         });
         fut
     })
 }
 
-fn start_master(record_path: &Path, identity: &Identity, log: &Arc<Log>) -> Acceptor {
+async fn start_master(
+    record_path: &Path,
+    bind: SocketAddr,
+    identity: &Identity,
+    log: &Arc<Log>,
+) -> MasterSide {
     let mut cfg = MasterConfig::new("master");
     cfg.device_name = "Choir master".into();
     cfg.session_name = "Thursday rehearsal".into();
@@ -151,19 +168,52 @@ fn start_master(record_path: &Path, identity: &Identity, log: &Arc<Log>) -> Acce
             Master::new(cfg, now, entropy)
         }
     };
+    let rec = machine.record().clone();
+    let policy = Arc::new(RwLock::new(JoinPolicy {
+        session_id: rec.session_id.clone(),
+        session_code: rec.session_code.as_str().to_string(),
+        token: rec.token.clone(),
+        password: rec.password.clone(),
+        ended: rec.ended,
+        full: false,
+    }));
     let opts = NodeOptions {
         dialer: None,
         record_path: Some(record_path.to_path_buf()),
     };
     let (node, events) = Node::spawn(machine, opts);
     log.collect(Who::Master, events);
-    Acceptor {
+    let cfg = TransportConfig {
+        loopback_only: true,
+        certificate: Some(identity.clone()),
+        ..TransportConfig::default()
+    };
+    let accepting = node.clone();
+    // Everyone joins from 127.0.0.1 here, so the per-address rate limit is opened wide.
+    let rate = RateLimit {
+        per_sec: 10_000.0,
+        burst: 10_000.0,
+    };
+    let server = signaling::serve_with_rate_limit(bind, policy.clone(), rate, move |offer| {
+        let (cfg, node) = (cfg.clone(), accepting.clone());
+        async move {
+            let (answer, mut link) = transport::accept_offer(&cfg, &offer.offer_sdp)
+                .await
+                .map_err(|_| RejectReason::Unknown)?;
+            tokio::spawn(async move {
+                if link.wait_open(Duration::from_secs(10)).await.is_ok() {
+                    node.add_link(link);
+                }
+            });
+            Ok(answer)
+        }
+    })
+    .await
+    .expect("cannot listen on loopback");
+    MasterSide {
         node,
-        cfg: TransportConfig {
-            loopback_only: true,
-            certificate: Some(identity.clone()),
-            ..TransportConfig::default()
-        },
+        server,
+        policy,
     }
 }
 
@@ -211,9 +261,13 @@ pub async fn run(args: &DemoArgs) -> bool {
     let _ = std::fs::create_dir_all(&dir);
     let record_path = dir.join("master.json");
     let _ = std::fs::remove_file(&record_path);
-    let acceptor = start_master(&record_path, &identity, &log);
-    let master_node = acceptor.node.clone();
-    let current = Arc::new(Mutex::new(Some(acceptor)));
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let master = start_master(&record_path, loopback, &identity, &log).await;
+    let master_node = master.node.clone();
+    let target = Target {
+        addr: master.server.local_addr(),
+        fingerprint: identity.fingerprint(),
+    };
     let hosting = log
         .wait(Duration::from_secs(5), |e| {
             e.iter().any(|(_, _, e)| matches!(e, Event::Hosting { .. }))
@@ -243,7 +297,7 @@ pub async fn run(args: &DemoArgs) -> bool {
         let mut cfg = FollowerConfig::new(format!("singer-{i}"));
         cfg.device_name = format!("Singer {i}");
         let opts = NodeOptions {
-            dialer: Some(dialer(i, current.clone(), cuts.clone(), setups.clone())),
+            dialer: Some(dialer(i, target.clone(), cuts.clone(), setups.clone())),
             record_path: None,
         };
         let (node, events) = Node::spawn(Follower::new(cfg, i as u64 + 1), opts);
@@ -366,10 +420,8 @@ pub async fn run(args: &DemoArgs) -> bool {
     let mut rejoin_ms = f64::NAN;
     if n > 2 {
         r.say("singer 2's network is cut; the master turns meanwhile");
-        let pair = cuts.lock().unwrap().get(&2).cloned();
-        if let Some((a, b)) = &pair {
-            a.simulate_receive_loss(true);
-            b.simulate_receive_loss(true);
+        if let Some(link) = cuts.lock().unwrap().get(&2) {
+            link.simulate_receive_loss(true);
         }
         let t_cut = Instant::now();
         let others: Vec<usize> = (0..n).filter(|&f| f != 2).collect();
@@ -408,12 +460,13 @@ pub async fn run(args: &DemoArgs) -> bool {
     }
 
     r.say("the master crashes and restarts from its saved session");
-    *current.lock().unwrap() = None;
+    let MasterSide { node, server, .. } = master;
+    server.shutdown().await;
+    drop(node);
     drop(master_node); // the last handle: the node stops and its links close, as in a crash
     let t_restart = Instant::now();
-    let acceptor = start_master(&record_path, &identity, &log);
-    let master_node = acceptor.node.clone();
-    *current.lock().unwrap() = Some(acceptor);
+    let master = start_master(&record_path, target.addr, &identity, &log).await;
+    let master_node = master.node.clone();
     let rejoined = log
         .wait(Duration::from_secs(40), |e| {
             (0..n).all(|f| {
@@ -480,8 +533,9 @@ pub async fn run(args: &DemoArgs) -> bool {
         })
         .await;
     r.check("every follower is back to local mode", ok);
+    master.policy.write().unwrap().ended = true; // what `lansync host` does on SessionEnded
     let opts = NodeOptions {
-        dialer: Some(dialer(n, current.clone(), cuts.clone(), Arc::default())),
+        dialer: Some(dialer(n, target.clone(), cuts.clone(), Arc::default())),
         record_path: None,
     };
     let (late, events) = Node::spawn(Follower::new(FollowerConfig::new("latecomer"), 99), opts);

@@ -4,6 +4,7 @@
 mod demo;
 mod demo_live;
 mod pair;
+mod sessions;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +28,8 @@ enum Cmd {
     /// Solo pairing with no network service: exchange an invite and an answer code.
     #[command(subcommand)]
     Pair(pair::PairCmd),
+    /// List the choir sessions advertised on the local network (mDNS).
+    Sessions(sessions::SessionsArgs),
 }
 
 fn main() {
@@ -41,6 +44,7 @@ fn main() {
     let ok = match cli.command {
         Cmd::Demo(args) => demo::run(&args),
         Cmd::Pair(cmd) => runtime().block_on(pair::run(cmd)),
+        Cmd::Sessions(args) => runtime().block_on(sessions::run(args)),
     };
     std::process::exit(if ok { 0 } else { 1 });
 }

@@ -1,0 +1,387 @@
+//! Manifests of a session pack (lot 7.7a) and of session media (lot 7.7b), their limits, the pack
+//! hash, the metadata shown in room snapshots, and the start-gate fingerprint (lot 7.7c).
+
+use super::media::{check_declared, MediaType};
+use super::{chunk_count, TransferError};
+use crate::protocol::check_id;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+
+/// The manifest schema this build reads and writes.
+pub const MANIFEST_SCHEMA_VERSION: u32 = 1;
+/// Longest file name, in bytes of UTF-8.
+pub const MAX_FILE_NAME_LEN: usize = 255;
+/// Most media references one file may carry.
+pub const MAX_MEDIA_REFS: usize = 64;
+/// Largest manifest JSON accepted on its own (it also travels inside a 64 KiB control message).
+pub const MAX_MANIFEST_JSON: usize = 60 * 1024;
+
+/// What a manifest describes; decides which error codes its failures get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ManifestKind {
+    /// The session pack: scores and the images they use, with media references (lot 7.7a).
+    Pack,
+    /// The session media set: audio, video and images (lot 7.7b).
+    Media,
+}
+
+/// One file of a manifest. Its index in [`Manifest::files`] is its file index on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileEntry {
+    /// Stable identity of the file (identifier alphabet, 1–64 bytes); media refs name it.
+    pub id: String,
+    /// File name to store it under: 1–255 bytes, no `/ \ :`, no `..`, no control characters.
+    pub name: String,
+    /// Size in bytes (at least 1).
+    pub size: u64,
+    /// MIME type; must agree with the extension (see [`MediaType::mimes`]).
+    pub mime: String,
+    /// Lower-case hex SHA-256 of the content (64 characters).
+    pub sha256: String,
+    /// Ids of media files this file uses (e.g. a score's backing track); at most 64.
+    #[serde(default)]
+    pub media_refs: Vec<String>,
+}
+
+/// A pack or media manifest. Serialised as camelCase JSON; its canonical form (this struct
+/// written by `serde_json` with no whitespace, fields in declaration order) is what the pack
+/// hash covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    /// Schema version, [`MANIFEST_SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Pack or media.
+    pub kind: ManifestKind,
+    /// The files, in wire order.
+    pub files: Vec<FileEntry>,
+    /// When the host published it, ms since the Unix epoch.
+    pub updated_at: u64,
+    /// Device id of the host that published it.
+    pub uploaded_by: String,
+}
+
+/// Limits a receiver (or a host checking its own pack) applies; configurable per app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest single file, bytes.
+    pub max_file_bytes: u64,
+    /// Largest sum of file sizes of one manifest, bytes.
+    pub max_total_bytes: u64,
+    /// Most files in one manifest.
+    pub max_files: usize,
+}
+
+impl Default for Limits {
+    /// 256 MiB per file, 1 GiB per session, 200 files.
+    fn default() -> Self {
+        Limits {
+            max_file_bytes: 256 << 20,
+            max_total_bytes: 1 << 30,
+            max_files: 200,
+        }
+    }
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    s
+}
+
+/// Whether `s` is a SHA-256 in lower-case hex (64 digits).
+pub fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Whether a file name is safe to create inside a directory on any OS.
+fn check_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > MAX_FILE_NAME_LEN {
+        return Err("file name must be 1 to 255 bytes");
+    }
+    if name.contains(['/', '\\', ':']) {
+        return Err("file name contains a path separator");
+    }
+    if name.contains("..") {
+        return Err("file name contains `..`");
+    }
+    if name.chars().any(char::is_control) {
+        return Err("file name contains control characters");
+    }
+    if name.trim() != name {
+        return Err("file name starts or ends with whitespace");
+    }
+    Ok(())
+}
+
+impl Manifest {
+    /// Parses and validates manifest JSON (at most 60 KiB).
+    pub fn decode(
+        json: &[u8],
+        kind: ManifestKind,
+        limits: &Limits,
+    ) -> Result<Manifest, TransferError> {
+        let invalid = |r: String| match kind {
+            ManifestKind::Pack => TransferError::InvalidSessionPack(r),
+            ManifestKind::Media => TransferError::InvalidSessionMedia(r),
+        };
+        if json.len() > MAX_MANIFEST_JSON {
+            return Err(invalid(format!(
+                "manifest of {} bytes is over 60 KiB",
+                json.len()
+            )));
+        }
+        let mut m: Manifest = serde_json::from_slice(json).map_err(|e| invalid(e.to_string()))?;
+        if m.kind != kind {
+            return Err(invalid(format!("expected a {kind:?} manifest")));
+        }
+        m.validate(limits)?;
+        Ok(m)
+    }
+
+    /// The canonical JSON the pack hash covers.
+    pub fn canonical_json(&self) -> String {
+        // Serialising plain strings, integers and vectors cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// SHA-256 (lower-case hex) of the canonical JSON.
+    pub fn hash(&self) -> String {
+        sha256_hex(self.canonical_json().as_bytes())
+    }
+
+    /// Sum of the file sizes.
+    pub fn total_bytes(&self) -> u64 {
+        self.files
+            .iter()
+            .map(|f| f.size)
+            .fold(0, u64::saturating_add)
+    }
+
+    /// Chunks of the whole transfer, or `None` when more than `u32::MAX` (refused by validate).
+    pub fn total_chunks(&self) -> Option<u32> {
+        let n = self
+            .files
+            .iter()
+            .map(|f| chunk_count(f.size))
+            .fold(0u64, u64::saturating_add);
+        u32::try_from(n).ok()
+    }
+
+    /// Index of the first chunk of each file (files start on a fresh chunk).
+    pub fn chunk_bases(&self) -> Vec<u32> {
+        let mut base = 0u64;
+        self.files
+            .iter()
+            .map(|f| {
+                let b = base;
+                base = base.saturating_add(chunk_count(f.size));
+                u32::try_from(b).unwrap_or(u32::MAX)
+            })
+            .collect()
+    }
+
+    fn invalid(&self, reason: impl Into<String>) -> TransferError {
+        match self.kind {
+            ManifestKind::Pack => TransferError::InvalidSessionPack(reason.into()),
+            ManifestKind::Media => TransferError::InvalidSessionMedia(reason.into()),
+        }
+    }
+
+    fn too_large(&self, size: u64, limit: u64) -> TransferError {
+        match self.kind {
+            ManifestKind::Pack => TransferError::SessionPackTooLarge { size, limit },
+            ManifestKind::Media => TransferError::SessionMediaTooLarge { size, limit },
+        }
+    }
+
+    /// Checks every rule, with codes by kind: schema and names → `invalid-session-pack|media`,
+    /// sizes → `session-pack|media-too-large`, type → `session-media-unsupported-type`.
+    /// Nothing is clamped: the pack hash covers the manifest exactly as sent.
+    pub fn validate(&mut self, limits: &Limits) -> Result<(), TransferError> {
+        if self.schema_version != MANIFEST_SCHEMA_VERSION {
+            return Err(self.invalid(format!(
+                "schema version {} is not supported (expected {MANIFEST_SCHEMA_VERSION})",
+                self.schema_version
+            )));
+        }
+        check_id("uploadedBy", &self.uploaded_by, false)
+            .map_err(|e| self.invalid(e.to_string()))?;
+        if self.files.len() > limits.max_files {
+            return Err(self.invalid(format!(
+                "{} files, at most {} allowed",
+                self.files.len(),
+                limits.max_files
+            )));
+        }
+        let mut ids = HashSet::new();
+        let mut names = HashSet::new();
+        for f in &self.files {
+            check_id("id", &f.id, false).map_err(|e| self.invalid(e.to_string()))?;
+            if !ids.insert(f.id.as_str()) {
+                return Err(self.invalid(format!("duplicate file id {:?}", f.id)));
+            }
+            check_name(&f.name).map_err(|r| self.invalid(format!("{r}: {:?}", f.name)))?;
+            // Case-insensitive file systems would merge names differing only by case.
+            if !names.insert(f.name.to_lowercase()) {
+                return Err(self.invalid(format!("duplicate file name {:?}", f.name)));
+            }
+            if !is_sha256_hex(&f.sha256) {
+                return Err(self.invalid(format!(
+                    "sha256 of {:?} is not 64 lower-case hex digits",
+                    f.name
+                )));
+            }
+            if f.media_refs.len() > MAX_MEDIA_REFS {
+                return Err(self.invalid(format!("{:?} has more than 64 media refs", f.name)));
+            }
+            for r in &f.media_refs {
+                check_id("mediaRefs", r, false).map_err(|e| self.invalid(e.to_string()))?;
+            }
+            if f.size == 0 {
+                return Err(self.invalid(format!("{:?} is empty", f.name)));
+            }
+            if f.size > limits.max_file_bytes {
+                return Err(self.too_large(f.size, limits.max_file_bytes));
+            }
+            check_declared(&f.name, &f.mime)?;
+        }
+        let total = self.total_bytes();
+        if total > limits.max_total_bytes {
+            return Err(self.too_large(total, limits.max_total_bytes));
+        }
+        if self.total_chunks().is_none() {
+            return Err(
+                self.too_large(total, u64::from(u32::MAX) * super::MAX_CHUNK_PAYLOAD as u64)
+            );
+        }
+        Ok(())
+    }
+
+    /// The whitelisted type of file `i` (already checked by [`validate`](Manifest::validate)).
+    pub fn media_type(&self, i: usize) -> Option<MediaType> {
+        let f = self.files.get(i)?;
+        check_declared(&f.name, &f.mime).ok()
+    }
+
+    /// Metadata of a pack for room snapshots (`sessionPackMeta`).
+    pub fn pack_meta(&self) -> SessionPackMeta {
+        let refs: HashSet<&str> = self
+            .files
+            .iter()
+            .flat_map(|f| f.media_refs.iter().map(String::as_str))
+            .collect();
+        SessionPackMeta {
+            hash: self.hash(),
+            size: self.total_bytes(),
+            updated_at: self.updated_at,
+            uploaded_by: self.uploaded_by.clone(),
+            images_count: (0..self.files.len())
+                .filter(|&i| self.media_type(i).is_some_and(MediaType::is_image))
+                .count() as u32,
+            media_refs_count: refs.len() as u32,
+        }
+    }
+
+    /// Metadata of a media set for room snapshots (`sessionMediaMeta`).
+    pub fn media_meta(&self) -> SessionMediaMeta {
+        SessionMediaMeta {
+            files_count: self.files.len() as u32,
+            total_bytes: self.total_bytes(),
+            updated_at: self.updated_at,
+            uploaded_by: self.uploaded_by.clone(),
+        }
+    }
+}
+
+/// SHA-256 (hex) of a manifest's canonical JSON: the pack hash.
+pub fn pack_hash(manifest: &Manifest) -> String {
+    manifest.hash()
+}
+
+/// `sessionPackMeta` of seed 001: what a room snapshot says about the published pack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionPackMeta {
+    /// Pack hash (SHA-256 hex of the canonical manifest JSON).
+    pub hash: String,
+    /// Sum of the pack's file sizes, bytes.
+    pub size: u64,
+    /// Publication time, ms since the Unix epoch.
+    pub updated_at: u64,
+    /// Host device id.
+    pub uploaded_by: String,
+    /// Files that are images.
+    pub images_count: u32,
+    /// Distinct media ids referenced by the pack's files.
+    pub media_refs_count: u32,
+}
+
+/// `sessionMediaMeta` of seed 001: what a room snapshot says about the published media.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionMediaMeta {
+    /// Number of media files.
+    pub files_count: u32,
+    /// Sum of their sizes, bytes.
+    pub total_bytes: u64,
+    /// Publication time, ms since the Unix epoch.
+    pub updated_at: u64,
+    /// Host device id.
+    pub uploaded_by: String,
+}
+
+/// Only the host publishes: `forbidden-not-host` for anyone else.
+pub fn authorize_upload(sender_id: &str, host_id: &str) -> Result<(), TransferError> {
+    if sender_id.is_empty() || sender_id != host_id {
+        return Err(TransferError::ForbiddenNotHost);
+    }
+    Ok(())
+}
+
+/// A session code as compared everywhere: upper case, spaces and dashes removed.
+pub fn normalize_session_code(code: &str) -> String {
+    code.chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .flat_map(char::to_uppercase)
+        .collect()
+}
+
+/// The start-gate fingerprint of lot 7.7c: `CODE|packHash|packUpdatedAt|mediaUpdatedAt`, with an
+/// empty field for an absent pack or media ("no media" is a valid state).
+pub fn start_gate_fingerprint(
+    session_code: &str,
+    pack: Option<&SessionPackMeta>,
+    media: Option<&SessionMediaMeta>,
+) -> String {
+    let (hash, pack_at) = pack.map_or((String::new(), String::new()), |p| {
+        (p.hash.clone(), p.updated_at.to_string())
+    });
+    let media_at = media.map_or(String::new(), |m| m.updated_at.to_string());
+    format!(
+        "{}|{hash}|{pack_at}|{media_at}",
+        normalize_session_code(session_code)
+    )
+}
+
+/// Whether a participant may start: always when the host has no pack published, otherwise only
+/// once the participant has validated exactly the host's current fingerprint.
+pub fn start_gate_open(
+    host_pack: Option<&SessionPackMeta>,
+    host_fingerprint: &str,
+    validated: Option<&str>,
+) -> bool {
+    host_pack.is_none() || validated == Some(host_fingerprint)
+}
