@@ -11,6 +11,10 @@
 //!  app ◀── events (mpsc) ── └────────────┘ ──▶ record file (atomic replace)
 //! ```
 
+mod host;
+
+pub use host::{follower_dialer, Host, HostOptions, JoinTarget};
+
 use crate::protocol::RejectReason;
 use crate::session::{
     Command, Event, Input, JoinCredentials, Machine, Output, PeerId, Record, Time,

@@ -427,6 +427,14 @@ fn local_sdp(pc: &RTCPeerConnection) -> Result<String, TransportError> {
         .ok_or_else(|| TransportError::Webrtc("no local description".into()))
 }
 
+/// Addresses of this machine's up, non-loopback interfaces (IPv4 first): where peers on the LAN
+/// can reach it, e.g. for a join link.
+pub fn lan_addresses() -> Vec<std::net::IpAddr> {
+    let mut addrs = net::interface_addresses();
+    addrs.sort_by_key(|a| a.is_ipv6());
+    addrs
+}
+
 /// Gathers candidates and creates an offer. The returned [`PendingOffer`] carries the full SDP.
 pub async fn create_offer(cfg: &TransportConfig) -> Result<PendingOffer, TransportError> {
     let mut setup = Setup::new(cfg).await?;

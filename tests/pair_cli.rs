@@ -6,95 +6,11 @@
 //! deliberate pause is the length of the cut itself.
 #![cfg(all(feature = "native", unix))]
 
+mod cli;
+
+use cli::Proc;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::time::{Duration, Instant};
-
-const DEADLINE: Duration = Duration::from_secs(30);
-
-struct Proc {
-    child: Child,
-    stdin: ChildStdin,
-    lines: Receiver<Value>,
-    name: &'static str,
-}
-
-impl Proc {
-    fn spawn(name: &'static str, args: &[&str]) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lansync"))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start lansync");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                match serde_json::from_str::<Value>(&line) {
-                    Ok(v) => {
-                        if tx.send(v).is_err() {
-                            break;
-                        }
-                    }
-                    Err(_) => panic!("not a JSON line on stdout: {line}"),
-                }
-            }
-        });
-        Proc {
-            child,
-            stdin,
-            lines,
-            name,
-        }
-    }
-
-    fn send(&mut self, v: Value) {
-        writeln!(self.stdin, "{v}").unwrap();
-        self.stdin.flush().unwrap();
-    }
-
-    /// Waits for the first event matching `pred`, skipping others.
-    fn wait_for(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let end = Instant::now() + DEADLINE;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(v) if pred(&v) => return v,
-                Ok(v) => {
-                    assert_ne!(v["event"], "error", "{}: unexpected error {v}", self.name);
-                }
-                Err(_) => panic!("{}: no {what} within {DEADLINE:?}", self.name),
-            }
-        }
-    }
-
-    fn wait_page(&self, page: u64) {
-        self.wait_for(&format!("page {page}"), |v| {
-            v["event"] == "page" && v["page"] == page
-        });
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig}");
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use std::time::Duration;
 
 fn set_page(p: &mut Proc, page: u64) {
     p.send(json!({"cmd": "set_page", "page": page}));

@@ -107,7 +107,7 @@ fn set_buffer(sock: &std::net::UdpSocket, force: libc::c_int, plain: libc::c_int
 
 /// Addresses of up, non-loopback interfaces: IPv4, and IPv6 other than link-local (which would
 /// need scope ids in candidates).
-fn interface_addresses() -> Vec<IpAddr> {
+pub(crate) fn interface_addresses() -> Vec<IpAddr> {
     let mut out = Vec::new();
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `head` with a list we free below with freeifaddrs.

@@ -1,8 +1,11 @@
 //! `lansync`: run any role of the sync engine from a terminal, or drive it from another program
 //! with `--json` (one JSON object per line on stdout).
 
+mod console;
 mod demo;
 mod demo_live;
+mod host;
+mod join;
 mod pair;
 mod sessions;
 
@@ -28,6 +31,10 @@ enum Cmd {
     /// Solo pairing with no network service: exchange an invite and an answer code.
     #[command(subcommand)]
     Pair(pair::PairCmd),
+    /// Host a choir session on the LAN: QR link, session code, mDNS, page turns for everyone.
+    Host(host::HostArgs),
+    /// Follow a choir session: by QR link, by session code, or rejoin the stored one.
+    Join(join::JoinArgs),
     /// List the choir sessions advertised on the local network (mDNS).
     Sessions(sessions::SessionsArgs),
 }
@@ -45,6 +52,8 @@ fn main() {
         Cmd::Demo(args) => demo::run(&args),
         Cmd::Pair(cmd) => runtime().block_on(pair::run(cmd)),
         Cmd::Sessions(args) => runtime().block_on(sessions::run(args)),
+        Cmd::Host(args) => runtime().block_on(host::run(args)),
+        Cmd::Join(args) => runtime().block_on(join::run(args)),
     };
     std::process::exit(if ok { 0 } else { 1 });
 }

@@ -6,10 +6,10 @@
 //! stdin (`{"cmd":"answer","code":…}`, `{"cmd":"set_page","page":3}`, `{"cmd":"quit"}`, and every
 //! other `Command` of the library).
 
+use crate::console::{self, Out};
 use lansync::invite::{self, CodeFormat, CodeKind};
 use lansync::node::{Node, NodeOptions};
-use lansync::protocol::Parity;
-use lansync::session::{Command, Event, Solo, SoloConfig};
+use lansync::session::{Solo, SoloConfig};
 use lansync::transport::{self, Link, TransportConfig};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -56,39 +56,18 @@ pub enum PairCmd {
 /// How long a silent link of a code pair is kept before the pair falls back to local mode.
 const CODE_PAIR_PATIENCE: Duration = Duration::from_secs(300);
 
-struct Out {
-    json: bool,
-}
-
-impl Out {
-    fn emit(&self, v: Value, human: impl FnOnce() -> String) {
-        if self.json {
-            println!("{v}");
-        } else {
-            println!("{}", human());
-        }
-    }
-
-    fn error(&self, code: &str, message: &str) {
-        self.emit(
-            json!({"event":"error","code":code,"message":message}),
-            || format!("error ({code}): {message}"),
-        );
-    }
-
-    fn code(&self, kind: CodeKind, code: &str) {
-        let event = match kind {
-            CodeKind::Offer => "invite",
-            CodeKind::Answer => "answer",
+fn show_code(out: &Out, kind: CodeKind, code: &str) {
+    let event = match kind {
+        CodeKind::Offer => "invite",
+        CodeKind::Answer => "answer",
+    };
+    out.emit(json!({"event":event,"code":code}), || {
+        let what = match kind {
+            CodeKind::Offer => "Invite code — scan or paste it on the other device",
+            CodeKind::Answer => "Answer code — scan or paste it on the first device",
         };
-        self.emit(json!({"event":event,"code":code}), || {
-            let what = match kind {
-                CodeKind::Offer => "Invite code — scan or paste it on the other device",
-                CodeKind::Answer => "Answer code — scan or paste it on the first device",
-            };
-            format!("{}\n{what}:\n{code}\n", invite::qr::qr_terminal(code))
-        });
-    }
+        format!("{}\n{what}:\n{code}\n", invite::qr::qr_terminal(code))
+    });
 }
 
 fn transport_config(args: &PairArgs) -> TransportConfig {
@@ -134,7 +113,7 @@ pub async fn run(cmd: PairCmd) -> bool {
         PairCmd::Offer(a) => (a.clone(), true),
         PairCmd::Answer { args, .. } => (args.clone(), false),
     };
-    let out = Out { json: args.json };
+    let out = Out::new(args.json);
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
     let cfg = transport_config(&args);
     let paired = match cmd {
@@ -165,7 +144,7 @@ pub async fn run(cmd: PairCmd) -> bool {
         NodeOptions::default(),
     );
     node.add_link(link);
-    session(&out, node, events, stdin).await
+    console::session(&out, node, events, stdin, console::Role::Solo).await
 }
 
 async fn offer(
@@ -182,16 +161,17 @@ async fn offer(
         }
     };
     let pair = pair_id(pending.sdp());
-    out.code(
+    show_code(
+        out,
         CodeKind::Offer,
         &encode(CodeKind::Offer, pending.sdp(), args.lz),
     );
     loop {
-        if !out.json {
+        if !out.json() {
             println!("Paste the answer code and press Enter:");
         }
         let line = stdin.next_line().await.ok().flatten()?;
-        let text = if out.json {
+        let text = if out.json() {
             match serde_json::from_str::<Value>(&line) {
                 Ok(v) if v["cmd"] == "answer" => v["code"].as_str().unwrap_or("").to_string(),
                 Ok(v) if v["cmd"] == "quit" => return None,
@@ -241,7 +221,7 @@ async fn answer(
     let lz = args.lz || matches!(invite::code_format(code), Ok(CodeFormat::Lz));
     match transport::accept_offer(cfg, &inv.sdp).await {
         Ok((sdp, link)) => {
-            out.code(CodeKind::Answer, &encode(CodeKind::Answer, &sdp, lz));
+            show_code(out, CodeKind::Answer, &encode(CodeKind::Answer, &sdp, lz));
             Some((link, pair))
         }
         Err(e) => {
@@ -260,106 +240,5 @@ fn invite_error_code(e: &invite::InviteError) -> &'static str {
         Truncated => "truncated-code",
         UnsupportedVersion(_) => "unsupported-code-version",
         _ => "invalid-code",
-    }
-}
-
-/// The paired session: commands in, events out, until quit or end of input.
-async fn session(
-    out: &Out,
-    node: Node,
-    mut events: tokio::sync::mpsc::UnboundedReceiver<Event>,
-    mut stdin: Lines<BufReader<Stdin>>,
-) -> bool {
-    let mut page: u32 = 0;
-    let mut stdin_open = true;
-    if !out.json {
-        println!("Paired. n / p: next / previous page, a number: go there, s NAME: song, odd / even: lead the layout, q: quit.");
-    }
-    loop {
-        tokio::select! {
-            line = stdin.next_line(), if stdin_open => {
-                let Some(line) = line.ok().flatten() else {
-                    stdin_open = false; // keep running: a sidecar may close stdin and just watch
-                    continue;
-                };
-                match parse_command(out.json, &line, page) {
-                    Ok(Some(cmd)) => node.command(cmd),
-                    Ok(None) => return true,
-                    Err(msg) => out.error("bad-command", &msg),
-                }
-            }
-            ev = events.recv() => {
-                let Some(ev) = ev else { return true };
-                if let Event::Page { page: p, .. } = &ev {
-                    page = *p;
-                }
-                let v = serde_json::to_value(&ev).unwrap_or(Value::Null);
-                out.emit(v, || describe(&ev));
-            }
-        }
-    }
-}
-
-/// `Ok(None)` means quit.
-fn parse_command(json: bool, line: &str, page: u32) -> Result<Option<Command>, String> {
-    let line = line.trim();
-    if json {
-        let v: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
-        if v["cmd"] == "quit" {
-            return Ok(None);
-        }
-        return serde_json::from_value(v)
-            .map(Some)
-            .map_err(|e| format!("unknown command: {e}"));
-    }
-    let cmd = match line {
-        "q" | "quit" => return Ok(None),
-        "n" | "" => Command::SetPage {
-            page: page.saturating_add(1),
-        },
-        "p" => Command::SetPage {
-            page: page.saturating_sub(1),
-        },
-        "odd" | "even" => Command::SetParity {
-            leader: String::new(),
-            parity: if line == "odd" {
-                Parity::Odd
-            } else {
-                Parity::Even
-            },
-        },
-        _ if line.starts_with("s ") => Command::SetSong {
-            song_id: line[2..].trim().to_string(),
-        },
-        _ => match line.parse::<u32>() {
-            Ok(p) => Command::SetPage { page: p },
-            Err(_) => return Err(format!("unknown key {line:?}")),
-        },
-    };
-    Ok(Some(cmd))
-}
-
-fn describe(ev: &Event) -> String {
-    match ev {
-        Event::Page {
-            page,
-            origin,
-            song_id,
-            ..
-        } => format!(
-            "page {page}{} ({origin:?})",
-            song_id
-                .as_ref()
-                .map(|s| format!(" of {s}"))
-                .unwrap_or_default()
-        ),
-        Event::Link { state, .. } => format!("link {state:?}"),
-        Event::State { state, reason } => format!("{state} ({reason})"),
-        Event::Layout(l) => format!(
-            "layout: {} leads on {:?} pages",
-            l.leader_device_id, l.parity
-        ),
-        Event::Error { code, message } => format!("error ({code}): {message}"),
-        other => format!("{other:?}"),
     }
 }

@@ -1,0 +1,190 @@
+//! The interactive part every role shares: commands in (keys or JSON lines on stdin), events
+//! out (text or JSON lines on stdout), until quit or the end of input.
+
+use lansync::node::Node;
+use lansync::protocol::{FollowMode, Parity};
+use lansync::session::{Command, Event};
+use serde_json::{json, Value};
+use tokio::io::{BufReader, Lines, Stdin};
+
+/// Which keys make sense.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A solo device: pages, songs, layout.
+    Solo,
+    /// A choir master: pages, songs, end.
+    Master,
+    /// A choir follower: local pages, follow/free, leave.
+    Follower,
+}
+
+impl Role {
+    fn help(self) -> &'static str {
+        match self {
+            Role::Solo => "n / p: next / previous page, a number: go there, s NAME: song, odd / even: lead the layout, q: quit",
+            Role::Master => "n / p: next / previous page, a number: go there, s NAME: song, e: end the session, q: quit",
+            Role::Follower => "n / p / a number: look at a page, f: follow / free, l: leave, q: quit",
+        }
+    }
+}
+
+/// Where a command's output goes: JSON lines (`--json`) or text for people.
+pub struct Out {
+    json: bool,
+}
+
+impl Out {
+    /// JSON lines when `json`.
+    pub fn new(json: bool) -> Out {
+        Out { json }
+    }
+
+    /// Whether output is JSON lines.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+
+    /// One event: `v` as a JSON line, or `human()` as text.
+    pub fn emit(&self, v: Value, human: impl FnOnce() -> String) {
+        if self.json {
+            println!("{v}");
+        } else {
+            println!("{}", human());
+        }
+    }
+
+    /// An `error` event with a stable code.
+    pub fn error(&self, code: &str, message: &str) {
+        self.emit(
+            json!({"event":"error","code":code,"message":message}),
+            || format!("error ({code}): {message}"),
+        );
+    }
+}
+
+/// What the keyboard loop remembers between lines.
+struct Keys {
+    role: Role,
+    page: u32,
+    mode: FollowMode,
+}
+
+/// Runs until quit or the node stops: commands in, events out.
+pub async fn session(
+    out: &Out,
+    node: Node,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    mut stdin: Lines<BufReader<Stdin>>,
+    role: Role,
+) -> bool {
+    let mut keys = Keys {
+        role,
+        page: 0,
+        mode: FollowMode::Follow,
+    };
+    let mut stdin_open = true;
+    if !out.json {
+        println!("{}.", role.help());
+    }
+    loop {
+        tokio::select! {
+            line = stdin.next_line(), if stdin_open => {
+                let Some(line) = line.ok().flatten() else {
+                    stdin_open = false; // keep running: a sidecar may close stdin and just watch
+                    continue;
+                };
+                match keys.parse(out.json, &line) {
+                    Ok(Some(cmd)) => node.command(cmd),
+                    Ok(None) => return true,
+                    Err(msg) => out.error("bad-command", &msg),
+                }
+            }
+            ev = events.recv() => {
+                let Some(ev) = ev else { return true };
+                match &ev {
+                    Event::Page { page, .. } => keys.page = *page,
+                    Event::FollowMode { mode } => keys.mode = *mode,
+                    _ => {}
+                }
+                let v = serde_json::to_value(&ev).unwrap_or(Value::Null);
+                out.emit(v, || describe(&ev));
+            }
+        }
+    }
+}
+
+impl Keys {
+    /// One line of input as a command; `Ok(None)` means quit.
+    fn parse(&self, json: bool, line: &str) -> Result<Option<Command>, String> {
+        let line = line.trim();
+        if json {
+            let v: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+            if v["cmd"] == "quit" {
+                return Ok(None);
+            }
+            return serde_json::from_value(v)
+                .map(Some)
+                .map_err(|e| format!("unknown command: {e}"));
+        }
+        let page = self.page;
+        let cmd = match (line, self.role) {
+            ("q" | "quit", _) => return Ok(None),
+            ("n" | "", _) => Command::SetPage {
+                page: page.saturating_add(1),
+            },
+            ("p", _) => Command::SetPage {
+                page: page.saturating_sub(1),
+            },
+            ("odd" | "even", Role::Solo) => Command::SetParity {
+                leader: String::new(),
+                parity: if line == "odd" {
+                    Parity::Odd
+                } else {
+                    Parity::Even
+                },
+            },
+            ("e", Role::Master) => Command::End,
+            ("f", Role::Follower) => Command::SetFollowMode {
+                mode: match self.mode {
+                    FollowMode::Follow => FollowMode::Free,
+                    FollowMode::Free => FollowMode::Follow,
+                },
+            },
+            ("l", Role::Follower) => Command::Leave,
+            (_, Role::Solo | Role::Master) if line.starts_with("s ") => Command::SetSong {
+                song_id: line[2..].trim().to_string(),
+            },
+            _ => match line.parse::<u32>() {
+                Ok(p) => Command::SetPage { page: p },
+                Err(_) => return Err(format!("unknown key {line:?}: {}", self.role.help())),
+            },
+        };
+        Ok(Some(cmd))
+    }
+}
+
+/// An event in words.
+fn describe(ev: &Event) -> String {
+    match ev {
+        Event::Page {
+            page,
+            origin,
+            song_id,
+            ..
+        } => format!(
+            "page {page}{} ({origin:?})",
+            song_id
+                .as_ref()
+                .map(|s| format!(" of {s}"))
+                .unwrap_or_default()
+        ),
+        Event::Link { state, .. } => format!("link {state:?}"),
+        Event::State { state, reason } => format!("{state} ({reason})"),
+        Event::Layout(l) => format!(
+            "layout: {} leads on {:?} pages",
+            l.leader_device_id, l.parity
+        ),
+        Event::Error { code, message } => format!("error ({code}): {message}"),
+        other => format!("{other:?}"),
+    }
+}

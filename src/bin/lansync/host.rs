@@ -1,0 +1,185 @@
+//! `lansync host`: a choir master on the LAN. Shows the join QR code and session code, advertises
+//! the session with mDNS, and turns pages for everyone who joins. Its session, DTLS identity and
+//! port live in `--state-dir`, so a restart (or a crash) resumes the same session: followers
+//! rejoin by themselves and their QR link stays valid.
+
+use crate::console::{self, Out, Role};
+use lansync::discovery::{Discovery, SessionAdvert};
+use lansync::node::{Host, HostOptions};
+use lansync::session::MasterConfig;
+use lansync::signaling::RateLimit;
+use lansync::transport::{self, Identity, TransportConfig};
+use serde_json::json;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// Options of `lansync host`.
+#[derive(clap::Args, Clone)]
+pub struct HostArgs {
+    /// This device's name.
+    #[arg(long, default_value = "Master")]
+    name: String,
+    /// The session's name, shown to followers.
+    #[arg(long = "session-name", default_value = "Rehearsal")]
+    session_name: String,
+    /// Require this password with a session code (QR links carry the token instead).
+    #[arg(long)]
+    password: Option<String>,
+    /// Most followers at once.
+    #[arg(long = "max-followers", default_value_t = 200)]
+    max_followers: usize,
+    /// One JSON object per line on stdout; JSON commands on stdin.
+    #[arg(long)]
+    json: bool,
+    /// Serve on loopback only (everything on this machine); no mDNS.
+    #[arg(long)]
+    loopback: bool,
+    /// Where the session, identity and port are kept.
+    #[arg(long = "state-dir", default_value = "lansync-host")]
+    state_dir: PathBuf,
+    /// Port of the join endpoint (default: the one used last time, else any free one).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Do not advertise the session with mDNS (followers then join by QR link only).
+    #[arg(long = "no-mdns")]
+    no_mdns: bool,
+}
+
+/// Loads this master's DTLS identity, or makes and saves one: the fingerprint in QR links must
+/// survive restarts.
+fn identity(dir: &Path) -> Result<Identity, String> {
+    let path = dir.join("identity.pem");
+    if let Ok(pem) = std::fs::read_to_string(&path) {
+        return Identity::from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()));
+    }
+    let id = Identity::generate().map_err(|e| e.to_string())?;
+    std::fs::write(&path, id.to_pem()).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(id)
+}
+
+/// This device's stable id, kept in the state directory.
+pub(crate) fn device_id(dir: &Path, prefix: &str) -> String {
+    let path = dir.join("device-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim().to_string();
+        if lansync::protocol::check_id("device-id", &id, false).is_ok() {
+            return id;
+        }
+    }
+    let mut b = [0u8; 6];
+    let _ = getrandom::fill(&mut b);
+    let id = format!(
+        "{prefix}-{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    );
+    let _ = std::fs::write(&path, &id);
+    id
+}
+
+/// Runs `lansync host`; returns whether it ended well.
+pub async fn run(args: HostArgs) -> bool {
+    let out = Out::new(args.json);
+    match host(&args, &out).await {
+        Ok(ok) => ok,
+        Err(msg) => {
+            out.error("host-failed", &msg);
+            false
+        }
+    }
+}
+
+async fn host(args: &HostArgs, out: &Out) -> Result<bool, String> {
+    let dir = &args.state_dir;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let identity = identity(dir)?;
+    let mut master = MasterConfig::new(device_id(dir, "master"));
+    master.device_name = args.name.clone();
+    master.session_name = args.session_name.clone();
+    master.password = args.password.clone();
+    master.max_followers = args.max_followers;
+    let port_file = dir.join("port");
+    let port = args.port.unwrap_or_else(|| {
+        std::fs::read_to_string(&port_file)
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or(0)
+    });
+    let ip = if args.loopback {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    };
+    let mut host = Host::start(HostOptions {
+        master,
+        record_path: Some(dir.join("master.json")),
+        identity: identity.clone(),
+        bind: SocketAddr::new(ip, port),
+        transport: TransportConfig {
+            loopback_only: args.loopback,
+            ..TransportConfig::default()
+        },
+        rate: RateLimit::default(),
+    })
+    .await?;
+    let port = host.local_addr().port();
+    let _ = std::fs::write(&port_file, port.to_string());
+
+    // The address a follower uses: loopback, or this machine's first LAN address.
+    let reach = if args.loopback {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        transport::lan_addresses()
+            .into_iter()
+            .next()
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    };
+    let rec = host.record().clone();
+    let link = host.join_link(reach).to_url();
+    out.emit(
+        json!({"event":"hosting_link","session_code":rec.session_code.as_str(),
+               "session_id":rec.session_id,"session_name":rec.session_name,"link":link,
+               "port":port}),
+        || {
+            format!(
+                "{}\n\"{}\" — session code {}{}\nJoin link: {link}\n",
+                lansync::invite::qr::qr_terminal(&link),
+                rec.session_name,
+                rec.session_code.as_str(),
+                if rec.password.is_some() {
+                    " (password set)"
+                } else {
+                    ""
+                },
+            )
+        },
+    );
+
+    let advert = if args.no_mdns || args.loopback {
+        None
+    } else {
+        let discovery = Discovery::new().map_err(|e| e.to_string())?;
+        let advert = SessionAdvert::new(
+            rec.session_code.as_str(),
+            &rec.session_name,
+            host.fingerprint(),
+            port,
+        );
+        match discovery.advertise(&advert, &[]) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                out.error("mdns-unavailable", &e.to_string());
+                None
+            }
+        }
+    };
+
+    let stdin = BufReader::new(tokio::io::stdin()).lines();
+    let events = host.take_events();
+    let ok = console::session(out, host.node.clone(), events, stdin, Role::Master).await;
+    if let Some(a) = advert {
+        a.stop().await; // the goodbye, so followers' lists drop us at once
+    }
+    host.shutdown().await;
+    Ok(ok)
+}

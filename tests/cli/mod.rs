@@ -1,0 +1,93 @@
+//! Runs `lansync` processes and reads their `--json` events, for tests over real networks.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A running `lansync` with piped stdin/stdout.
+pub struct Proc {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<Value>,
+    name: &'static str,
+}
+
+impl Proc {
+    pub fn spawn(name: &'static str, args: &[&str]) -> Proc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lansync"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start lansync");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(v) => {
+                        if tx.send(v).is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => panic!("not a JSON line on stdout: {line}"),
+                }
+            }
+        });
+        Proc {
+            child,
+            stdin,
+            lines,
+            name,
+        }
+    }
+
+    pub fn send(&mut self, v: Value) {
+        writeln!(self.stdin, "{v}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// Waits for the first event matching `pred`, skipping others.
+    pub fn wait_for(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) if pred(&v) => return v,
+                Ok(v) => {
+                    assert_ne!(v["event"], "error", "{}: unexpected error {v}", self.name);
+                }
+                Err(_) => panic!("{}: no {what} within {DEADLINE:?}", self.name),
+            }
+        }
+    }
+
+    pub fn wait_page(&self, page: u64) {
+        self.wait_for(&format!("page {page}"), |v| {
+            v["event"] == "page" && v["page"] == page
+        });
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
