@@ -6,18 +6,18 @@
 //! out, bound to the join secret and checked against the master's DTLS fingerprint).
 
 use crate::demo::{percentile, DemoArgs, Report};
-use lansync::node::{load_record, Clock, DialError, DialFuture, Dialer, Node, NodeOptions};
-use lansync::protocol::{FollowMode, RejectReason, StreamInfo};
-use lansync::session::{
-    Command, Event, Follower, FollowerConfig, JoinCredentials, Master, MasterConfig, Record,
+use lansync::node::{
+    follower_dialer, DialFuture, Dialer, Host, HostOptions, JoinTarget, Node, NodeOptions,
 };
-use lansync::signaling::{self, JoinPolicy, JoinServer, RateLimit, SignalingError};
-use lansync::transport::{self, Identity, LinkSender, TransportConfig};
+use lansync::protocol::{FollowMode, RejectReason, StreamInfo};
+use lansync::session::{Command, Event, Follower, FollowerConfig, JoinCredentials, MasterConfig};
+use lansync::signaling::RateLimit;
+use lansync::transport::{Identity, LinkSender, TransportConfig};
 use serde_json::json;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
@@ -87,57 +87,22 @@ fn last_state(entries: &[(Who, Instant, Event)], who: Who) -> Option<String> {
     })
 }
 
-/// The master as followers reach it: its node, and the join endpoint serving it.
-struct MasterSide {
-    node: Node,
-    server: JoinServer,
-    policy: Arc<RwLock<JoinPolicy>>,
-}
-
-/// Where followers dial: the endpoint's address and the master's DTLS fingerprint (what a QR
-/// link carries).
-#[derive(Clone)]
-struct Target {
-    addr: SocketAddr,
-    fingerprint: String,
-}
-
 /// Each follower's end of its current link, so the demo can cut it.
 type Cuts = Arc<Mutex<HashMap<usize, LinkSender>>>;
 
-fn dialer(i: usize, target: Target, cuts: Cuts, setups: Arc<Mutex<Vec<f64>>>) -> Dialer {
+/// The library's follower dialer, noting each new link (to cut it later) and its setup time.
+fn dialer(i: usize, target: JoinTarget, cuts: Cuts, setups: Arc<Mutex<Vec<f64>>>) -> Dialer {
+    let cfg = TransportConfig {
+        loopback_only: true,
+        ..TransportConfig::default()
+    };
+    let id = format!("singer-{i}");
+    let mut inner = follower_dialer(target, cfg, id.clone(), id);
     Box::new(move |creds: JoinCredentials| {
-        let (target, cuts, setups) = (target.clone(), cuts.clone(), setups.clone());
+        let (dial, cuts, setups) = (inner(creds), cuts.clone(), setups.clone());
         let fut: DialFuture = Box::pin(async move {
             let start = Instant::now();
-            let cfg = TransportConfig {
-                loopback_only: true,
-                ..TransportConfig::default()
-            };
-            let pending = transport::create_offer(&cfg)
-                .await
-                .map_err(|e| e.to_string())?;
-            let id = format!("singer-{i}");
-            let answer = signaling::request_join(
-                target.addr,
-                &creds,
-                Some(&target.fingerprint),
-                &id,
-                &id,
-                pending.sdp(),
-            )
-            .await
-            .map_err(|e| match e {
-                SignalingError::Rejected(reason) => DialError::Refused(reason),
-                other => DialError::Failed(other.to_string()),
-            })?;
-            let mut link = pending
-                .accept_answer(&answer)
-                .await
-                .map_err(|e| e.to_string())?;
-            link.wait_open(Duration::from_secs(10))
-                .await
-                .map_err(|e| e.to_string())?;
+            let link = dial.await?;
             setups
                 .lock()
                 .unwrap()
@@ -154,67 +119,29 @@ async fn start_master(
     bind: SocketAddr,
     identity: &Identity,
     log: &Arc<Log>,
-) -> MasterSide {
-    let mut cfg = MasterConfig::new("master");
-    cfg.device_name = "Choir master".into();
-    cfg.session_name = "Thursday rehearsal".into();
-    let now = Clock::new().now();
-    // A restart resumes the session from the record file the previous run kept up to date.
-    let machine = match load_record(record_path) {
-        Some(Record::Master(rec)) => Master::restore(cfg, now, rec),
-        _ => {
-            let mut entropy = [0u8; 32];
-            getrandom::fill(&mut entropy).expect("no secure random source");
-            Master::new(cfg, now, entropy)
-        }
-    };
-    let rec = machine.record().clone();
-    let policy = Arc::new(RwLock::new(JoinPolicy {
-        session_id: rec.session_id.clone(),
-        session_code: rec.session_code.as_str().to_string(),
-        token: rec.token.clone(),
-        password: rec.password.clone(),
-        ended: rec.ended,
-        full: false,
-    }));
-    let opts = NodeOptions {
-        dialer: None,
+) -> Host {
+    let mut master = MasterConfig::new("master");
+    master.device_name = "Choir master".into();
+    master.session_name = "Thursday rehearsal".into();
+    let mut host = Host::start(HostOptions {
+        master,
         record_path: Some(record_path.to_path_buf()),
-    };
-    let (node, events) = Node::spawn(machine, opts);
-    log.collect(Who::Master, events);
-    let cfg = TransportConfig {
-        loopback_only: true,
-        certificate: Some(identity.clone()),
-        ..TransportConfig::default()
-    };
-    let accepting = node.clone();
-    // Everyone joins from 127.0.0.1 here, so the per-address rate limit is opened wide.
-    let rate = RateLimit {
-        per_sec: 10_000.0,
-        burst: 10_000.0,
-    };
-    let server = signaling::serve_with_rate_limit(bind, policy.clone(), rate, move |offer| {
-        let (cfg, node) = (cfg.clone(), accepting.clone());
-        async move {
-            let (answer, mut link) = transport::accept_offer(&cfg, &offer.offer_sdp)
-                .await
-                .map_err(|_| RejectReason::Unknown)?;
-            tokio::spawn(async move {
-                if link.wait_open(Duration::from_secs(10)).await.is_ok() {
-                    node.add_link(link);
-                }
-            });
-            Ok(answer)
-        }
+        identity: identity.clone(),
+        bind,
+        transport: TransportConfig {
+            loopback_only: true,
+            ..TransportConfig::default()
+        },
+        // Everyone joins from 127.0.0.1 here, so the per-address rate limit is opened wide.
+        rate: RateLimit {
+            per_sec: 10_000.0,
+            burst: 10_000.0,
+        },
     })
     .await
-    .expect("cannot listen on loopback");
-    MasterSide {
-        node,
-        server,
-        policy,
-    }
+    .expect("cannot start the master on loopback");
+    log.collect(Who::Master, host.take_events());
+    host
 }
 
 /// One master command, then waits until the followers `who` show `expect`; returns whether they
@@ -264,9 +191,9 @@ pub async fn run(args: &DemoArgs) -> bool {
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let master = start_master(&record_path, loopback, &identity, &log).await;
     let master_node = master.node.clone();
-    let target = Target {
-        addr: master.server.local_addr(),
-        fingerprint: identity.fingerprint(),
+    let target = JoinTarget {
+        addr: master.local_addr(),
+        fingerprint: Some(identity.fingerprint()),
     };
     let hosting = log
         .wait(Duration::from_secs(5), |e| {
@@ -460,9 +387,7 @@ pub async fn run(args: &DemoArgs) -> bool {
     }
 
     r.say("the master crashes and restarts from its saved session");
-    let MasterSide { node, server, .. } = master;
-    server.shutdown().await;
-    drop(node);
+    master.shutdown().await;
     drop(master_node); // the last handle: the node stops and its links close, as in a crash
     let t_restart = Instant::now();
     let master = start_master(&record_path, target.addr, &identity, &log).await;
@@ -533,7 +458,6 @@ pub async fn run(args: &DemoArgs) -> bool {
         })
         .await;
     r.check("every follower is back to local mode", ok);
-    master.policy.write().unwrap().ended = true; // what `lansync host` does on SessionEnded
     let opts = NodeOptions {
         dialer: Some(dialer(n, target.clone(), cuts.clone(), Arc::default())),
         record_path: None,
