@@ -26,7 +26,7 @@ pub use master::{Master, MasterConfig, MasterRecord, MasterState, SessionCode};
 pub use solo::{Solo, SoloConfig, SoloState};
 
 use crate::protocol::{
-    Envelope, FollowMode, Layout, Message, Parity, Participant, RejectReason, StreamInfo,
+    Envelope, FollowMode, Layout, Message, PageState, Parity, Participant, RejectReason, StreamInfo,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -255,6 +255,18 @@ pub enum Event {
         /// Human message.
         message: String,
     },
+}
+
+impl Event {
+    /// The `Page` event for what `state` shows.
+    pub(crate) fn page(state: &PageState, origin: Origin) -> Event {
+        Event::Page {
+            song_id: state.song_id.clone(),
+            song_epoch: state.song_epoch,
+            page: state.page_index,
+            origin,
+        }
+    }
 }
 
 /// Whether a page change came from this device or a peer.

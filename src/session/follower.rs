@@ -288,12 +288,7 @@ impl Follower {
             return;
         }
         self.view = PageState { at: None, ..view };
-        self.out.event(Event::Page {
-            song_id: self.view.song_id.clone(),
-            song_epoch: self.view.song_epoch,
-            page: self.view.page_index,
-            origin,
-        });
+        self.out.event(Event::page(&self.view, origin));
     }
 
     /// Applies a state from the master. `authoritative` (a JOIN_ACCEPT) replaces whatever was

@@ -643,12 +643,7 @@ impl Master {
     fn announce_page(&mut self, now: Time, wrap: fn(PageState) -> Message) {
         let page = self.rec.page.clone();
         self.persist();
-        self.out.event(Event::Page {
-            song_id: page.song_id.clone(),
-            song_epoch: page.song_epoch,
-            page: page.page_index,
-            origin: Origin::Local,
-        });
+        self.out.event(Event::page(&page, Origin::Local));
         self.broadcast(now, wrap(page));
     }
 

@@ -198,12 +198,7 @@ impl Solo {
         let changed = page.page_index != self.page.page_index || page.song_id != self.page.song_id;
         self.page = PageState { at: None, ..page };
         if changed || origin == Origin::Local {
-            self.out.event(Event::Page {
-                song_id: self.page.song_id.clone(),
-                song_epoch: self.page.song_epoch,
-                page: self.page.page_index,
-                origin,
-            });
+            self.out.event(Event::page(&self.page, origin));
         }
     }
 
