@@ -114,8 +114,12 @@ pub struct JoinPolicy {
     pub password: Option<String>,
     /// The session is over: every join is refused with `session_ended`.
     pub ended: bool,
-    /// No room for another follower: joins are refused with `session_full`.
+    /// No room for another follower: joins of devices not in `members` are refused with
+    /// `session_full`.
     pub full: bool,
+    /// Device ids of the session's participants: they may always rejoin, full or not (the
+    /// session machine applies the same rule).
+    pub members: std::collections::BTreeSet<String>,
 }
 
 /// Which secret a join request proves.
@@ -563,7 +567,7 @@ fn check_request(policy: &JoinPolicy, req: &JoinRequest) -> Result<Vec<u8>, Refu
     if policy.ended {
         return Err(Refusal::Reject(RejectReason::SessionEnded));
     }
-    if policy.full {
+    if policy.full && !policy.members.contains(&req.device_id) {
         return Err(Refusal::Reject(RejectReason::SessionFull));
     }
     Ok(key)

@@ -31,6 +31,7 @@ fn policy(password: Option<&str>) -> Arc<RwLock<JoinPolicy>> {
         password: password.map(Into::into),
         ended: false,
         full: false,
+        members: Default::default(),
     }))
 }
 
@@ -178,6 +179,10 @@ async fn ended_and_full_sessions_refuse_joins() {
         rejected(join(addr, &by_token(TOKEN)).await),
         RejectReason::SessionFull
     );
+    // A participant of the session ("tablet-7") may always come back, full or not.
+    policy.write().unwrap().members.insert("tablet-7".into());
+    assert!(join(addr, &by_token(TOKEN)).await.is_ok());
+    policy.write().unwrap().members.clear();
     policy.write().unwrap().ended = true;
     assert_eq!(
         rejected(join(addr, &by_token(TOKEN)).await),

@@ -4,7 +4,7 @@
 use super::{DialError, DialFuture, Dialer, Node, NodeOptions};
 use crate::invite::JoinLink;
 use crate::node::{load_record, Clock};
-use crate::protocol::RejectReason;
+use crate::protocol::{PresenceStatus, RejectReason};
 use crate::session::{Event, JoinCredentials, Master, MasterConfig, MasterRecord, Record};
 use crate::signaling::{self, JoinPolicy, JoinServer, RateLimit, SignalingError};
 use crate::transport::{self, Identity, TransportConfig};
@@ -67,6 +67,7 @@ impl Host {
             password: record.password.clone(),
             ended: record.ended,
             full: false,
+            members: Default::default(),
         }));
         let node_opts = NodeOptions {
             dialer: None,
@@ -165,6 +166,16 @@ fn keep_policy_in_step(
                 Event::Presence { count } => {
                     if let Ok(mut p) = policy.write() {
                         p.full = (*count as usize).saturating_sub(1) >= max_followers;
+                    }
+                }
+                Event::ParticipantJoined(who) => {
+                    if let Ok(mut p) = policy.write() {
+                        p.members.insert(who.id.clone());
+                    }
+                }
+                Event::ParticipantLeft(who) if who.status == PresenceStatus::Left => {
+                    if let Ok(mut p) = policy.write() {
+                        p.members.remove(&who.id);
                     }
                 }
                 _ => {}
