@@ -51,7 +51,7 @@ command -v python3 >/dev/null 2>&1 || skip "python3 is not installed"
 TAG=$$
 SUBNET=$((1 + (TAG * 7) % 250))
 BR="lrb$TAG"
-NS=()         # NS[i]: namespace of device i (0 = master, 1..NF = followers)
+NS=()         # NS[i]: namespace of device i (0 = master, 1..NF = followers, NF+1 = free follower)
 ADDR=()       # ADDR[i]: its address
 HVETH=()      # HVETH[i]: root-namespace end of its veth pair (a bridge port)
 MADE_NS=()    # what was actually created, for cleanup
@@ -118,7 +118,7 @@ timing() { TIMINGS+=("$1: $2"); }
 summary() {
     local c
     echo
-    echo "=== LAN rig summary (master + $NF followers, bridge $BR, 10.214.$SUBNET.0/24) ==="
+    echo "=== LAN rig summary (master + $NF followers + 1 free, bridge $BR, 10.214.$SUBNET.0/24) ==="
     for c in "${CHECKS[@]}"; do
         IFS=$'\t' read -r st name detail <<<"$c"
         printf '%-10s %-36s %s\n' "$st" "$name" "$detail"
@@ -301,8 +301,14 @@ build_lan() {
     ip link set "$BR" type bridge nf_call_iptables 0 nf_call_ip6tables 0 2>/dev/null || true
     sysctl -qw "net.ipv6.conf.$BR.disable_ipv6=1" 2>/dev/null || true
     lan_step ip link set "$BR" up
-    for ((i = 0; i <= NF; i++)); do
-        if ((i == 0)); then ns="lanrig$TAG-master"; else ns="lanrig$TAG-f$i"; fi
+    for ((i = 0; i <= NF + 1; i++)); do
+        if ((i == 0)); then
+            ns="lanrig$TAG-master"
+        elif ((i == NF + 1)); then
+            ns="lanrig$TAG-free"
+        else
+            ns="lanrig$TAG-f$i"
+        fi
         h="lrh${TAG}x$i"
         p="lrn${TAG}x$i"
         lan_step ip netns add "$ns"
@@ -353,6 +359,8 @@ HALF=$((NF / 2))
 LINK_JOINERS=("${FOLLOWERS[@]:0:HALF}")
 CODE_JOINERS=("${FOLLOWERS[@]:HALF}")
 CUT=("f1" "f$((HALF + 1))") # one QR-link follower, one code follower
+FREE=free                   # one more follower, in free mode (joins by QR link)
+ALL=("${FOLLOWERS[@]}" "$FREE")
 
 page_cond() { # page_cond PAGE SONG
     echo "e.get('event')=='page' and e.get('page')==$1 and e.get('song_id')=='$2'"
@@ -363,7 +371,14 @@ JOINED_AGAIN="e.get('event')=='joined' and e.get('rejoin') is True"
 echo "LAN rig: master + $NF followers on bridge $BR (10.214.$SUBNET.0/24), work dir $WORK"
 T=$(now)
 build_lan
-pass "lan built" "$((NF + 1)) namespaces on $BR in $(printf '%.0f' "$(python3 -c "import sys;print((float(sys.argv[1])-float(sys.argv[2]))*1000)" "$(now)" "$T")") ms"
+# The machine's side of the LAN has no address (so nothing of ours leaves, nothing of its gets in).
+LEAK=$(ip -o addr show dev "$BR" 2>/dev/null; for h in "${HVETH[@]}"; do ip -o addr show dev "$h" 2>/dev/null; done)
+if [[ -z $LEAK ]]; then
+    pass "bridge side has no address" "$BR and ${#HVETH[@]} host-side veths: no IPv4/IPv6 address"
+else
+    fail "bridge side has no address" "$LEAK"
+fi
+pass "lan built" "$((NF + 2)) namespaces on $BR in $(printf '%.0f' "$(python3 -c "import sys;print((float(sys.argv[1])-float(sys.argv[2]))*1000)" "$(now)" "$T")") ms"
 
 # ---------------------------------------------------------------------------------------------
 # 1. The master.
@@ -401,13 +416,15 @@ done
 for f in "${CODE_JOINERS[@]}"; do
     start "$f" "${f#f}" /dev/null join --code "$CODE" --json --state-dir "$WORK/$f-state" --name "$f" --mdns-timeout 20
 done
+start "$FREE" $((NF + 1)) /dev/null join "$LINK" --free --json --state-dir "$WORK/$FREE-state" --name "$FREE"
 if check_wait "join by QR link (${#LINK_JOINERS[@]})" 30 "$T_JOIN" "$JOINED_NEW" "${LINK_JOINERS[@]}"; then
     timing "join by QR link (start to joined)" "$LAST_OUT"
 fi
 if check_wait "join by code via mDNS (${#CODE_JOINERS[@]})" 40 "$T_JOIN" "$JOINED_NEW" "${CODE_JOINERS[@]}"; then
     timing "join by code (start to joined, incl. mDNS)" "$LAST_OUT"
 fi
-check_wait "master sees everyone" 20 "$T_JOIN" "e.get('event')=='presence' and e.get('count')==$((NF + 1))" master || true
+check_wait "free follower joins" 30 "$T_JOIN" "$JOINED_NEW" "$FREE" || true
+check_wait "master sees everyone" 20 "$T_JOIN" "e.get('event')=='presence' and e.get('count')==$((NF + 2))" master || true
 abort_if_failed
 
 check_wait "mDNS lists the session" 15 "$T_BROWSE" \
@@ -418,13 +435,21 @@ abort_if_failed
 # ---------------------------------------------------------------------------------------------
 # 3. A song and page turns.
 
-mark "${FOLLOWERS[@]}"
+mark "${ALL[@]}"
 T=$(now)
 send '{"cmd":"set_song","song_id":"ave-verum"}'
 send '{"cmd":"set_page","page":2}'
 send '{"cmd":"set_page","page":3}'
 if check_wait "song + pages converge" 20 "$T" "$(page_cond 3 ave-verum)" "${FOLLOWERS[@]}"; then
     timing "song + 2 page turns to all followers" "$LAST_OUT"
+fi
+# Free mode: the song change reaches the view, the page turns do not (the follow-mode ones have
+# all shown page 3 by now, so the master has sent them).
+check_wait "free follower gets the song" 20 "$T" "e.get('event')=='page' and e.get('song_id')=='ave-verum'" "$FREE" || true
+if out=$("${WAITJSON[@]}" absent "e.get('event')=='page' and e.get('page') in (2, 3)" "$(spec "$FREE")"); then
+    pass "free follower keeps its page" "no page 2/3 reached $FREE"
+else
+    fail "free follower keeps its page" "$out"
 fi
 abort_if_failed
 
@@ -460,13 +485,14 @@ printf '  (cut lasted %.1f s)\n' "$(bc_sub "$T_UP" "$T_CUT")"
 if check_wait "cut followers converge after up" 60 "$T_UP" "$(page_cond 6 ave-verum)" "${CUT[@]}"; then
     timing "link up to converged (page 6)" "$LAST_OUT"
 fi
+check_wait "cut followers rejoin" 30 "$T_UP" "$JOINED_AGAIN" "${CUT[@]}" || true
 check_wait "cut followers back to follow" 30 "$T_UP" "e.get('event')=='state' and e.get('state')=='FOLLOWER_CONNECTED_FOLLOW'" "${CUT[@]}" || true
 abort_if_failed
 
 # ---------------------------------------------------------------------------------------------
 # 5. The master is killed (SIGKILL) and restarted from its state directory.
 
-mark "${FOLLOWERS[@]}"
+mark "${ALL[@]}"
 kill -KILL "${PID[master]}"
 wait "${PID[master]}" 2>/dev/null || true
 T_RESTART=$(now)
@@ -478,7 +504,7 @@ if [[ $(field "$AGAIN" link) == "$LINK" && $(field "$AGAIN" port) == "$PORT" ]];
 else
     fail "same link and port after restart" "was $LINK, now $(field "$AGAIN" link)"
 fi
-if check_wait "every follower rejoins" 60 "$T_RESTART" "$JOINED_AGAIN" "${FOLLOWERS[@]}"; then
+if check_wait "every follower rejoins" 60 "$T_RESTART" "$JOINED_AGAIN" "${ALL[@]}"; then
     timing "master restart to rejoined (joined rejoin:true)" "$LAST_OUT"
 fi
 abort_if_failed
@@ -495,11 +521,11 @@ abort_if_failed
 start watch "$NF" /dev/null sessions --json --watch
 check_wait "mDNS lists the restarted session" 20 "$(now)" "e.get('event')=='session_found' and e.get('session_code')=='$CODE'" watch || true
 abort_if_failed
-mark "${FOLLOWERS[@]}" watch
+mark "${ALL[@]}" watch
 T=$(now)
 T_END=$T
 send '{"cmd":"end"}'
-if check_wait "every follower told session_ended" 30 "$T" "e.get('event')=='session_ended'" "${FOLLOWERS[@]}"; then
+if check_wait "every follower told session_ended" 30 "$T" "e.get('event')=='session_ended'" "${ALL[@]}"; then
     timing "end to session_ended" "$LAST_OUT"
 fi
 T=$(now)

@@ -119,7 +119,16 @@ async fn host(args: &HostArgs, out: &Out) -> Result<bool, String> {
             loopback_only: args.loopback,
             ..TransportConfig::default()
         },
-        rate: RateLimit::default(),
+        // On loopback every follower has the same address: a per-address limit would only
+        // throttle a room joining at once.
+        rate: if args.loopback {
+            RateLimit {
+                per_sec: 1000.0,
+                burst: 1000.0,
+            }
+        } else {
+            RateLimit::default()
+        },
     })
     .await?;
     let port = host.local_addr().port();
