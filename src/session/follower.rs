@@ -544,9 +544,10 @@ impl Follower {
                 .filter(|old| !p.participants.iter().any(|n| n.id == old.id))
                 .cloned()
                 .collect();
-            for old in gone {
+            for mut old in gone {
                 self.participants.remove(&old.id);
                 if old.status == PresenceStatus::Connected {
+                    old.status = PresenceStatus::Left; // absent from the whole list
                     self.out.event(Event::ParticipantLeft(old));
                 }
             }

@@ -4,15 +4,17 @@
 //! rejoin by themselves and their QR link stays valid.
 
 use crate::console::{self, Out, Role};
-use lansync::discovery::{Discovery, SessionAdvert};
+use lansync::discovery::{Advertisement, Discovery, SessionAdvert};
 use lansync::node::{Host, HostOptions};
-use lansync::session::MasterConfig;
+use lansync::session::{Event, MasterConfig};
 use lansync::signaling::RateLimit;
 use lansync::transport::{self, Identity, TransportConfig};
 use serde_json::json;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
 
 /// Options of `lansync host`.
 #[derive(clap::Args, Clone)]
@@ -183,12 +185,35 @@ async fn host(args: &HostArgs, out: &Out) -> Result<bool, String> {
         }
     };
 
+    let (events, advertising) = withdraw_on_end(host.take_events(), advert);
     let stdin = BufReader::new(tokio::io::stdin()).lines();
-    let events = host.take_events();
     let ok = console::session(out, host.node.clone(), events, stdin, Role::Master).await;
-    if let Some(a) = advert {
-        a.stop().await; // the goodbye, so followers' lists drop us at once
-    }
     host.shutdown().await;
+    // Once the node has stopped its events end, and the advert's goodbye goes out.
+    let _ = tokio::time::timeout(Duration::from_secs(3), advertising).await;
     Ok(ok)
+}
+
+/// Forwards the master's events; the mDNS advert is withdrawn (a goodbye, so followers' lists
+/// drop it at once) as soon as the session ends, or when the events stop.
+fn withdraw_on_end(
+    mut events: mpsc::UnboundedReceiver<Event>,
+    mut advert: Option<Advertisement>,
+) -> (mpsc::UnboundedReceiver<Event>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        while let Some(e) = events.recv().await {
+            let ended = matches!(e, Event::SessionEnded);
+            let _ = tx.send(e);
+            if ended {
+                if let Some(a) = advert.take() {
+                    a.stop().await;
+                }
+            }
+        }
+        if let Some(a) = advert {
+            a.stop().await;
+        }
+    });
+    (rx, task)
 }
