@@ -130,6 +130,23 @@ pub struct Receiver {
 }
 
 impl Receiver {
+    /// Every file is verified: tell the host (TRANSFER_DONE) and the app.
+    fn finish(&mut self, transfer: u32) {
+        let hash = self.hash.clone();
+        self.out
+            .push_back(ReceiverOutput::Control(Message::TransferDone(
+                TransferDone {
+                    transfer,
+                    hash: hash.clone(),
+                },
+            )));
+        self.out
+            .push_back(ReceiverOutput::Event(TransferEvent::Done {
+                transfer,
+                hash,
+            }));
+    }
+
     /// A receiver holding nothing yet.
     pub fn new(config: ReceiverConfig) -> Receiver {
         Receiver {
@@ -375,18 +392,7 @@ impl Receiver {
         }
         self.meter = Meter::start(now, bytes, files);
         if want.is_empty() {
-            self.out
-                .push_back(ReceiverOutput::Control(Message::TransferDone(
-                    TransferDone {
-                        transfer,
-                        hash: self.hash.clone(),
-                    },
-                )));
-            self.out
-                .push_back(ReceiverOutput::Event(TransferEvent::Done {
-                    transfer,
-                    hash: self.hash.clone(),
-                }));
+            self.finish(transfer);
             return;
         }
         self.round = Some(Round {
@@ -506,18 +512,7 @@ impl Receiver {
                 r.want.pop_front();
                 if r.want.is_empty() {
                     self.round = None;
-                    self.out
-                        .push_back(ReceiverOutput::Control(Message::TransferDone(
-                            TransferDone {
-                                transfer,
-                                hash: self.hash.clone(),
-                            },
-                        )));
-                    self.out
-                        .push_back(ReceiverOutput::Event(TransferEvent::Done {
-                            transfer,
-                            hash: self.hash.clone(),
-                        }));
+                    self.finish(transfer);
                 }
             }
         }
