@@ -185,6 +185,26 @@ fn describe(ev: &Event) -> String {
             l.leader_device_id, l.parity
         ),
         Event::Error { code, message } => format!("error ({code}): {message}"),
-        other => format!("{other:?}"),
+        Event::ParticipantJoined(p) => {
+            format!("+ {} ({:?}, {:?}) joined", p.name, p.role, p.follow_mode)
+        }
+        Event::ParticipantLeft(p) => format!("- {} left ({:?})", p.name, p.status),
+        Event::Presence { count } => format!("{count} present"),
+        Event::Joined {
+            session_name,
+            session_code,
+            rejoin,
+            ..
+        } => format!(
+            "{} \"{session_name}\" ({session_code})",
+            if *rejoin { "rejoined" } else { "joined" }
+        ),
+        Event::Rejected { reason } => format!("refused: {}", reason.code()),
+        Event::SessionEnded => "the session has ended".into(),
+        Event::Hosting { session_code, .. } => format!("hosting session {session_code}"),
+        Event::FollowMode { mode } => format!("mode: {mode:?}"),
+        Event::StreamPrepared(s) => format!("streamed score available: {}", s.name),
+        Event::StreamCleared => "streamed score cleared".into(),
+        Event::GaveUp { attempts } => format!("gave up reconnecting after {attempts} attempts"),
     }
 }
