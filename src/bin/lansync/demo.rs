@@ -178,6 +178,18 @@ impl Rehearsal {
     }
 }
 
+/// The rehearsal's streamed score for the current song (both rehearsals announce the same one).
+pub fn streamed_score() -> Command {
+    Command::StreamPrepare(StreamInfo {
+        stream_id: "score-1".into(),
+        song_epoch: 0, // the master stamps its current epoch
+        name: "locus-iste.pdf".into(),
+        mime: "application/pdf".into(),
+        size: 0,
+        sha256: String::new(),
+    })
+}
+
 /// The `p` quantile of sorted samples (NaN when empty).
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -350,17 +362,7 @@ fn run_sim(args: &DemoArgs) -> bool {
     );
 
     r.say("a streamed score for the current song, then cleared");
-    r.sim.command(
-        master,
-        Command::StreamPrepare(StreamInfo {
-            stream_id: "score-1".into(),
-            song_epoch: 0,
-            name: "locus-iste.pdf".into(),
-            mime: "application/pdf".into(),
-            size: 0,
-            sha256: String::new(),
-        }),
-    );
+    r.sim.command(master, streamed_score());
     r.run(500);
     let streamed = r
         .followers

@@ -5,11 +5,11 @@
 //! Followers join through the master's real HTTP join endpoint on 127.0.0.1 (offer in, answer
 //! out, bound to the join secret and checked against the master's DTLS fingerprint).
 
-use crate::demo::{percentile, DemoArgs, Report};
+use crate::demo::{percentile, streamed_score, DemoArgs, Report};
 use lansync::node::{
     follower_dialer, DialFuture, Dialer, Host, HostOptions, JoinTarget, Node, NodeOptions,
 };
-use lansync::protocol::{FollowMode, RejectReason, StreamInfo};
+use lansync::protocol::{FollowMode, RejectReason};
 use lansync::session::{Command, Event, Follower, FollowerConfig, JoinCredentials, MasterConfig};
 use lansync::signaling::RateLimit;
 use lansync::transport::{Identity, LinkSender, TransportConfig};
@@ -305,6 +305,11 @@ pub async fn run(args: &DemoArgs) -> bool {
             mode: FollowMode::Free,
         });
         followers[1].command(Command::SetPage { page: 7 });
+        // Its own node applies these asynchronously: wait for it before the master turns on.
+        let looked = log
+            .wait(Duration::from_secs(5), |e| shown(e, 1) == Some((epoch, 7)))
+            .await;
+        r.check("singer 1 looks at page 7 on its own", looked);
         let others: Vec<usize> = (0..n).filter(|&f| f != 1).collect();
         let (ok, lat) = turn(
             &master_node,
@@ -426,14 +431,7 @@ pub async fn run(args: &DemoArgs) -> bool {
     );
 
     r.say("a streamed score for the current song, then cleared");
-    master_node.command(Command::StreamPrepare(StreamInfo {
-        stream_id: "score-1".into(),
-        song_epoch: 0,
-        name: "locus-iste.pdf".into(),
-        mime: "application/pdf".into(),
-        size: 0,
-        sha256: String::new(),
-    }));
+    master_node.command(streamed_score());
     master_node.command(Command::StreamClear);
     let ok = log
         .wait(Duration::from_secs(10), |e| {
