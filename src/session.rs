@@ -26,7 +26,8 @@ pub use master::{Master, MasterConfig, MasterRecord, MasterState, SessionCode};
 pub use solo::{Solo, SoloConfig, SoloState};
 
 use crate::protocol::{
-    Envelope, FollowMode, Layout, Message, PageState, Parity, Participant, RejectReason, StreamInfo,
+    Envelope, FollowMode, Layout, Message, PageState, Parity, Participant, RejectReason,
+    SessionFiles, StreamInfo,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -163,6 +164,9 @@ pub enum Command {
     StreamPrepare(StreamInfo),
     /// Master: clear the streamed score.
     StreamClear,
+    /// Master: the pack and media now published (sent in snapshots; the node's file service
+    /// issues it when a pack is published or reset).
+    SetFiles(SessionFiles),
     /// Retry connecting now, after giving up or while waiting.
     Retry,
 }
@@ -207,6 +211,8 @@ pub enum Event {
     Joined {
         /// Session id.
         session_id: String,
+        /// Device id of the master: the only peer whose files are accepted.
+        host_id: String,
         /// Human session code.
         session_code: String,
         /// Session name.
@@ -243,6 +249,9 @@ pub enum Event {
     StreamPrepared(StreamInfo),
     /// The streamed score is gone; delete any temporary copy.
     StreamCleared,
+    /// Follower: what files the host has published changed (also sent once on joining when
+    /// there are any).
+    SessionFiles(SessionFiles),
     /// Automatic reconnection stopped after this many attempts; `Command::Retry` starts again.
     GaveUp {
         /// Attempts made.

@@ -8,6 +8,7 @@ use super::{
     check_id, clamp_name, DecodeError, Validate, MAX_CAPABILITIES, MAX_PAGE, MAX_PARTICIPANTS,
     MAX_SECRET_LEN, MAX_SONG_ID_LEN,
 };
+use crate::transfer::{SessionMediaMeta, SessionPackMeta};
 use serde::{Deserialize, Serialize};
 
 fn invalid(field: &'static str, reason: &'static str) -> DecodeError {
@@ -474,6 +475,10 @@ pub struct ChoirSnapshot {
     /// Whole participant list (empty in periodic snapshots, which leave presence alone).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub participants: Vec<Participant>,
+    /// The host's published files (`sessionPackMeta` / `sessionMediaMeta`); absent fields mean
+    /// "no pack" / "no media", both valid states.
+    #[serde(default, skip_serializing_if = "SessionFiles::is_empty")]
+    pub files: SessionFiles,
 }
 
 impl Validate for ChoirSnapshot {
@@ -483,7 +488,42 @@ impl Validate for ChoirSnapshot {
         if let Some(s) = &mut self.stream {
             s.validate()?;
         }
+        self.files.validate()?;
         validate_participants(&mut self.participants)
+    }
+}
+
+/// What files the host has published: the metadata a participant's start gate compares with
+/// what it holds (seed 001 lot 7.7c).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionFiles {
+    /// The session pack, if one is published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack: Option<SessionPackMeta>,
+    /// The session media, if any is published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<SessionMediaMeta>,
+}
+
+impl SessionFiles {
+    /// Neither a pack nor media.
+    pub fn is_empty(&self) -> bool {
+        self.pack.is_none() && self.media.is_none()
+    }
+}
+
+impl Validate for SessionFiles {
+    fn validate(&mut self) -> Result<(), DecodeError> {
+        if let Some(p) = &self.pack {
+            if !crate::transfer::is_sha256_hex(&p.hash) {
+                return Err(invalid("files.pack.hash", "not 64 lower-case hex digits"));
+            }
+            check_id("files.pack.uploadedBy", &p.uploaded_by, false)?;
+        }
+        if let Some(m) = &self.media {
+            check_id("files.media.uploadedBy", &m.uploaded_by, false)?;
+        }
+        Ok(())
     }
 }
 

@@ -13,7 +13,7 @@ use super::{
 use crate::protocol::{
     ChoirSnapshot, DecodeError, Empty, Envelope, FollowMode, FollowModeMsg, Hello, JoinAccept,
     JoinRequest, Message, Mode, PageState, Participant, Presence, PresenceStatus, RejectReason,
-    Snapshot, StreamInfo,
+    SessionFiles, Snapshot, StreamInfo,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -148,6 +148,8 @@ pub struct Follower {
     master: Option<PageState>,
     view: PageState,
     stream: Option<StreamInfo>,
+    host_id: String,
+    files: SessionFiles,
     participants: BTreeMap<String, Participant>,
     count: u32,
     retry_at: Option<Time>,
@@ -173,6 +175,8 @@ impl Follower {
             master: None,
             view: PageState::default(),
             stream: None,
+            host_id: String::new(),
+            files: SessionFiles::default(),
             participants: BTreeMap::new(),
             count: 0,
             retry_at: None,
@@ -482,7 +486,7 @@ impl Follower {
                 }
             }
             Message::JoinAccept(accept) if self.state.dialing() => {
-                self.on_accept(now, env.session_id, accept)
+                self.on_accept(now, env.session_id, env.sender_id, accept)
             }
             Message::JoinReject(r) if self.state.dialing() => self.on_reject(now, r.reason),
             Message::SessionEnd(_) if joined => {
@@ -521,6 +525,10 @@ impl Follower {
         }
         if !snap.session_name.is_empty() {
             self.session_name = snap.session_name;
+        }
+        if snap.files != self.files {
+            self.files = snap.files;
+            self.out.event(Event::SessionFiles(self.files.clone()));
         }
         if !snap.participants.is_empty() {
             let count = snap
@@ -576,7 +584,8 @@ impl Follower {
         }
     }
 
-    fn on_accept(&mut self, now: Time, session_id: String, accept: JoinAccept) {
+    fn on_accept(&mut self, now: Time, session_id: String, host_id: String, accept: JoinAccept) {
+        self.host_id = host_id;
         let rejoin = self.joined_once;
         self.join_resend_at = None;
         self.session_id = session_id;
@@ -593,6 +602,7 @@ impl Follower {
         self.apply_snapshot(accept.snapshot, true);
         self.out.event(Event::Joined {
             session_id: self.session_id.clone(),
+            host_id: self.host_id.clone(),
             session_code: self.session_code.clone(),
             session_name: self.session_name.clone(),
             rejoin,

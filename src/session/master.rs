@@ -13,7 +13,7 @@ use super::{
 use crate::protocol::{
     ChoirSnapshot, DecodeError, Envelope, FollowMode, Hello, JoinAccept, JoinReject, JoinRequest,
     Message, Mode, PageState, Participant, Presence, PresenceStatus, RejectReason, Role,
-    SessionEnd, Snapshot, StreamClear, StreamInfo, MAX_PARTICIPANTS,
+    SessionEnd, SessionFiles, Snapshot, StreamClear, StreamInfo, MAX_PARTICIPANTS,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -144,6 +144,9 @@ pub struct MasterRecord {
     pub page: PageState,
     /// Current streamed score.
     pub stream: Option<StreamInfo>,
+    /// Published pack and media metadata.
+    #[serde(default)]
+    pub files: SessionFiles,
     /// Whether the session has ended (then every join is refused).
     pub ended: bool,
 }
@@ -212,6 +215,7 @@ impl Master {
             password: cfg.password.clone(),
             page: PageState::default(),
             stream: None,
+            files: SessionFiles::default(),
             ended: false,
         };
         Master::start(cfg, now, rec, "session created")
@@ -359,6 +363,7 @@ impl Master {
             session_name: self.rec.session_name.clone(),
             page: self.rec.page.clone(),
             stream: self.rec.stream.clone(),
+            files: self.rec.files.clone(),
             participants: if with_participants {
                 self.participants()
             } else {
@@ -611,6 +616,14 @@ impl Master {
                 self.broadcast(now, Message::StreamPrepare(info));
             }
             Command::StreamClear => self.clear_stream(now),
+            Command::SetFiles(files) => {
+                if self.rec.files != *files {
+                    self.rec.files = files.clone();
+                    self.persist();
+                    let snap = self.snapshot(false);
+                    self.broadcast(now, Message::StateSnapshot(Snapshot::Choir(snap)));
+                }
+            }
             Command::End => self.end(now),
             other => self.out.not_allowed("master", other),
         }

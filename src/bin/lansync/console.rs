@@ -205,6 +205,14 @@ fn describe(ev: &Event) -> String {
         Event::FollowMode { mode } => format!("mode: {mode:?}"),
         Event::StreamPrepared(s) => format!("streamed score available: {}", s.name),
         Event::StreamCleared => "streamed score cleared".into(),
+        Event::SessionFiles(f) => match (&f.pack, &f.media) {
+            (None, None) => "the host has no files published".into(),
+            (p, m) => format!(
+                "the host publishes a pack of {} bytes and {} media file(s)",
+                p.as_ref().map_or(0, |p| p.size),
+                m.as_ref().map_or(0, |m| m.files_count)
+            ),
+        },
         Event::GaveUp { attempts } => format!("gave up reconnecting after {attempts} attempts"),
     }
 }
