@@ -11,15 +11,19 @@
 //!  app ◀── events (mpsc) ── └────────────┘ ──▶ record file (atomic replace)
 //! ```
 
+mod files;
 mod host;
 
+pub use files::{list_files, Files, FilesEvent, FilesOptions, ProgressView, PublishedFiles};
 pub use host::{follower_dialer, Host, HostOptions, JoinTarget};
 
-use crate::protocol::RejectReason;
+use crate::protocol::{Envelope, RejectReason};
 use crate::session::{
-    Command, Event, Input, JoinCredentials, Machine, Output, PeerId, Record, Time,
+    Command, Event, Input, JoinCredentials, LinkState, Machine, Output, PeerId, Record, Time,
 };
+use crate::transfer::{ManifestKind, TransferError};
 use crate::transport::{Link, LinkEvent, LinkSender};
+use files::Req;
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -99,6 +103,8 @@ pub struct NodeOptions {
     pub dialer: Option<Dialer>,
     /// Where `Persist` records are written (JSON, replaced atomically).
     pub record_path: Option<PathBuf>,
+    /// The file service: gets every transfer message and binary message of this node's links.
+    pub files: Option<Files>,
 }
 
 enum Request {
@@ -111,6 +117,7 @@ enum Request {
 #[derive(Clone)]
 pub struct Node {
     tx: mpsc::UnboundedSender<Request>,
+    files: Option<Files>,
 }
 
 impl Node {
@@ -122,8 +129,38 @@ impl Node {
     ) -> (Node, mpsc::UnboundedReceiver<Event>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let files = opts.files.clone();
         tokio::spawn(drive(machine, opts, rx, events_tx));
-        (Node { tx }, events_rx)
+        (Node { tx, files }, events_rx)
+    }
+
+    /// Publishes `paths` as the set of `kind` (host; solo sender), or withdraws it with `None`,
+    /// and tells the session: pack and media metadata go into snapshots (the participants'
+    /// start gate), a streamed score is announced with STREAM_PREPARE (cleared with `None`).
+    /// Every admitted peer is then sent the set. Needs [`NodeOptions::files`].
+    pub async fn publish(
+        &self,
+        kind: ManifestKind,
+        paths: Option<Vec<PathBuf>>,
+    ) -> Result<PublishedFiles, TransferError> {
+        let files = self.files.as_ref().ok_or_else(|| {
+            TransferError::InvalidSessionPack("this node has no file service".into())
+        })?;
+        let published = files.publish(kind, paths).await?;
+        match kind {
+            ManifestKind::Stream => match &published.stream {
+                Some(info) => self.command(Command::StreamPrepare(info.clone())),
+                None => self.command(Command::StreamClear),
+            },
+            _ => self.command(Command::SetFiles(published.files.clone())),
+        }
+        Ok(published)
+    }
+
+    /// Publishes the regular files of `dir` as the session pack (see [`publish`](Self::publish)).
+    pub async fn publish_pack(&self, dir: PathBuf) -> Result<PublishedFiles, TransferError> {
+        let paths = files::list_files(&dir, ManifestKind::Pack)?;
+        self.publish(ManifestKind::Pack, Some(paths)).await
     }
 
     /// Gives the machine an application command.
@@ -244,6 +281,9 @@ impl<M: Machine> Driver<M> {
             }
             link.close().await;
         });
+        if let Some(files) = &self.opts.files {
+            files.tell(Req::LinkUp(peer, sender.clone()));
+        }
         self.links.insert(
             peer,
             OpenLink {
@@ -259,16 +299,31 @@ impl<M: Machine> Driver<M> {
             return;
         }
         match ev {
-            LinkEvent::Control(text) => self.input(Input::Received(peer, text.as_bytes())),
+            LinkEvent::Control(text) => match &self.opts.files {
+                // Transfer messages belong to the file service, never to the machine.
+                Some(files) if files::is_transfer_message(&text) => {
+                    match Envelope::decode(text.as_bytes()) {
+                        Ok(env) => files.tell(Req::Control(peer, Box::new(env))),
+                        Err(e) => tracing::debug!(peer, %e, "bad transfer message"),
+                    }
+                }
+                _ => self.input(Input::Received(peer, text.as_bytes())),
+            },
             LinkEvent::Closed => {
                 self.links.remove(&peer);
+                if let Some(files) = &self.opts.files {
+                    files.tell(Req::LinkGone(peer));
+                }
                 self.input(Input::LinkDown(peer));
             }
             // Connectivity blips are judged by the machine's own heartbeat.
             LinkEvent::Down | LinkEvent::Up | LinkEvent::Open => {
                 tracing::debug!(peer, ?ev, "link connectivity")
             }
-            LinkEvent::Binary(_) => {} // file transfer is not wired yet
+            LinkEvent::Binary(bytes) => match &self.opts.files {
+                Some(files) => files.tell(Req::Chunk(peer, bytes)),
+                None => tracing::debug!(peer, "binary message with no file service"),
+            },
         }
     }
 
@@ -284,6 +339,9 @@ impl<M: Machine> Driver<M> {
                     }
                 }
                 Output::Close(peer) => {
+                    if let Some(files) = &self.opts.files {
+                        files.tell(Req::LinkGone(peer));
+                    }
                     if let Some(mut l) = self.links.remove(&peer) {
                         // Give queued messages a moment to leave before the link goes.
                         let close = l.close.take();
@@ -311,9 +369,47 @@ impl<M: Machine> Driver<M> {
                 },
                 Output::Persist(rec) => self.persist(&rec),
                 Output::Event(e) => {
+                    self.tell_files(&e);
                     let _ = self.events.send(e);
                 }
             }
+        }
+    }
+
+    /// Passes the session facts the file service needs: who the host is, what it publishes,
+    /// and which links are admitted.
+    fn tell_files(&mut self, e: &Event) {
+        let Some(files) = &self.opts.files else {
+            return;
+        };
+        match e {
+            Event::Link {
+                peer,
+                state: LinkState::Connected,
+            } if self.links.contains_key(peer) => files.tell(Req::Serve(*peer)),
+            Event::Hosting {
+                session_id,
+                session_code,
+                ..
+            } => files.tell(Req::Session {
+                session_id: session_id.clone(),
+                session_code: session_code.clone(),
+                host_id: None,
+            }),
+            Event::Joined {
+                session_id,
+                session_code,
+                host_id,
+                ..
+            } => files.tell(Req::Session {
+                session_id: session_id.clone(),
+                session_code: session_code.clone(),
+                host_id: Some(host_id.clone()),
+            }),
+            Event::SessionFiles(f) => files.tell(Req::HostFiles(f.clone())),
+            Event::StreamPrepared(info) => files.tell(Req::StreamPrepared(info.stream_id.clone())),
+            Event::StreamCleared | Event::SessionEnded => files.tell(Req::StreamCleared),
+            _ => {}
         }
     }
 

@@ -31,6 +31,8 @@ pub struct HostOptions {
     pub transport: TransportConfig,
     /// Per-address rate limit of the join endpoint.
     pub rate: RateLimit,
+    /// The file service that serves the session's pack, media and streamed score, if any.
+    pub files: Option<super::Files>,
 }
 
 /// A running choir master.
@@ -72,6 +74,7 @@ impl Host {
         let node_opts = NodeOptions {
             dialer: None,
             record_path: opts.record_path.clone(),
+            files: opts.files.clone(),
         };
         let (node, raw_events) = Node::spawn(machine, node_opts);
         let events = keep_policy_in_step(raw_events, policy.clone(), opts.master.max_followers);

@@ -18,13 +18,16 @@ pub const MAX_MEDIA_REFS: usize = 64;
 pub const MAX_MANIFEST_JSON: usize = 60 * 1024;
 
 /// What a manifest describes; decides which error codes its failures get.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ManifestKind {
     /// The session pack: scores and the images they use, with media references (lot 7.7a).
     Pack,
     /// The session media set: audio, video and images (lot 7.7b).
     Media,
+    /// A streamed score (STREAM_PREPARE): one temporary, view-only file for the current song.
+    /// Refused with the media error codes.
+    Stream,
 }
 
 /// One file of a manifest. Its index in [`Manifest::files`] is its file index on the wire.
@@ -135,7 +138,7 @@ impl Manifest {
     ) -> Result<Manifest, TransferError> {
         let invalid = |r: String| match kind {
             ManifestKind::Pack => TransferError::InvalidSessionPack(r),
-            ManifestKind::Media => TransferError::InvalidSessionMedia(r),
+            ManifestKind::Media | ManifestKind::Stream => TransferError::InvalidSessionMedia(r),
         };
         if json.len() > MAX_MANIFEST_JSON {
             return Err(invalid(format!(
@@ -196,14 +199,18 @@ impl Manifest {
     fn invalid(&self, reason: impl Into<String>) -> TransferError {
         match self.kind {
             ManifestKind::Pack => TransferError::InvalidSessionPack(reason.into()),
-            ManifestKind::Media => TransferError::InvalidSessionMedia(reason.into()),
+            ManifestKind::Media | ManifestKind::Stream => {
+                TransferError::InvalidSessionMedia(reason.into())
+            }
         }
     }
 
     fn too_large(&self, size: u64, limit: u64) -> TransferError {
         match self.kind {
             ManifestKind::Pack => TransferError::SessionPackTooLarge { size, limit },
-            ManifestKind::Media => TransferError::SessionMediaTooLarge { size, limit },
+            ManifestKind::Media | ManifestKind::Stream => {
+                TransferError::SessionMediaTooLarge { size, limit }
+            }
         }
     }
 

@@ -1,7 +1,8 @@
 //! The interactive part every role shares: commands in (keys or JSON lines on stdin), events
 //! out (text or JSON lines on stdout), until quit or the end of input.
 
-use lansync::node::Node;
+use crate::files_ui::{self, Bars};
+use lansync::node::{FilesEvent, Node};
 use lansync::protocol::{FollowMode, Parity};
 use lansync::session::{Command, Event};
 use serde_json::{json, Value};
@@ -22,7 +23,7 @@ impl Role {
     fn help(self) -> &'static str {
         match self {
             Role::Solo => "n / p: next / previous page, a number: go there, s NAME: song, odd / even: lead the layout, q: quit",
-            Role::Master => "n / p: next / previous page, a number: go there, s NAME: song, e: end the session, q: quit",
+            Role::Master => "n / p: next / previous page, a number: go there, s NAME: song, pack DIR / media DIR: publish files, stream FILE / clear: streamed score, e: end the session, q: quit",
             Role::Follower => "n / p / a number: look at a page, f: follow / free, l: leave, q: quit",
         }
     }
@@ -69,14 +70,25 @@ struct Keys {
     mode: FollowMode,
 }
 
-/// Runs until quit or the node stops: commands in, events out.
+/// What a line of input asks for.
+enum Line {
+    Session(Command),
+    Files(files_ui::FileCommand),
+    Quit,
+}
+
+/// Runs until quit or the node stops: commands in, events out (file events too, when the
+/// node has a file service).
 pub async fn session(
     out: &Out,
     node: Node,
     mut events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    mut files: Option<tokio::sync::mpsc::UnboundedReceiver<FilesEvent>>,
     mut stdin: Lines<BufReader<Stdin>>,
     role: Role,
 ) -> bool {
+    let mut bars = Bars::default();
+    let mut files_ok = true;
     let mut keys = Keys {
         role,
         page: 0,
@@ -94,11 +106,22 @@ pub async fn session(
                     continue;
                 };
                 match keys.parse(out.json, &line) {
-                    Ok(Some(cmd)) => node.command(cmd),
-                    Ok(None) => return true,
+                    Ok(Line::Session(cmd)) => node.command(cmd),
+                    Ok(Line::Files(cmd)) => {
+                        files_ui::run(out, &node, cmd).await;
+                    }
+                    Ok(Line::Quit) => return true,
                     Err(msg) => out.error("bad-command", &msg),
                 }
             }
+            ev = recv_files(&mut files) => match ev {
+                Some(ev) => {
+                    files_ok = !matches!(ev, FilesEvent::Failed { .. });
+                    bars.show(out, &ev);
+                }
+                // The file service ended its events (a one-off send or receive is over).
+                None => return files_ok,
+            },
             ev = events.recv() => {
                 let Some(ev) = ev else { return true };
                 match &ev {
@@ -106,29 +129,64 @@ pub async fn session(
                     Event::FollowMode { mode } => keys.mode = *mode,
                     _ => {}
                 }
-                let v = serde_json::to_value(&ev).unwrap_or(Value::Null);
-                out.emit(v, || describe(&ev));
+                if out.json {
+                    out.emit(serde_json::to_value(&ev).unwrap_or(Value::Null), String::new);
+                } else {
+                    bars.println(&describe(&ev));
+                }
             }
         }
     }
 }
 
+/// The next file event; `None` once when the stream ends; never when there is none.
+async fn recv_files(
+    files: &mut Option<tokio::sync::mpsc::UnboundedReceiver<FilesEvent>>,
+) -> Option<FilesEvent> {
+    match files {
+        Some(rx) => {
+            let e = rx.recv().await;
+            if e.is_none() {
+                *files = None;
+            }
+            e
+        }
+        None => std::future::pending().await,
+    }
+}
+
 impl Keys {
-    /// One line of input as a command; `Ok(None)` means quit.
-    fn parse(&self, json: bool, line: &str) -> Result<Option<Command>, String> {
+    /// One line of input as a command.
+    fn parse(&self, json: bool, line: &str) -> Result<Line, String> {
         let line = line.trim();
         if json {
             let v: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
             if v["cmd"] == "quit" {
-                return Ok(None);
+                return Ok(Line::Quit);
+            }
+            if let Some(cmd) = files_ui::parse(&v) {
+                return Ok(Line::Files(cmd));
             }
             return serde_json::from_value(v)
-                .map(Some)
+                .map(Line::Session)
                 .map_err(|e| format!("unknown command: {e}"));
+        }
+        if self.role == Role::Master {
+            let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+            let v = match word {
+                "pack" => Some(json!({"cmd":"publish_pack","dir":rest.trim()})),
+                "media" => Some(json!({"cmd":"publish_media","dir":rest.trim()})),
+                "stream" => Some(json!({"cmd":"stream","path":rest.trim()})),
+                "clear" => Some(json!({"cmd":"clear_stream"})),
+                _ => None,
+            };
+            if let Some(cmd) = v.as_ref().and_then(files_ui::parse) {
+                return Ok(Line::Files(cmd));
+            }
         }
         let page = self.page;
         let cmd = match (line, self.role) {
-            ("q" | "quit", _) => return Ok(None),
+            ("q" | "quit", _) => return Ok(Line::Quit),
             ("n" | "", _) => Command::SetPage {
                 page: page.saturating_add(1),
             },
@@ -159,7 +217,7 @@ impl Keys {
                 Err(_) => return Err(format!("unknown key {line:?}: {}", self.role.help())),
             },
         };
-        Ok(Some(cmd))
+        Ok(Line::Session(cmd))
     }
 }
 

@@ -137,6 +137,7 @@ async fn start_master(
             per_sec: 10_000.0,
             burst: 10_000.0,
         },
+        files: None,
     })
     .await
     .expect("cannot start the master on loopback");
@@ -226,6 +227,7 @@ pub async fn run(args: &DemoArgs) -> bool {
         let opts = NodeOptions {
             dialer: Some(dialer(i, target.clone(), cuts.clone(), setups.clone())),
             record_path: None,
+            files: None,
         };
         let (node, events) = Node::spawn(Follower::new(cfg, i as u64 + 1), opts);
         log.collect(Who::Follower(i), events);
@@ -459,6 +461,7 @@ pub async fn run(args: &DemoArgs) -> bool {
     let opts = NodeOptions {
         dialer: Some(dialer(n, target.clone(), cuts.clone(), Arc::default())),
         record_path: None,
+        files: None,
     };
     let (late, events) = Node::spawn(Follower::new(FollowerConfig::new("latecomer"), 99), opts);
     log.collect(Who::Follower(n), events);

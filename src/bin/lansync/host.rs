@@ -4,10 +4,12 @@
 //! rejoin by themselves and their QR link stays valid.
 
 use crate::console::{self, Out, Role};
+use crate::files_ui;
 use lansync::discovery::{Advertisement, Discovery, SessionAdvert};
-use lansync::node::{Host, HostOptions};
+use lansync::node::{Files, FilesOptions, Host, HostOptions};
 use lansync::session::{Event, MasterConfig};
 use lansync::signaling::RateLimit;
+use lansync::transfer::ManifestKind;
 use lansync::transport::{self, Identity, TransportConfig};
 use serde_json::json;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -46,6 +48,13 @@ pub struct HostArgs {
     /// Do not advertise the session with mDNS (followers then join by QR link only).
     #[arg(long = "no-mdns")]
     no_mdns: bool,
+    /// Publish the files of this directory as the session pack (scores, images, audio, video):
+    /// every follower downloads and verifies them on joining.
+    #[arg(long)]
+    pack: Option<PathBuf>,
+    /// Publish the files of this directory as the session media.
+    #[arg(long)]
+    media: Option<PathBuf>,
 }
 
 /// Loads this master's DTLS identity, or makes and saves one: the fingerprint in QR links must
@@ -96,6 +105,7 @@ async fn host(args: &HostArgs, out: &Out) -> Result<bool, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let identity = identity(dir)?;
     let mut master = MasterConfig::new(device_id(dir, "master"));
+    let (files, files_events) = Files::spawn(FilesOptions::new(master.device_id.clone()));
     master.device_name = args.name.clone();
     master.session_name = args.session_name.clone();
     master.password = args.password.clone();
@@ -131,8 +141,20 @@ async fn host(args: &HostArgs, out: &Out) -> Result<bool, String> {
         } else {
             RateLimit::default()
         },
+        files: Some(files),
     })
     .await?;
+    // Published before anyone can join, so every follower gets the files with its first snapshot.
+    for (kind, dir) in [
+        (ManifestKind::Pack, &args.pack),
+        (ManifestKind::Media, &args.media),
+    ] {
+        if let Some(dir) = dir {
+            if !files_ui::run(out, &host.node, (kind, None, Some(dir.clone()))).await {
+                return Ok(false);
+            }
+        }
+    }
     let port = host.local_addr().port();
     let _ = std::fs::write(&port_file, port.to_string());
 
@@ -187,7 +209,15 @@ async fn host(args: &HostArgs, out: &Out) -> Result<bool, String> {
 
     let (events, advertising) = withdraw_on_end(host.take_events(), advert);
     let stdin = BufReader::new(tokio::io::stdin()).lines();
-    let ok = console::session(out, host.node.clone(), events, stdin, Role::Master).await;
+    let ok = console::session(
+        out,
+        host.node.clone(),
+        events,
+        Some(files_events),
+        stdin,
+        Role::Master,
+    )
+    .await;
     host.shutdown().await;
     // Once the node has stopped its events end, and the advert's goodbye goes out.
     let _ = tokio::time::timeout(Duration::from_secs(3), advertising).await;

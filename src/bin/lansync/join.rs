@@ -7,7 +7,9 @@ use crate::console::{self, Out, Role};
 use crate::host::device_id as stable_device_id;
 use lansync::discovery::Discovery;
 use lansync::invite::JoinLink;
-use lansync::node::{follower_dialer, load_record, Clock, JoinTarget, Node, NodeOptions};
+use lansync::node::{
+    follower_dialer, load_record, Clock, Files, FilesOptions, JoinTarget, Node, NodeOptions,
+};
 use lansync::protocol::FollowMode;
 use lansync::session::{Command, Follower, FollowerConfig, JoinCredentials, Record};
 use lansync::transport::TransportConfig;
@@ -43,6 +45,9 @@ pub struct JoinArgs {
     /// Where the membership is kept for automatic rejoin.
     #[arg(long = "state-dir", default_value = "lansync-join")]
     state_dir: PathBuf,
+    /// Where the session's files are downloaded (default: `files` in the state directory).
+    #[arg(long)]
+    download: Option<PathBuf>,
     /// How long to look for a session code on the LAN, in seconds.
     #[arg(long = "mdns-timeout", default_value_t = 5)]
     mdns_timeout: u64,
@@ -148,7 +153,11 @@ async fn join(args: &JoinArgs, out: &Out) -> Result<bool, (&'static str, String)
         loopback_only: args.loopback,
         ..TransportConfig::default()
     };
+    let mut files_opts = FilesOptions::new(cfg.device_id.clone());
+    files_opts.download_dir = Some(args.download.clone().unwrap_or_else(|| dir.join("files")));
+    let (files, files_events) = Files::spawn(files_opts);
     let opts = NodeOptions {
+        files: Some(files),
         dialer: Some(follower_dialer(
             target,
             transport,
@@ -162,5 +171,5 @@ async fn join(args: &JoinArgs, out: &Out) -> Result<bool, (&'static str, String)
         node.command(Command::Join(creds));
     }
     let stdin = BufReader::new(tokio::io::stdin()).lines();
-    Ok(console::session(out, node, events, stdin, Role::Follower).await)
+    Ok(console::session(out, node, events, Some(files_events), stdin, Role::Follower).await)
 }

@@ -4,6 +4,7 @@
 mod console;
 mod demo;
 mod demo_live;
+mod files_ui;
 mod host;
 mod join;
 mod pair;
@@ -37,6 +38,25 @@ enum Cmd {
     Join(join::JoinArgs),
     /// List the choir sessions advertised on the local network (mDNS).
     Sessions(sessions::SessionsArgs),
+    /// Send files to one device: prints an invite code, sends once paired, exits when the
+    /// partner has verified them.
+    Send {
+        /// The files (PDF, MusicXML, images, audio, video).
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+        #[command(flatten)]
+        args: pair::PairArgs,
+    },
+    /// Receive files from `lansync send`: answers its invite code, exits when they are verified.
+    Receive {
+        /// The sender's invite code.
+        code: String,
+        /// Where the files go.
+        #[arg(long, default_value = ".")]
+        dir: std::path::PathBuf,
+        #[command(flatten)]
+        args: pair::PairArgs,
+    },
 }
 
 fn main() {
@@ -54,6 +74,20 @@ fn main() {
         Cmd::Sessions(args) => runtime().block_on(sessions::run(args)),
         Cmd::Host(args) => runtime().block_on(host::run(args)),
         Cmd::Join(args) => runtime().block_on(join::run(args)),
+        Cmd::Send { files, args } => runtime().block_on(pair::run_with_files(
+            pair::PairCmd::Offer(args),
+            pair::FileTransfer {
+                send: files,
+                receive: None,
+            },
+        )),
+        Cmd::Receive { code, dir, args } => runtime().block_on(pair::run_with_files(
+            pair::PairCmd::Answer { code, args },
+            pair::FileTransfer {
+                send: Vec::new(),
+                receive: Some(dir),
+            },
+        )),
     };
     std::process::exit(if ok { 0 } else { 1 });
 }

@@ -8,11 +8,13 @@
 
 use crate::console::{self, Out};
 use lansync::invite::{self, CodeFormat, CodeKind};
-use lansync::node::{Node, NodeOptions};
+use lansync::node::{Files, FilesEvent, FilesOptions, Node, NodeOptions};
 use lansync::session::{Solo, SoloConfig};
+use lansync::transfer::ManifestKind;
 use lansync::transport::{self, Link, TransportConfig};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines, Stdin};
 
@@ -37,6 +39,15 @@ pub struct PairArgs {
     /// Optional STUN server(s), e.g. `stun:192.168.1.1:3478`; none by default.
     #[arg(long = "ice-server")]
     ice_servers: Vec<String>,
+}
+
+/// What a pairing moves besides pages: files to send once paired, or where received files go.
+#[derive(Clone, Default)]
+pub struct FileTransfer {
+    /// Files to send to the partner (then exit once it has verified them).
+    pub send: Vec<PathBuf>,
+    /// Where files from the partner go (then exit once they are verified).
+    pub receive: Option<PathBuf>,
 }
 
 /// `lansync pair …`
@@ -109,6 +120,11 @@ fn random_id() -> String {
 
 /// Runs `lansync pair …`; returns whether it ended well.
 pub async fn run(cmd: PairCmd) -> bool {
+    run_with_files(cmd, FileTransfer::default()).await
+}
+
+/// Runs a pairing that also sends or receives files (`lansync send` / `lansync receive`).
+pub async fn run_with_files(cmd: PairCmd, transfer: FileTransfer) -> bool {
     let (args, offering) = match &cmd {
         PairCmd::Offer(a) => (a.clone(), true),
         PairCmd::Answer { args, .. } => (args.clone(), false),
@@ -139,12 +155,66 @@ pub async fn run(cmd: PairCmd) -> bool {
     solo_cfg.heartbeat.dead_after = CODE_PAIR_PATIENCE;
     let mut seed = [0u8; 8];
     let _ = getrandom::fill(&mut seed);
+    let moves_files = !transfer.send.is_empty() || transfer.receive.is_some();
+    let (files, files_events) = if moves_files {
+        let mut opts = FilesOptions::new(solo_cfg.device_id.clone());
+        opts.download_dir = transfer.receive.clone();
+        let (f, e) = Files::spawn(opts);
+        (Some(f), Some(e))
+    } else {
+        (None, None)
+    };
+    if let (Some(files), false) = (&files, transfer.send.is_empty()) {
+        // A pair has no session snapshot to announce it in: the set is simply offered.
+        if let Err(e) = files
+            .publish(ManifestKind::Pack, Some(transfer.send.clone()))
+            .await
+        {
+            out.error(e.code(), &e.to_string());
+            return false;
+        }
+    }
     let (node, events) = Node::spawn(
         Solo::new(solo_cfg, u64::from_le_bytes(seed)),
-        NodeOptions::default(),
+        NodeOptions {
+            files,
+            ..NodeOptions::default()
+        },
     );
     node.add_link(link);
-    console::session(&out, node, events, stdin, console::Role::Solo).await
+    match files_events {
+        // Sending or receiving: done when the set is verified on the receiving side.
+        Some(fe) => {
+            console::session(
+                &out,
+                node,
+                events,
+                Some(until_files_done(fe)),
+                stdin,
+                console::Role::Solo,
+            )
+            .await
+        }
+        None => console::session(&out, node, events, None, stdin, console::Role::Solo).await,
+    }
+}
+
+/// Forwards file events, ending the stream after the first verified or failed set so the
+/// session (and the program) ends there.
+fn until_files_done(
+    mut events: tokio::sync::mpsc::UnboundedReceiver<FilesEvent>,
+) -> tokio::sync::mpsc::UnboundedReceiver<FilesEvent> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(e) = events.recv().await {
+            let last = matches!(e, FilesEvent::Done { .. } | FilesEvent::Failed { .. });
+            let _ = tx.send(e);
+            if last {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 async fn offer(

@@ -1,0 +1,741 @@
+//! Files on disk over the `binary` channel: the IO side of [`crate::transfer`].
+//!
+//! One small actor per node with a cloneable [`Files`] handle (as iroh does for discovery). The
+//! node's driver hands it every `TRANSFER_*` control message, every binary message and the
+//! session facts it needs (who the host is, what the host publishes); the actor
+//! - as a **host** (or the sending side of a solo pair) serves its published sets — the session
+//!   pack, the session media and the streamed score — to each admitted peer from a task of its
+//!   own ([`serve`]), in that order: stream, pack, media;
+//! - as a **participant** keeps one [`store::Store`] per kind: temporary files, verified
+//!   renames, resume from disk after a restart;
+//! - tells the app what happens as [`FilesEvent`]s: progress, files received, the start gate.
+//!
+//! ```text
+//!  node driver ──Req──▶ actor ──▶ serve task per peer ──▶ LinkSender::send_binary (waits)
+//!                        │  └──▶ Store per kind ──▶ <dir>/.lansync/<sha>.part → <dir>/<name>
+//!                        └──▶ FilesEvent (progress, received, gate) ──▶ app
+//! ```
+
+mod publish;
+mod serve;
+mod store;
+
+use crate::node::Clock;
+use crate::protocol::{Envelope, Message, SessionFiles, StreamInfo};
+use crate::session::{PeerId, Time};
+use crate::transfer::{
+    start_gate_fingerprint, start_gate_open, Limits, ManifestKind, Progress, SenderConfig,
+    TransferError, TransferEvent,
+};
+use crate::transport::LinkSender;
+use publish::Published;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use store::{Done, Store};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// How often progress is reported per round.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// How a node's files are kept.
+#[derive(Debug, Clone)]
+pub struct FilesOptions {
+    /// This device's id: `uploadedBy` of what it publishes.
+    pub device_id: String,
+    /// Where received pack files land (media in `media/` under it). `None`: a directory named
+    /// after the device under the system's temporary directory.
+    pub download_dir: Option<PathBuf>,
+    /// Where a streamed score is kept while shown; removed on STREAM_CLEAR and SESSION_END.
+    /// Default: a directory named after the process and device under the system's temporary
+    /// directory.
+    pub stream_dir: Option<PathBuf>,
+    /// Size limits for what is published and accepted.
+    pub limits: Limits,
+    /// Bytes a sender may have outstanding per peer (default 2 MiB).
+    pub max_in_flight: u64,
+}
+
+impl FilesOptions {
+    /// Defaults for `device_id`: no download directory, default limits, 2 MiB in flight.
+    pub fn new(device_id: impl Into<String>) -> FilesOptions {
+        FilesOptions {
+            device_id: device_id.into(),
+            download_dir: None,
+            stream_dir: None,
+            limits: Limits::default(),
+            max_in_flight: SenderConfig::default().max_in_flight,
+        }
+    }
+}
+
+/// What the app is told about files. Serialised as `{"event":"files_…",…}` in `--json` mode.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum FilesEvent {
+    /// A round is moving: sent (host, per peer) or received (participant) so far.
+    FilesProgress {
+        /// Which set.
+        kind: ManifestKind,
+        /// The peer (host side only).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        peer: Option<PeerId>,
+        /// Counters, rate and ETA.
+        #[serde(flatten)]
+        progress: ProgressView,
+    },
+    /// One file is verified and in place.
+    FileReceived {
+        /// Which set.
+        kind: ManifestKind,
+        /// Where it is.
+        path: PathBuf,
+    },
+    /// A whole set is held and verified (participant) or confirmed by a peer (host).
+    #[serde(rename = "files_done")]
+    Done {
+        /// Which set.
+        kind: ManifestKind,
+        /// The peer that confirmed (host side only).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        peer: Option<PeerId>,
+        /// Pack hash of the set.
+        hash: String,
+    },
+    /// A round stopped; verified files stay and the next link resumes the rest.
+    #[serde(rename = "files_failed")]
+    Failed {
+        /// Which set.
+        kind: ManifestKind,
+        /// The peer (host side only).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        peer: Option<PeerId>,
+        /// Stable error code (seed 001 names, e.g. `hash-mismatch`).
+        code: String,
+        /// Human message.
+        message: String,
+    },
+    /// The participant's start gate (lot 7.7c): open when the host has no pack, or when this
+    /// device holds and has verified exactly the host's current pack and media.
+    StartGate {
+        /// Whether the participant may start.
+        open: bool,
+        /// The host's fingerprint `CODE|packHash|packUpdatedAt|mediaUpdatedAt`.
+        fingerprint: String,
+    },
+    /// A streamed score is verified and may be shown (view only) from `path`.
+    StreamReady {
+        /// Its stream id.
+        stream_id: String,
+        /// Where it is.
+        path: PathBuf,
+    },
+    /// The streamed score was removed from disk.
+    StreamRemoved,
+}
+
+/// Progress as reported to apps (durations in milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ProgressView {
+    /// Payload bytes moved in this round.
+    pub bytes_done: u64,
+    /// Payload bytes the round moves (only what was missing).
+    pub bytes_total: u64,
+    /// Files completed.
+    pub files_done: u32,
+    /// Files the round moves.
+    pub files_total: u32,
+    /// Bytes per second so far.
+    pub rate: Option<u64>,
+    /// Estimated time left, ms.
+    pub eta_ms: Option<u64>,
+}
+
+impl From<&Progress> for ProgressView {
+    fn from(p: &Progress) -> Self {
+        ProgressView {
+            bytes_done: p.bytes_done,
+            bytes_total: p.bytes_total,
+            files_done: p.files_done,
+            files_total: p.files_total,
+            rate: p.rate,
+            eta_ms: p.eta.map(|d| d.as_millis() as u64),
+        }
+    }
+}
+
+impl FilesEvent {
+    fn progress(kind: ManifestKind, peer: Option<PeerId>, p: &Progress) -> FilesEvent {
+        FilesEvent::FilesProgress {
+            kind,
+            peer,
+            progress: p.into(),
+        }
+    }
+
+    fn failed(kind: ManifestKind, peer: Option<PeerId>, e: &TransferError) -> FilesEvent {
+        FilesEvent::Failed {
+            kind,
+            peer,
+            code: e.code().into(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Rate-limits progress events.
+#[derive(Default)]
+struct ProgressThrottle {
+    last: Option<Time>,
+}
+
+impl ProgressThrottle {
+    fn due(&mut self, now: Time) -> bool {
+        let due = self.last.is_none_or(|t| now.since(t) >= PROGRESS_EVERY);
+        if due {
+            self.last = Some(now);
+        }
+        due
+    }
+}
+
+/// A link as the files side uses it: its sender and the envelope fields transfer messages
+/// carry. Transfer messages have their own `seq` counter: they never reach the session
+/// machines, whose per-link order checks therefore never see them.
+#[derive(Clone)]
+pub(crate) struct LinkOut {
+    sender: LinkSender,
+    session_id: Arc<str>,
+    device_id: Arc<str>,
+    seq: Arc<AtomicU64>,
+    clock: Clock,
+}
+
+impl LinkOut {
+    fn now(&self) -> Time {
+        self.clock.now()
+    }
+
+    async fn send(&self, msg: Message) -> Result<(), String> {
+        let env = Envelope {
+            session_id: self.session_id.to_string(),
+            sender_id: self.device_id.to_string(),
+            ts: self.now().as_millis(),
+            seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
+            msg,
+        };
+        let text = env.encode().map_err(|e| e.to_string())?;
+        self.sender
+            .send_control(&text)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// What the node driver and the app ask of the actor.
+pub(crate) enum Req {
+    /// The session this device is in, and its host (`None`: whoever offers on the link, for a
+    /// solo pair whose link the pairing codes authenticated).
+    Session {
+        session_id: String,
+        session_code: String,
+        host_id: Option<String>,
+    },
+    /// The host's published files changed (from a snapshot).
+    HostFiles(SessionFiles),
+    /// A link is open: transfer replies may go out on it.
+    LinkUp(PeerId, LinkSender),
+    /// The peer on this link is admitted to the session: serve it what is published.
+    Serve(PeerId),
+    /// A link is gone.
+    LinkGone(PeerId),
+    /// A `TRANSFER_*` message arrived.
+    Control(PeerId, Box<Envelope>),
+    /// A binary message arrived.
+    Chunk(PeerId, bytes::Bytes),
+    /// Publish (or with `None`, withdraw) a set.
+    Publish(
+        ManifestKind,
+        Option<Vec<PathBuf>>,
+        oneshot::Sender<Result<PublishedFiles, TransferError>>,
+    ),
+    /// A streamed score was announced (its file follows as a `stream` round).
+    StreamPrepared(String),
+    /// The streamed score was cleared or the session ended: remove the streamed file.
+    StreamCleared,
+}
+
+/// What a host publishes after a change: the snapshot metadata and, for a streamed score, the
+/// `STREAM_PREPARE` description.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PublishedFiles {
+    /// Metadata for snapshots (pack and media).
+    pub files: SessionFiles,
+    /// The streamed score, when one is published.
+    pub stream: Option<StreamInfo>,
+}
+
+/// Handle to a node's file actor. Cloneable; the actor stops when every handle is dropped.
+#[derive(Clone)]
+pub struct Files {
+    tx: mpsc::UnboundedSender<Req>,
+}
+
+impl Files {
+    /// Starts the actor. Returns its handle and its events.
+    pub fn spawn(opts: FilesOptions) -> (Files, mpsc::UnboundedReceiver<FilesEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        tokio::spawn(Actor::new(opts, events_tx).run(rx));
+        (Files { tx }, events_rx)
+    }
+
+    pub(crate) fn tell(&self, req: Req) {
+        let _ = self.tx.send(req);
+    }
+
+    /// Publishes the regular files of `dir` as the session pack (host only). Each file is
+    /// type-checked (extension and magic bytes) and hashed; every admitted peer gets it.
+    pub async fn publish_pack(&self, dir: PathBuf) -> Result<PublishedFiles, TransferError> {
+        let paths = publish::list_dir(&dir, ManifestKind::Pack)?;
+        self.publish(ManifestKind::Pack, Some(paths)).await
+    }
+
+    /// Publishes the regular files of `dir` as the session media.
+    pub async fn publish_media(&self, dir: PathBuf) -> Result<PublishedFiles, TransferError> {
+        let paths = publish::list_dir(&dir, ManifestKind::Media)?;
+        self.publish(ManifestKind::Media, Some(paths)).await
+    }
+
+    /// Publishes these files as a set of `kind`, or withdraws the set with `None` (a media
+    /// reset, a cleared stream).
+    pub async fn publish(
+        &self,
+        kind: ManifestKind,
+        paths: Option<Vec<PathBuf>>,
+    ) -> Result<PublishedFiles, TransferError> {
+        let (tx, rx) = oneshot::channel();
+        self.tell(Req::Publish(kind, paths, tx));
+        rx.await
+            .map_err(|_| TransferError::InvalidSessionPack("the file service stopped".into()))?
+    }
+}
+
+struct Actor {
+    opts: FilesOptions,
+    clock: Clock,
+    events: mpsc::UnboundedSender<FilesEvent>,
+    // Session facts.
+    session_id: Arc<str>,
+    session_code: String,
+    host_id: Option<String>,
+    host_files: SessionFiles,
+    // Host side.
+    published: HashMap<ManifestKind, Arc<Published>>,
+    sets: watch::Sender<Vec<Arc<Published>>>,
+    peers: HashMap<PeerId, mpsc::UnboundedSender<Message>>,
+    // Participant side.
+    links: HashMap<PeerId, LinkOut>,
+    stores: HashMap<ManifestKind, Store>,
+    /// Transfer index → kind of the rounds offered on each link.
+    rounds: HashMap<(PeerId, u32), ManifestKind>,
+    stream_id: String,
+    throttle: HashMap<ManifestKind, ProgressThrottle>,
+    gate: Option<bool>,
+}
+
+impl Actor {
+    fn new(opts: FilesOptions, events: mpsc::UnboundedSender<FilesEvent>) -> Actor {
+        Actor {
+            opts,
+            clock: Clock::new(),
+            events,
+            session_id: Arc::from(""),
+            session_code: String::new(),
+            host_id: None,
+            host_files: SessionFiles::default(),
+            published: HashMap::new(),
+            sets: watch::channel(Vec::new()).0,
+            peers: HashMap::new(),
+            links: HashMap::new(),
+            stores: HashMap::new(),
+            rounds: HashMap::new(),
+            stream_id: String::new(),
+            throttle: HashMap::new(),
+            gate: None,
+        }
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Req>) {
+        while let Some(req) = rx.recv().await {
+            match req {
+                Req::Session {
+                    session_id,
+                    session_code,
+                    host_id,
+                } => {
+                    self.session_id = Arc::from(session_id.as_str());
+                    self.session_code = session_code;
+                    if let Some(host) = &host_id {
+                        // Stores are bound to their host; a new host's are opened afresh.
+                        self.stores.retain(|_, s| s.host == *host);
+                    }
+                    self.host_id = host_id;
+                    self.update_gate();
+                }
+                Req::HostFiles(files) => {
+                    self.host_files = files;
+                    self.update_gate();
+                }
+                Req::LinkUp(peer, sender) => {
+                    let out = self.link_out(sender);
+                    self.links.insert(peer, out);
+                }
+                Req::Serve(peer) => self.serve(peer),
+                Req::LinkGone(peer) => self.link_gone(peer),
+                Req::Control(peer, env) => self.on_control(peer, env).await,
+                Req::Chunk(peer, bytes) => self.on_chunk(peer, &bytes).await,
+                Req::Publish(kind, paths, reply) => {
+                    let result = self.publish(kind, paths).await;
+                    let _ = reply.send(result);
+                }
+                Req::StreamPrepared(id) => self.stream_id = id,
+                Req::StreamCleared => {
+                    if let Some(mut s) = self.stores.remove(&ManifestKind::Stream) {
+                        s.remove_all();
+                        self.emit(FilesEvent::StreamRemoved);
+                    }
+                    self.stream_id.clear();
+                }
+            }
+        }
+        if let Some(mut s) = self.stores.remove(&ManifestKind::Stream) {
+            s.remove_all();
+        }
+    }
+
+    fn emit(&self, e: FilesEvent) {
+        let _ = self.events.send(e);
+    }
+
+    fn link_out(&self, sender: LinkSender) -> LinkOut {
+        LinkOut {
+            sender,
+            session_id: self.session_id.clone(),
+            device_id: Arc::from(self.opts.device_id.as_str()),
+            seq: Arc::new(AtomicU64::new(0)),
+            clock: self.clock,
+        }
+    }
+
+    fn serve(&mut self, peer: PeerId) {
+        let Some(out) = self.links.get(&peer).cloned() else {
+            return;
+        };
+        if self.peers.contains_key(&peer) {
+            return;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.peers.insert(peer, tx);
+        let ctx = serve::ServeCtx {
+            peer,
+            link: out,
+            config: SenderConfig {
+                max_in_flight: self.opts.max_in_flight,
+                first_transfer: 1,
+                limits: self.opts.limits,
+            },
+            events: self.events.clone(),
+        };
+        tokio::spawn(serve::serve(ctx, self.sets.subscribe(), rx));
+    }
+
+    fn link_gone(&mut self, peer: PeerId) {
+        self.peers.remove(&peer);
+        self.links.remove(&peer);
+        let kinds: Vec<ManifestKind> = self
+            .rounds
+            .iter()
+            .filter(|((p, _), _)| *p == peer)
+            .map(|(_, k)| *k)
+            .collect();
+        self.rounds.retain(|(p, _), _| *p != peer);
+        for kind in kinds {
+            if let Some(s) = self.stores.get_mut(&kind) {
+                s.receiver.link_down();
+            }
+            self.drain(peer, kind);
+        }
+    }
+
+    async fn publish(
+        &mut self,
+        kind: ManifestKind,
+        paths: Option<Vec<PathBuf>>,
+    ) -> Result<PublishedFiles, TransferError> {
+        match paths {
+            None => {
+                self.published.remove(&kind);
+            }
+            Some(paths) => {
+                let (device, limits) = (self.opts.device_id.clone(), self.opts.limits);
+                let now_ms = self.clock.now().as_millis();
+                let set = tokio::task::spawn_blocking(move || {
+                    publish::build(kind, paths, &device, now_ms, &limits)
+                })
+                .await
+                .map_err(|e| TransferError::InvalidSessionPack(e.to_string()))??;
+                self.published.insert(kind, set);
+            }
+        }
+        let order = [
+            ManifestKind::Stream,
+            ManifestKind::Pack,
+            ManifestKind::Media,
+        ];
+        let sets: Vec<Arc<Published>> = order
+            .iter()
+            .filter_map(|k| self.published.get(k).cloned())
+            .collect();
+        self.sets.send_replace(sets);
+        Ok(self.published_files())
+    }
+
+    fn published_files(&self) -> PublishedFiles {
+        let pack = self.published.get(&ManifestKind::Pack);
+        let media = self.published.get(&ManifestKind::Media);
+        let stream = self.published.get(&ManifestKind::Stream).and_then(|s| {
+            let f = s.manifest.files.first()?;
+            Some(StreamInfo {
+                stream_id: format!("s{}", &s.hash[..12]),
+                song_epoch: 0, // set by the master to the current song
+                name: f.name.clone(),
+                mime: f.mime.clone(),
+                size: f.size,
+                sha256: f.sha256.clone(),
+            })
+        });
+        PublishedFiles {
+            files: SessionFiles {
+                pack: pack.map(|p| p.manifest.pack_meta()),
+                media: media.map(|m| m.manifest.media_meta()),
+            },
+            stream,
+        }
+    }
+
+    async fn on_control(&mut self, peer: PeerId, env: Box<Envelope>) {
+        match &env.msg {
+            Message::TransferOffer(offer) => {
+                let kind = offer.manifest.kind;
+                self.rounds.insert((peer, offer.transfer), kind);
+                let now = self.clock.now();
+                let store = self.store(kind, &env.sender_id);
+                if let Err(e) = store.receiver.handle_control(now, &env.sender_id, &env.msg) {
+                    tracing::info!(peer, %e, "offer refused");
+                } else if kind != ManifestKind::Stream {
+                    store.save_manifest();
+                }
+                self.flush(peer, kind).await;
+            }
+            Message::TransferAbort(a) if self.rounds.contains_key(&(peer, a.transfer)) => {
+                let kind = self.rounds[&(peer, a.transfer)];
+                let now = self.clock.now();
+                if let Some(s) = self.stores.get_mut(&kind) {
+                    let _ = s.receiver.handle_control(now, &env.sender_id, &env.msg);
+                }
+                self.flush(peer, kind).await;
+            }
+            // Requests, confirmations and aborts of rounds this device offered.
+            _ => {
+                if let Some(tx) = self.peers.get(&peer) {
+                    let _ = tx.send(env.msg);
+                }
+            }
+        }
+    }
+
+    /// The store for `kind`, opened on first use. Without a known host (solo), the device that
+    /// offers on the link is the host.
+    fn store(&mut self, kind: ManifestKind, sender_id: &str) -> &mut Store {
+        let host = self
+            .host_id
+            .clone()
+            .unwrap_or_else(|| sender_id.to_string());
+        let dir = match kind {
+            ManifestKind::Stream => self.opts.stream_dir.clone().unwrap_or_else(|| {
+                std::env::temp_dir().join(format!(
+                    "lansync-stream-{}-{}",
+                    std::process::id(),
+                    self.opts.device_id
+                ))
+            }),
+            ManifestKind::Pack => self.download_dir(),
+            ManifestKind::Media => self.download_dir().join("media"),
+        };
+        let limits = self.opts.limits;
+        // A device that publishes is the host: it accepts nobody's files (its own id never
+        // offers to it, so every offer is `forbidden-not-host`).
+        let host = if self.published.is_empty() {
+            host
+        } else {
+            self.opts.device_id.clone()
+        };
+        self.stores
+            .entry(kind)
+            .or_insert_with(|| Store::open(kind, dir, &host, limits))
+    }
+
+    fn download_dir(&self) -> PathBuf {
+        self.opts.download_dir.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("lansync-files-{}", self.opts.device_id))
+        })
+    }
+
+    async fn on_chunk(&mut self, peer: PeerId, bytes: &[u8]) {
+        let Some(head) = bytes.get(..4) else {
+            return;
+        };
+        let transfer = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+        let Some(&kind) = self.rounds.get(&(peer, transfer)) else {
+            tracing::debug!(peer, transfer, "chunk of no known round");
+            return;
+        };
+        let now = self.clock.now();
+        if let Some(s) = self.stores.get_mut(&kind) {
+            if let Err(e) = s.receiver.handle_chunk(now, bytes) {
+                tracing::debug!(peer, %e, "chunk refused");
+            }
+        }
+        self.flush(peer, kind).await;
+        if self.throttle.entry(kind).or_default().due(now) {
+            if let Some(s) = self.stores.get(&kind) {
+                let p = s.receiver.progress(now);
+                if p.bytes_total > 0 {
+                    self.emit(FilesEvent::progress(kind, None, &p));
+                }
+            }
+        }
+    }
+
+    /// Carries out the store's outputs, sending control messages on `peer`'s link.
+    async fn flush(&mut self, peer: PeerId, kind: ManifestKind) {
+        let mut to_send = Vec::new();
+        self.drain_into(kind, &mut to_send);
+        if let Some(link) = self.links.get(&peer) {
+            for m in to_send {
+                if let Err(e) = link.send(m).await {
+                    tracing::debug!(peer, %e, "transfer reply not sent");
+                }
+            }
+        }
+    }
+
+    /// Like [`flush`](Self::flush) when the link is gone (nothing can be sent).
+    fn drain(&mut self, _peer: PeerId, kind: ManifestKind) {
+        self.drain_into(kind, &mut Vec::new());
+    }
+
+    fn drain_into(&mut self, kind: ManifestKind, to_send: &mut Vec<Message>) {
+        let mut events = Vec::new();
+        let Some(store) = self.stores.get_mut(&kind) else {
+            return;
+        };
+        let now = self.clock.now();
+        while let Some(out) = store.receiver.poll_output() {
+            match store.apply(out) {
+                Done::Nothing => {}
+                Done::Send(m) => to_send.push(*m),
+                Done::Committed(path) if kind == ManifestKind::Stream => {
+                    events.push(FilesEvent::StreamReady {
+                        stream_id: self.stream_id.clone(),
+                        path,
+                    })
+                }
+                Done::Committed(path) => events.push(FilesEvent::FileReceived { kind, path }),
+                Done::Event(TransferEvent::Done { hash, .. }) => {
+                    events.push(FilesEvent::progress(
+                        kind,
+                        None,
+                        &store.receiver.progress(now),
+                    ));
+                    events.push(FilesEvent::Done {
+                        kind,
+                        peer: None,
+                        hash,
+                    });
+                }
+                Done::Event(TransferEvent::Failed { code, message, .. }) => {
+                    events.push(FilesEvent::Failed {
+                        kind,
+                        peer: None,
+                        code,
+                        message,
+                    })
+                }
+                Done::Event(TransferEvent::FileDone { .. }) => {}
+            }
+        }
+        let finished = events.iter().any(|e| matches!(e, FilesEvent::Done { .. }));
+        for e in events {
+            self.emit(e);
+        }
+        if finished {
+            self.update_gate();
+        }
+    }
+
+    /// Re-evaluates the start gate and reports it when it changes.
+    fn update_gate(&mut self) {
+        if self.host_id.is_none() {
+            return;
+        }
+        let host = &self.host_files;
+        let fingerprint =
+            start_gate_fingerprint(&self.session_code, host.pack.as_ref(), host.media.as_ref());
+        let held = |kind| {
+            self.stores
+                .get(&kind)
+                .filter(|s| s.receiver.is_complete())
+                .and_then(|s| s.receiver.manifest())
+        };
+        let pack = held(ManifestKind::Pack).map(|m| m.pack_meta());
+        let media = held(ManifestKind::Media).map(|m| m.media_meta());
+        let validated = start_gate_fingerprint(
+            &self.session_code,
+            pack.as_ref().filter(|_| host.pack.is_some()),
+            media.as_ref().filter(|_| host.media.is_some()),
+        );
+        let open = start_gate_open(host.pack.as_ref(), &fingerprint, Some(&validated));
+        if self.gate != Some(open) {
+            self.gate = Some(open);
+            self.emit(FilesEvent::StartGate { open, fingerprint });
+        }
+    }
+}
+
+/// The files `publish_pack` would publish from `dir`: its regular, visible files, by name.
+pub fn list_files(
+    dir: &std::path::Path,
+    kind: ManifestKind,
+) -> Result<Vec<PathBuf>, TransferError> {
+    publish::list_dir(dir, kind)
+}
+
+/// Whether a control message is a `TRANSFER_*` one (for the files actor, not the session
+/// machine). Reads only the `type` field; anything unreadable goes to the machine, which
+/// reports it.
+pub(crate) fn is_transfer_message(text: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Kind<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Option<std::borrow::Cow<'a, str>>,
+    }
+    serde_json::from_str::<Kind<'_>>(text)
+        .ok()
+        .and_then(|k| k.kind)
+        .is_some_and(|k| k.starts_with("TRANSFER_"))
+}
