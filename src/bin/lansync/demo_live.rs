@@ -5,18 +5,20 @@
 //! Followers join through the master's real HTTP join endpoint on 127.0.0.1 (offer in, answer
 //! out, bound to the join secret and checked against the master's DTLS fingerprint).
 
-use crate::demo::{percentile, streamed_score, DemoArgs, Report};
+use crate::demo::{percentile, DemoArgs, Report};
 use lansync::node::{
-    follower_dialer, DialFuture, Dialer, Host, HostOptions, JoinTarget, Node, NodeOptions,
+    follower_dialer, DialFuture, Dialer, Files, FilesEvent, FilesOptions, Host, HostOptions,
+    JoinTarget, Node, NodeOptions,
 };
 use lansync::protocol::{FollowMode, RejectReason};
 use lansync::session::{Command, Event, Follower, FollowerConfig, JoinCredentials, MasterConfig};
 use lansync::signaling::RateLimit;
+use lansync::transfer::ManifestKind;
 use lansync::transport::{Identity, LinkSender, TransportConfig};
 use serde_json::json;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -70,6 +72,81 @@ impl Log {
     }
 }
 
+/// Every follower's file events.
+#[derive(Default)]
+struct FileLog {
+    entries: Mutex<Vec<(usize, Instant, FilesEvent)>>,
+    changed: Notify,
+}
+
+impl FileLog {
+    fn collect(
+        self: &Arc<Self>,
+        f: usize,
+        mut rx: tokio::sync::mpsc::UnboundedReceiver<FilesEvent>,
+    ) {
+        let log = self.clone();
+        tokio::spawn(async move {
+            while let Some(e) = rx.recv().await {
+                log.entries.lock().unwrap().push((f, Instant::now(), e));
+                log.changed.notify_waiters();
+            }
+        });
+    }
+
+    /// Waits until every follower in `0..n` has an event matching `pred`; returns whether they
+    /// did and when the last one came.
+    async fn wait_all(&self, n: usize, pred: impl Fn(&FilesEvent) -> bool) -> Option<Instant> {
+        let end = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let notified = self.changed.notified();
+            {
+                let entries = self.entries.lock().unwrap();
+                let last = (0..n)
+                    .map(|f| {
+                        entries
+                            .iter()
+                            .find(|(w, _, e)| *w == f && pred(e))
+                            .map(|(_, at, _)| *at)
+                    })
+                    .collect::<Option<Vec<Instant>>>();
+                if let Some(times) = last {
+                    return times.into_iter().max().or(Some(Instant::now()));
+                }
+            }
+            if tokio::time::timeout_at(end, notified).await.is_err() {
+                return None;
+            }
+        }
+    }
+}
+
+/// A small session pack: a score, an audio track and a video, with their real magic bytes.
+fn make_pack(dir: &Path) -> Vec<PathBuf> {
+    let _ = std::fs::create_dir_all(dir);
+    let files: [(&str, &[u8], usize); 3] = [
+        ("locus-iste.pdf", b"%PDF-1.7\n", 300_000),
+        ("locus-iste-tutti.ogg", b"OggS", 200_000),
+        ("warm-up.mp4", b"\0\0\0\x20ftypisom", 500_000),
+    ];
+    let mut x = 0x9e37_79b9u32;
+    files
+        .iter()
+        .map(|(name, head, len)| {
+            let mut bytes = head.to_vec();
+            bytes.extend((0..*len).map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            }));
+            let path = dir.join(name);
+            let _ = std::fs::write(&path, bytes);
+            path
+        })
+        .collect()
+}
+
 /// The page a follower shows, from its latest Page event.
 fn shown(entries: &[(Who, Instant, Event)], f: usize) -> Option<(u64, u32)> {
     entries.iter().rev().find_map(|(w, _, e)| match e {
@@ -119,7 +196,9 @@ async fn start_master(
     bind: SocketAddr,
     identity: &Identity,
     log: &Arc<Log>,
+    pack: &Path,
 ) -> Host {
+    let (files, _master_files) = Files::spawn(FilesOptions::new("master"));
     let mut master = MasterConfig::new("master");
     master.device_name = "Choir master".into();
     master.session_name = "Thursday rehearsal".into();
@@ -137,11 +216,15 @@ async fn start_master(
             per_sec: 10_000.0,
             burst: 10_000.0,
         },
-        files: None,
+        files: Some(files),
     })
     .await
     .expect("cannot start the master on loopback");
     log.collect(Who::Master, host.take_events());
+    // Published before anyone joins (as `lansync host --pack`): a newcomer gets it unasked.
+    if let Err(e) = host.node.publish_pack(pack.to_path_buf()).await {
+        eprintln!("cannot publish the demo pack: {e}");
+    }
     host
 }
 
@@ -190,7 +273,15 @@ pub async fn run(args: &DemoArgs) -> bool {
     let record_path = dir.join("master.json");
     let _ = std::fs::remove_file(&record_path);
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let master = start_master(&record_path, loopback, &identity, &log).await;
+    let pack_dir = dir.join("pack");
+    let pack = make_pack(&pack_dir);
+    let pack_bytes: u64 = pack
+        .iter()
+        .filter_map(|p| p.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    let t_start = Instant::now();
+    let master = start_master(&record_path, loopback, &identity, &log, &pack_dir).await;
     let master_node = master.node.clone();
     let target = JoinTarget {
         addr: master.local_addr(),
@@ -220,14 +311,20 @@ pub async fn run(args: &DemoArgs) -> bool {
 
     let cuts: Cuts = Arc::default();
     let setups: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let files_log = Arc::new(FileLog::default());
     let mut followers = Vec::new();
     for i in 0..args.followers {
         let mut cfg = FollowerConfig::new(format!("singer-{i}"));
         cfg.device_name = format!("Singer {i}");
+        let mut files_opts = FilesOptions::new(cfg.device_id.clone());
+        files_opts.download_dir = Some(dir.join(format!("singer-{i}")));
+        files_opts.stream_dir = Some(dir.join(format!("singer-{i}-stream")));
+        let (files, files_events) = Files::spawn(files_opts);
+        files_log.collect(i, files_events);
         let opts = NodeOptions {
             dialer: Some(dialer(i, target.clone(), cuts.clone(), setups.clone())),
             record_path: None,
-            files: None,
+            files: Some(files),
         };
         let (node, events) = Node::spawn(Follower::new(cfg, i as u64 + 1), opts);
         log.collect(Who::Follower(i), events);
@@ -258,6 +355,43 @@ pub async fn run(args: &DemoArgs) -> bool {
     r.check(
         &format!("{n} followers joined over WebRTC in {join_all_ms:.0} ms (by link and by code)"),
         ok,
+    );
+
+    r.say(&format!(
+        "every newcomer downloads the session pack ({} files, {:.1} MB) without the master doing anything",
+        pack.len(),
+        pack_bytes as f64 / 1e6
+    ));
+    let pack_done = files_log
+        .wait_all(n, |e| {
+            matches!(
+                e,
+                FilesEvent::Done {
+                    kind: ManifestKind::Pack,
+                    ..
+                }
+            )
+        })
+        .await;
+    let gates = files_log
+        .wait_all(n, |e| matches!(e, FilesEvent::StartGate { open: true, .. }))
+        .await;
+    let same = (0..n).all(|f| {
+        pack.iter().all(|p| {
+            let got = dir
+                .join(format!("singer-{f}"))
+                .join(p.file_name().unwrap_or_default());
+            std::fs::read(got).ok() == std::fs::read(p).ok()
+        })
+    });
+    let pack_all_ms = pack_done.map_or(f64::NAN, |t| {
+        t.duration_since(t_start).as_secs_f64() * 1000.0
+    });
+    r.check(
+        &format!(
+            "every follower holds the pack, verified byte for byte, its start gate open ({pack_all_ms:.0} ms from start)"
+        ),
+        pack_done.is_some() && gates.is_some() && same,
     );
 
     let mut latencies = Vec::new();
@@ -397,7 +531,7 @@ pub async fn run(args: &DemoArgs) -> bool {
     master.shutdown().await;
     drop(master_node); // the last handle: the node stops and its links close, as in a crash
     let t_restart = Instant::now();
-    let master = start_master(&record_path, target.addr, &identity, &log).await;
+    let master = start_master(&record_path, target.addr, &identity, &log, &pack_dir).await;
     let master_node = master.node.clone();
     let rejoined = log
         .wait(Duration::from_secs(40), |e| {
@@ -433,8 +567,26 @@ pub async fn run(args: &DemoArgs) -> bool {
     );
 
     r.say("a streamed score for the current song, then cleared");
-    master_node.command(streamed_score());
-    master_node.command(Command::StreamClear);
+    let streamed = master_node
+        .publish(ManifestKind::Stream, Some(vec![pack[0].clone()]))
+        .await
+        .is_ok();
+    let ready = files_log
+        .wait_all(n, |e| matches!(e, FilesEvent::StreamReady { .. }))
+        .await;
+    r.check(
+        "every follower has the streamed score's file, verified",
+        streamed && ready.is_some(),
+    );
+    let _ = master_node.publish(ManifestKind::Stream, None).await;
+    let removed = files_log
+        .wait_all(n, |e| matches!(e, FilesEvent::StreamRemoved))
+        .await;
+    let gone = (0..n).all(|f| !dir.join(format!("singer-{f}-stream")).exists());
+    r.check(
+        "and removes it from disk when the master clears it",
+        removed.is_some() && gone,
+    );
     let ok = log
         .wait(Duration::from_secs(10), |e| {
             everyone.iter().all(|&f| {
@@ -498,6 +650,8 @@ pub async fn run(args: &DemoArgs) -> bool {
         "page_p99_ms": percentile(&latencies, 0.99),
         "page_samples": latencies.len(),
         "rejoin_ms": rejoin_ms,
+        "pack_bytes": pack_bytes,
+        "pack_all_ms": pack_all_ms,
     });
     let _ = std::fs::remove_dir_all(&dir);
     r.finish(summary)
