@@ -5,7 +5,8 @@
 # pairs, 10.214.X.0/24), runs `lansync host` / `lansync join` with `--json` inside them and checks
 # from their events that the choir stays in step: joins by mDNS session code and by QR link, page
 # turns, follower links cut and restored (`ip link set … down/up`), a master killed with SIGKILL
-# and restarted from its state directory, and the end of the session.
+# and restarted from its state directory, the session pack (on joining, and a bigger one published
+# mid-session whose download a cut interrupts and a resume completes), and the end of the session.
 #
 # Usage:  sudo bash tests/lan/rig.sh [path/to/lansync]      (or LANSYNC_BIN=…)
 # Env:    LANRIG_FOLLOWERS=N (even, >= 6; default 6)   LANRIG_KEEP=1 (keep logs in the work dir)
@@ -387,8 +388,21 @@ mkfifo "$WORK/master.in"
 exec 7<>"$WORK/master.in" # held open read-write: the master never sees end of input
 FIFO_OPEN=1
 HOSTDIR=$WORK/master-state
+# make_pack DIR SCALE: a score PDF, an audio track and a video with their real magic bytes.
+make_pack() {
+    python3 - "$1" "$2" <<'PY'
+import os, sys
+d, k = sys.argv[1], int(sys.argv[2])
+os.makedirs(d, exist_ok=True)
+for name, head, n in [("score.pdf", b"%PDF-1.7\n", 300_000), ("tutti.ogg", b"OggS", 200_000),
+                      ("warm-up.mp4", b"\0\0\0\x20ftypisom", 500_000)]:
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(head + os.urandom(n * k))
+PY
+}
+make_pack "$WORK/pack" 1
 T_MASTER=$(now)
-start master 0 "$WORK/master.in" host --json --state-dir "$HOSTDIR" --name Master --session-name "LAN rig"
+start master 0 "$WORK/master.in" host --json --state-dir "$HOSTDIR" --name Master --session-name "LAN rig" --pack "$WORK/pack"
 check_wait "master hosting" 20 "$T_MASTER" "e.get('event')=='hosting_link'" master || abort_if_failed
 HOSTING=$("${WAITJSON[@]}" first "e.get('event')=='hosting_link'" "$(spec master)")
 LINK=$(field "$HOSTING" link)
@@ -427,6 +441,13 @@ check_wait "free follower joins" 30 "$T_JOIN" "$JOINED_NEW" "$FREE" || true
 check_wait "master sees everyone" 20 "$T_JOIN" "e.get('event')=='presence' and e.get('count')==$((NF + 2))" master || true
 abort_if_failed
 
+if check_wait "every follower holds the pack (initial sync)" 30 "$T_JOIN" \
+    "e.get('event')=='files_done' and e.get('kind')=='pack'" "${ALL[@]}"; then
+    timing "start to pack verified (1 MB, 3 files)" "$LAST_OUT"
+fi
+check_wait "start gate opens" 30 "$T_JOIN" "e.get('event')=='start_gate' and e.get('open') is True" "${ALL[@]}" || true
+abort_if_failed
+
 check_wait "mDNS lists the session" 15 "$T_BROWSE" \
     "e.get('event')=='session_found' and e.get('session_code')=='$CODE' and e.get('port')==$PORT and (e.get('addrs') or [''])[0]=='${ADDR[0]}'" browse ||
     true
@@ -460,6 +481,18 @@ UNCUT=()
 for f in "${FOLLOWERS[@]}"; do
     [[ " ${CUT[*]} " == *" $f "* ]] || UNCUT+=("$f")
 done
+# A bigger pack is published mid-session; the cut falls while the cut followers download it.
+make_pack "$WORK/pack2" 40
+PACK2_BYTES=$(du -cb "$WORK"/pack2/* | tail -1 | cut -f1)
+mark "${FOLLOWERS[@]}" master
+T_PUB=$(now)
+send "{\"cmd\":\"publish_pack\",\"dir\":\"$WORK/pack2\"}"
+check_wait "pack 2 published" 30 "$T_PUB" "e.get('event')=='files_published'" master || abort_if_failed
+PUB=$("${WAITJSON[@]}" first "e.get('event')=='files_published'" "$(spec master)")
+PACK2=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["files"]["pack"]["hash"])' "$PUB")
+check_wait "cut followers are downloading pack 2" 30 "$T_PUB" \
+    "e.get('event')=='files_progress' and e.get('kind')=='pack' and e.get('bytes_total')==$PACK2_BYTES and 0 < e.get('bytes_done') < $PACK2_BYTES" "${CUT[@]}" ||
+    abort_if_failed
 mark "${FOLLOWERS[@]}"
 T_CUT=$(now)
 for f in "${CUT[@]}"; do ip link set "${HVETH[${f#f}]}" down; done
@@ -486,6 +519,22 @@ if check_wait "cut followers converge after up" 60 "$T_UP" "$(page_cond 6 ave-ve
     timing "link up to converged (page 6)" "$LAST_OUT"
 fi
 check_wait "cut followers rejoin" 30 "$T_UP" "$JOINED_AGAIN" "${CUT[@]}" || true
+# Resumed, not restarted: the first round after the cut asks for less than the whole pack.
+check_wait "cut followers resume pack 2" 60 "$T_UP" \
+    "e.get('event')=='files_progress' and e.get('kind')=='pack' and 0 < e.get('bytes_total') < $PACK2_BYTES" "${CUT[@]}" || true
+check_wait "everyone holds pack 2, verified" 120 "$T_PUB" \
+    "e.get('event')=='files_done' and e.get('hash')=='$PACK2'" "${FOLLOWERS[@]}" || true
+same=1
+for f in "${FOLLOWERS[@]}"; do
+    for p in "$WORK"/pack2/*; do
+        cmp -s "$p" "$WORK/$f-state/files/$(basename "$p")" || { same=0; echo "  $f: $(basename "$p") differs"; }
+    done
+done
+if ((same)); then
+    pass "pack 2 on disk" "every follower's copy equals the master's, byte for byte ($PACK2_BYTES bytes)"
+else
+    fail "pack 2 on disk" "a copy differs"
+fi
 check_wait "cut followers back to follow" 30 "$T_UP" "e.get('event')=='state' and e.get('state')=='FOLLOWER_CONNECTED_FOLLOW'" "${CUT[@]}" || true
 abort_if_failed
 
@@ -496,7 +545,7 @@ mark "${ALL[@]}"
 kill -KILL "${PID[master]}"
 wait "${PID[master]}" 2>/dev/null || true
 T_RESTART=$(now)
-start master 0 "$WORK/master.in" host --json --state-dir "$HOSTDIR" --name Master --session-name "LAN rig"
+start master 0 "$WORK/master.in" host --json --state-dir "$HOSTDIR" --name Master --session-name "LAN rig" --pack "$WORK/pack2"
 check_wait "master restarts" 20 "$T_RESTART" "e.get('event')=='hosting_link'" master || abort_if_failed
 AGAIN=$("${WAITJSON[@]}" first "e.get('event')=='hosting_link'" "$(spec master)")
 if [[ $(field "$AGAIN" link) == "$LINK" && $(field "$AGAIN" port) == "$PORT" ]]; then
