@@ -194,3 +194,54 @@ fn a_follower_gets_the_hosts_pack_and_resumes_it_after_a_crash() {
     assert_same_files(&files, &download);
     host.wait_for("host sees it confirmed", done("pack"));
 }
+
+#[test]
+fn a_pack_with_a_file_that_lies_about_its_type_is_refused_with_its_code() {
+    for (name, bytes, code) in [
+        (
+            "fake.pdf",
+            &b"MZ\x90\0 not a pdf"[..],
+            "session-media-unsupported-type",
+        ),
+        (
+            "tool.exe",
+            &b"MZ\x90\0"[..],
+            "session-media-unsupported-type",
+        ),
+    ] {
+        let (pack, hd) = (temp_dir("bad-pack"), temp_dir("bad-host"));
+        std::fs::write(pack.join("score.pdf"), b"%PDF-1.7\n fine").unwrap();
+        std::fs::write(pack.join(name), bytes).unwrap();
+        let (pack_s, hd_s) = (pack.display().to_string(), hd.display().to_string());
+        let host = Proc::spawn(
+            "host",
+            &[
+                "host",
+                "--json",
+                "--loopback",
+                "--state-dir",
+                &hd_s,
+                "--pack",
+                &pack_s,
+            ],
+        );
+        let err = host.wait_for_error();
+        assert_eq!(err["code"], code, "{name}: {err}");
+        assert!(err["message"].as_str().unwrap().contains(name), "{err}");
+    }
+    let (empty, hd) = (temp_dir("empty-pack"), temp_dir("empty-host"));
+    let (empty_s, hd_s) = (empty.display().to_string(), hd.display().to_string());
+    let host = Proc::spawn(
+        "host",
+        &[
+            "host",
+            "--json",
+            "--loopback",
+            "--state-dir",
+            &hd_s,
+            "--pack",
+            &empty_s,
+        ],
+    );
+    assert_eq!(host.wait_for_error()["code"], "session-pack-not-found");
+}

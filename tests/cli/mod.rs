@@ -69,6 +69,19 @@ impl Proc {
         }
     }
 
+    /// Waits for the first `error` event.
+    pub fn wait_for_error(&self) -> Value {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) if v["event"] == "error" => return v,
+                Ok(_) => {}
+                Err(_) => panic!("{}: no error within {DEADLINE:?}", self.name),
+            }
+        }
+    }
+
     pub fn wait_page(&self, page: u64) {
         self.wait_for(&format!("page {page}"), |v| {
             v["event"] == "page" && v["page"] == page
