@@ -81,6 +81,22 @@ fn held_bytes(files: &[PathBuf], dir: &Path) -> u64 {
     whole + partial
 }
 
+/// `lansync host` on loopback publishing `pack`, its state in `state`.
+fn host_with_pack(pack: &str, state: &str) -> Proc {
+    Proc::spawn(
+        "host",
+        &[
+            "host",
+            "--json",
+            "--loopback",
+            "--state-dir",
+            state,
+            "--pack",
+            pack,
+        ],
+    )
+}
+
 fn done(kind: &'static str) -> impl Fn(&Value) -> bool {
     move |v| v["event"] == "files_done" && v["kind"] == kind
 }
@@ -137,18 +153,7 @@ fn a_follower_gets_the_hosts_pack_and_resumes_it_after_a_crash() {
         hd.display().to_string(),
         fd.display().to_string(),
     );
-    let host = Proc::spawn(
-        "host",
-        &[
-            "host",
-            "--json",
-            "--loopback",
-            "--state-dir",
-            &hd_s,
-            "--pack",
-            &pack_s,
-        ],
-    );
+    let host = host_with_pack(&pack_s, &hd_s);
     let published = host.wait_for("pack published", |v| v["event"] == "files_published");
     let total: u64 = files.iter().map(|f| f.metadata().unwrap().len()).sum();
     assert_eq!(published["files"]["pack"]["size"], total);
@@ -213,35 +218,13 @@ fn a_pack_with_a_file_that_lies_about_its_type_is_refused_with_its_code() {
         std::fs::write(pack.join("score.pdf"), b"%PDF-1.7\n fine").unwrap();
         std::fs::write(pack.join(name), bytes).unwrap();
         let (pack_s, hd_s) = (pack.display().to_string(), hd.display().to_string());
-        let host = Proc::spawn(
-            "host",
-            &[
-                "host",
-                "--json",
-                "--loopback",
-                "--state-dir",
-                &hd_s,
-                "--pack",
-                &pack_s,
-            ],
-        );
+        let host = host_with_pack(&pack_s, &hd_s);
         let err = host.wait_for_error();
         assert_eq!(err["code"], code, "{name}: {err}");
         assert!(err["message"].as_str().unwrap().contains(name), "{err}");
     }
     let (empty, hd) = (temp_dir("empty-pack"), temp_dir("empty-host"));
     let (empty_s, hd_s) = (empty.display().to_string(), hd.display().to_string());
-    let host = Proc::spawn(
-        "host",
-        &[
-            "host",
-            "--json",
-            "--loopback",
-            "--state-dir",
-            &hd_s,
-            "--pack",
-            &empty_s,
-        ],
-    );
+    let host = host_with_pack(&empty_s, &hd_s);
     assert_eq!(host.wait_for_error()["code"], "session-pack-not-found");
 }
