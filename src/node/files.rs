@@ -622,9 +622,10 @@ impl Actor {
     }
 
     /// Carries out the store's outputs, sending control messages on `peer`'s link.
+    /// Replies go out before the app hears of the result: an app that quits on `files_done`
+    /// must not take the TRANSFER_DONE down with it.
     async fn flush(&mut self, peer: PeerId, kind: ManifestKind) {
-        let mut to_send = Vec::new();
-        self.drain_into(kind, &mut to_send);
+        let (to_send, events) = self.drain_outputs(kind);
         if let Some(link) = self.links.get(&peer) {
             for m in to_send {
                 if let Err(e) = link.send(m).await {
@@ -632,17 +633,30 @@ impl Actor {
                 }
             }
         }
+        self.report(events);
     }
 
     /// Like [`flush`](Self::flush) when the link is gone (nothing can be sent).
     fn drain(&mut self, _peer: PeerId, kind: ManifestKind) {
-        self.drain_into(kind, &mut Vec::new());
+        let (_, events) = self.drain_outputs(kind);
+        self.report(events);
     }
 
-    fn drain_into(&mut self, kind: ManifestKind, to_send: &mut Vec<Message>) {
-        let mut events = Vec::new();
+    fn report(&mut self, events: Vec<FilesEvent>) {
+        let finished = events.iter().any(|e| matches!(e, FilesEvent::Done { .. }));
+        for e in events {
+            self.emit(e);
+        }
+        if finished {
+            self.update_gate();
+        }
+    }
+
+    /// Carries out the store's outputs on disk; returns the messages to send and the events.
+    fn drain_outputs(&mut self, kind: ManifestKind) -> (Vec<Message>, Vec<FilesEvent>) {
+        let (mut to_send, mut events) = (Vec::new(), Vec::new());
         let Some(store) = self.stores.get_mut(&kind) else {
-            return;
+            return (to_send, events);
         };
         let now = self.clock.now();
         while let Some(out) = store.receiver.poll_output() {
@@ -679,13 +693,7 @@ impl Actor {
                 Done::Event(TransferEvent::FileDone { .. }) => {}
             }
         }
-        let finished = events.iter().any(|e| matches!(e, FilesEvent::Done { .. }));
-        for e in events {
-            self.emit(e);
-        }
-        if finished {
-            self.update_gate();
-        }
+        (to_send, events)
     }
 
     /// Re-evaluates the start gate and reports it when it changes.

@@ -199,6 +199,10 @@ pub async fn run_with_files(cmd: PairCmd, transfer: FileTransfer) -> bool {
     }
 }
 
+/// How long a receiver stays after its files are verified, so its TRANSFER_DONE (already
+/// queued) crosses the link before the process exits and closes it.
+const LINGER: Duration = Duration::from_millis(500);
+
 /// Forwards file events, ending the stream after the first verified or failed set so the
 /// session (and the program) ends there.
 fn until_files_done(
@@ -210,6 +214,7 @@ fn until_files_done(
             let last = matches!(e, FilesEvent::Done { .. } | FilesEvent::Failed { .. });
             let _ = tx.send(e);
             if last {
+                tokio::time::sleep(LINGER).await;
                 break;
             }
         }
