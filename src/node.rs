@@ -222,7 +222,10 @@ async fn drive<M: Machine>(
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             req = requests.recv() => match req {
-                Some(Request::Command(cmd)) => d.input(Input::Command(&cmd)),
+                Some(Request::Command(cmd)) => {
+                    d.stream_follows_the_song(&cmd);
+                    d.input(Input::Command(&cmd));
+                }
                 Some(Request::AddLink(link)) => d.add_link(link),
                 Some(Request::NetworkChanged) => d.input(Input::NetworkChanged),
                 None => break, // every handle dropped
@@ -373,6 +376,16 @@ impl<M: Machine> Driver<M> {
                     let _ = self.events.send(e);
                 }
             }
+        }
+    }
+
+    /// A streamed score belongs to its song (as the master's own state says): a song change or
+    /// a clear withdraws its file from the file service too, so no newcomer is sent it.
+    fn stream_follows_the_song(&self, cmd: &Command) {
+        if let (Some(files), Command::SetSong { .. } | Command::StreamClear) = (&self.opts.files, cmd)
+        {
+            let (reply, _) = oneshot::channel();
+            files.tell(Req::Publish(ManifestKind::Stream, None, reply));
         }
     }
 
