@@ -25,7 +25,7 @@ use tokio::io::ReadBuf;
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, trace, warn};
 
-use super::net::HostSocket;
+use super::net::{HostSocket, GSO_MAX_BYTES, GSO_MAX_SEGMENTS};
 use super::{LinkEvent, TransportError};
 
 /// Capacity of the driver → [`Link`](super::Link) event channel.
@@ -33,7 +33,8 @@ pub(crate) const EVENT_CHANNEL_CAPACITY: usize = 1024;
 /// While this many events wait for room in the channel, the driver stops taking messages out
 /// of the engine, so SCTP flow control pushes back on the peer instead of memory growing.
 const READ_BACKLOG: usize = 64;
-/// Datagrams read in one go before the engine's output is drained (lets SACKs coalesce).
+/// Receive calls made in one go before the engine's output is drained (lets SACKs coalesce).
+/// With UDP_GRO one call can return dozens of datagrams.
 const RECV_BATCH: usize = 64;
 /// Receive buffer: bigger than any datagram a peer should send (loopback allows 64 KiB).
 const RECV_BUF: usize = 65536;
@@ -58,6 +59,8 @@ pub(crate) struct Shared {
     space: Notify,
     space_waiters: AtomicUsize,
     limit: usize,
+    /// Waiting senders are woken when the unacknowledged bytes fall to this.
+    low_water: usize,
     /// Test hook: drop every incoming datagram (simulates a cut link).
     pub(crate) drop_incoming: AtomicBool,
 }
@@ -93,6 +96,8 @@ pub(crate) struct Core {
     armed: Option<Instant>,
     /// Last message sent or received on either channel.
     last_activity: Instant,
+    /// Datagrams taken out of the engine by `flush`, kept to reuse the allocation.
+    out_batch: Vec<(usize, SocketAddr, BytesMut)>,
 }
 
 impl Shared {
@@ -119,11 +124,13 @@ impl Shared {
                 closed: false,
                 armed: None,
                 last_activity: Instant::now(),
+                out_batch: Vec::new(),
             }),
             wake: Notify::new(),
             space: Notify::new(),
             space_waiters: AtomicUsize::new(0),
             limit,
+            low_water: limit.saturating_sub((limit / 4).max(super::MAX_BINARY_MESSAGE)),
             drop_incoming: AtomicBool::new(false),
         })
     }
@@ -262,24 +269,39 @@ impl Core {
     }
 
     /// Writes every queued datagram. Sends never block: a full kernel buffer drops the
-    /// datagram, which SCTP retransmits like any loss.
+    /// datagram, which SCTP retransmits like any loss. Datagrams are taken out of the engine
+    /// first and then written in runs (same socket and peer, equal sizes) of one syscall each.
     fn flush(&mut self) {
+        let mut batch = std::mem::take(&mut self.out_batch);
         while let Some(m) = self.pc.poll_write() {
             let local = m.transport.local_addr;
             let v4 = m.transport.peer_addr.is_ipv4();
             let sock = self
                 .sockets
                 .iter()
-                .find(|s| s.addr == local)
-                .or_else(|| self.sockets.iter().find(|s| s.addr.is_ipv4() == v4));
+                .position(|s| s.addr == local)
+                .or_else(|| self.sockets.iter().position(|s| s.addr.is_ipv4() == v4));
             let Some(sock) = sock else {
                 trace!(%local, "no socket for outgoing datagram");
                 continue;
             };
-            if let Err(e) = sock.send.send_to(&m.message, m.transport.peer_addr) {
-                trace!(peer = %m.transport.peer_addr, "send failed: {e}");
-            }
+            batch.push((sock, m.transport.peer_addr, m.message));
         }
+        let mut start = 0;
+        while start < batch.len() {
+            let end = run_end(&batch, start);
+            let (sock, peer, _) = &batch[start];
+            let mut run: [&[u8]; GSO_MAX_SEGMENTS] = [&[]; GSO_MAX_SEGMENTS];
+            for (slot, (_, _, d)) in run.iter_mut().zip(&batch[start..end]) {
+                *slot = d;
+            }
+            if let Err(e) = self.sockets[*sock].send_run(*peer, &run[..end - start]) {
+                trace!(%peer, "send failed: {e}");
+            }
+            start = end;
+        }
+        batch.clear();
+        self.out_batch = batch;
     }
 
     fn input(&mut self, socket: usize, from: SocketAddr, data: &[u8]) {
@@ -426,6 +448,39 @@ impl Core {
     }
 }
 
+/// End (exclusive) of the longest run from `start` that one segmented send can carry: same
+/// socket and peer, equal sizes except a shorter last one, within the kernel's limits.
+fn run_end(batch: &[(usize, SocketAddr, BytesMut)], start: usize) -> usize {
+    let (sock, peer, first) = &batch[start];
+    let size = first.len();
+    let mut total = size;
+    let mut end = start + 1;
+    while end < batch.len() && end - start < GSO_MAX_SEGMENTS {
+        let (s, p, d) = &batch[end];
+        if s != sock || p != peer || d.len() > size || total + d.len() > GSO_MAX_BYTES {
+            break;
+        }
+        total += d.len();
+        end += 1;
+        if d.len() < size {
+            break; // a shorter datagram ends a run
+        }
+    }
+    end
+}
+
+/// Waits until any socket is readable.
+fn poll_readable_any(sockets: &[HostSocket], cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+    for s in sockets {
+        match s.io.poll_recv_ready(cx) {
+            Poll::Ready(Ok(())) => return Poll::Ready(Ok(())),
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => {}
+        }
+    }
+    Poll::Pending
+}
+
 /// Polls every socket for one datagram: (socket index, length, sender).
 pub(crate) fn poll_recv_any(
     sockets: &[HostSocket],
@@ -444,7 +499,7 @@ pub(crate) fn poll_recv_any(
 }
 
 enum Wake {
-    Datagram(usize, usize, SocketAddr),
+    Readable,
     Timer,
     Other,
 }
@@ -473,6 +528,9 @@ pub(crate) async fn run(
 ) {
     let mut buf = vec![0u8; RECV_BUF];
     let mut out: VecDeque<LinkEvent> = VecDeque::new();
+    // Waiting senders are woken only once the buffer has drained to the low-water mark: one
+    // wake-up then moves a quarter of the buffer instead of one message per SACK.
+    let mut room = true;
     let mut ended = {
         let mut core = shared.lock();
         // Applying the remote description queued connectivity checks.
@@ -484,7 +542,7 @@ pub(crate) async fn run(
             shared.close_local();
             return;
         }
-        if shared.space_waiters.load(Ordering::SeqCst) > 0 {
+        if room && shared.space_waiters.load(Ordering::SeqCst) > 0 {
             shared.space.notify_waiters();
         }
         if ended {
@@ -514,8 +572,8 @@ pub(crate) async fn run(
             let sleep_for = deadline.map_or(IDLE_WAKE, |d| d.saturating_duration_since(now));
             tokio::select! {
                 biased;
-                r = std::future::poll_fn(|cx| poll_recv_any(&sockets, cx, &mut buf)) => match r {
-                    Ok((i, n, from)) => Wake::Datagram(i, n, from),
+                r = std::future::poll_fn(|cx| poll_readable_any(&sockets, cx)) => match r {
+                    Ok(()) => Wake::Readable,
                     Err(e) => {
                         debug!("recv: {e}");
                         Wake::Other
@@ -544,19 +602,24 @@ pub(crate) async fn run(
         }
         let drop_incoming = shared.drop_incoming.load(Ordering::Relaxed);
         match wake {
-            Wake::Datagram(i, n, from) => {
-                if !drop_incoming {
-                    core.input(i, from, &buf[..n]);
-                }
-                // Take what else has arrived before draining, so replies coalesce.
-                for _ in 0..RECV_BATCH {
+            Wake::Readable => {
+                // Take everything that has arrived (up to a budget) before draining the engine,
+                // so replies coalesce.
+                let mut budget = RECV_BATCH;
+                while budget > 0 {
                     let mut got = false;
                     for (i, s) in sockets.iter().enumerate() {
-                        if let Ok((n, from)) = s.io.try_recv_from(&mut buf) {
-                            if !drop_incoming {
-                                core.input(i, from, &buf[..n]);
-                            }
-                            got = true;
+                        let Ok((n, from, segment)) = s.recv_coalesced(&mut buf) else {
+                            continue;
+                        };
+                        got = true;
+                        budget = budget.saturating_sub(1);
+                        if drop_incoming {
+                            continue;
+                        }
+                        let step = if segment == 0 { n } else { segment };
+                        for d in buf[..n].chunks(step.max(1)) {
+                            core.input(i, from, d);
                         }
                     }
                     if !got {
@@ -569,5 +632,47 @@ pub(crate) async fn run(
         }
         let reads = out.len() < READ_BACKLOG;
         ended = core.pump(&mut out, reads);
+        room = core.binary_buffered() <= shared.low_water;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(items: &[(usize, u16, usize)]) -> Vec<(usize, SocketAddr, BytesMut)> {
+        items
+            .iter()
+            .map(|&(sock, port, len)| {
+                let peer = SocketAddr::from(([127, 0, 0, 1], port));
+                (sock, peer, BytesMut::from(&vec![0u8; len][..]))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn runs_are_equal_sizes_to_one_peer_ending_at_a_shorter_one() {
+        let b = batch(&[
+            (0, 1, 100),
+            (0, 1, 100),
+            (0, 1, 60),
+            (0, 1, 100),
+            (0, 2, 100),
+            (1, 2, 100),
+            (1, 2, 120),
+        ]);
+        assert_eq!(run_end(&b, 0), 3); // two full and the shorter last
+        assert_eq!(run_end(&b, 3), 4); // next datagram goes to another peer
+        assert_eq!(run_end(&b, 4), 5); // another socket
+        assert_eq!(run_end(&b, 5), 6); // a longer datagram cannot follow
+        assert_eq!(run_end(&b, 6), 7);
+    }
+
+    #[test]
+    fn runs_respect_the_kernel_limits() {
+        let many = batch(&[(0, 1, 10); GSO_MAX_SEGMENTS + 5]);
+        assert_eq!(run_end(&many, 0), GSO_MAX_SEGMENTS);
+        let big = batch(&[(0, 1, 16_400); 5]);
+        assert_eq!(run_end(&big, 0), GSO_MAX_BYTES / 16_400);
     }
 }

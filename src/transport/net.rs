@@ -1,8 +1,13 @@
 //! Sockets and candidate gathering: one UDP socket per usable interface address (so the
 //! destination address of every datagram is known without IP_PKTINFO), large kernel buffers,
-//! and optional server-reflexive addresses from STUN servers.
+//! and optional server-reflexive addresses from STUN servers. Bulk traffic goes through the
+//! kernel's UDP segmentation offloads: a run of equal-size datagrams to one peer leaves in one
+//! `sendmsg` (UDP_SEGMENT, "GSO") and arrives coalesced in one `recvmsg` (UDP_GRO), which cuts
+//! the per-datagram syscalls, route lookups and wake-ups that dominated the CPU cost.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rtc::stun::message::{Getter, Message, TransactionId, BINDING_REQUEST};
@@ -18,6 +23,13 @@ const RECV_BUFFER: usize = 8 * 1024 * 1024;
 const SEND_BUFFER: usize = 4 * 1024 * 1024;
 /// STUN requests are repeated this often until answered or the gathering time runs out.
 const STUN_RESEND: Duration = Duration::from_millis(300);
+/// Socket options of linux/udp.h (level IPPROTO_UDP), not exported by libc for every target.
+const UDP_SEGMENT: libc::c_int = 103;
+const UDP_GRO: libc::c_int = 104;
+/// Kernel limit on segments in one GSO send (UDP_MAX_SEGMENTS).
+pub(crate) const GSO_MAX_SEGMENTS: usize = 64;
+/// Payload limit of one GSO send: one IP datagram's worth, less headers.
+pub(crate) const GSO_MAX_BYTES: usize = 65000;
 
 /// One bound UDP socket of a link.
 pub(crate) struct HostSocket {
@@ -29,6 +41,198 @@ pub(crate) struct HostSocket {
     pub(crate) send: std::net::UdpSocket,
     /// The bound address (the host candidate).
     pub(crate) addr: SocketAddr,
+    /// Segmented sends still allowed: cleared after the kernel refuses one (old kernels, or a
+    /// device without checksum offload), after which datagrams go one per syscall.
+    gso: AtomicBool,
+}
+
+/// A socket address in the C layout `sendmsg`/`recvmsg` use.
+fn to_sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*a.ip()).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is large and aligned enough for any sockaddr.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: as above.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+fn from_sockaddr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match libc::c_int::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let sin =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let sin6 = unsafe {
+                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// Room for a few control messages (one is 16 bytes on 64-bit); u64 elements keep it aligned
+/// for cmsghdr.
+type CmsgBuf = [u64; 8];
+
+impl HostSocket {
+    /// Sends `datagrams` to `peer`. All but the last must have the same length and the last
+    /// must not be longer; at most [`GSO_MAX_SEGMENTS`] of them, [`GSO_MAX_BYTES`] in all.
+    /// More than one go out in one segmented send when the kernel allows it. Never blocks: a
+    /// full buffer drops them, which SCTP repairs like any loss.
+    pub(crate) fn send_run(&self, peer: SocketAddr, datagrams: &[&[u8]]) -> std::io::Result<()> {
+        if datagrams.len() > 1 && self.gso.load(Ordering::Relaxed) {
+            match self.send_segmented(peer, datagrams) {
+                Ok(()) => return Ok(()),
+                // Refused as a whole (not a transient full buffer): stop trying.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
+                    ) =>
+                {
+                    debug!("segmented UDP send refused ({e}); sending datagrams one by one");
+                    self.gso.store(false, Ordering::Relaxed);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let mut result = Ok(());
+        for d in datagrams {
+            if let Err(e) = self.send.send_to(d, peer) {
+                result = Err(e);
+            }
+        }
+        result
+    }
+
+    fn send_segmented(&self, peer: SocketAddr, datagrams: &[&[u8]]) -> std::io::Result<()> {
+        let (mut name, name_len) = to_sockaddr(peer);
+        let mut iov: [libc::iovec; GSO_MAX_SEGMENTS] = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; GSO_MAX_SEGMENTS];
+        for (v, d) in iov.iter_mut().zip(datagrams) {
+            *v = libc::iovec {
+                iov_base: d.as_ptr() as *mut libc::c_void,
+                iov_len: d.len(),
+            };
+        }
+        // The kernel wants exactly a u16 here (and gives a c_int back for UDP_GRO).
+        let segment = u16::try_from(datagrams[0].len()).unwrap_or(u16::MAX);
+        let mut control: CmsgBuf = [0; 8];
+        // SAFETY: all-zero is a valid msghdr; every pointer set below outlives the call.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
+        msg.msg_namelen = name_len;
+        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iovlen = datagrams.len().min(GSO_MAX_SEGMENTS) as _;
+        msg.msg_control = control.as_mut_ptr().cast();
+        // SAFETY: CMSG_SPACE is a pure size computation.
+        msg.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as _;
+        // SAFETY: msg_control points at `control`, which has room for one cmsg with a u16
+        // (checked by CMSG_FIRSTHDR against msg_controllen).
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            if cmsg.is_null() {
+                return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+            }
+            (*cmsg).cmsg_level = libc::IPPROTO_UDP;
+            (*cmsg).cmsg_type = UDP_SEGMENT;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), segment);
+        }
+        // SAFETY: msg describes live buffers; the fd is our open socket.
+        let n = unsafe { libc::sendmsg(self.send.as_raw_fd(), &msg, 0) };
+        if n < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Receives what is waiting (non-blocking): returns the byte count, the sender and the
+    /// segment size when the kernel coalesced several equal datagrams (0: one datagram).
+    pub(crate) fn recv_coalesced(
+        &self,
+        buf: &mut [u8],
+    ) -> std::io::Result<(usize, SocketAddr, usize)> {
+        self.io.try_io(tokio::io::Interest::READABLE, || {
+            // SAFETY: all-zero is a valid sockaddr_storage and msghdr.
+            let mut name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+            let mut iov = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            };
+            let mut control: CmsgBuf = [0; 8];
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
+            msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = std::mem::size_of::<CmsgBuf>() as _;
+            // SAFETY: msg describes live buffers; the fd is our open non-blocking socket.
+            let n = unsafe { libc::recvmsg(self.io.as_raw_fd(), &mut msg, 0) };
+            if n < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let mut segment = 0usize;
+            // SAFETY: walking the control messages the kernel wrote, within msg_controllen.
+            unsafe {
+                let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+                while !cmsg.is_null() {
+                    if (*cmsg).cmsg_level == libc::IPPROTO_UDP && (*cmsg).cmsg_type == UDP_GRO {
+                        let v =
+                            std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+                        segment = usize::try_from(v).unwrap_or(0);
+                    }
+                    cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+                }
+            }
+            let from = from_sockaddr(&name)
+                .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EAFNOSUPPORT))?;
+            Ok((n as usize, from, segment))
+        })
+    }
 }
 
 /// Binds one socket per address to advertise.
@@ -72,36 +276,48 @@ fn bind_one(ip: IpAddr) -> std::io::Result<HostSocket> {
         libc::SO_SNDBUF,
         SEND_BUFFER,
     );
+    // Coalesced receives; harmless to lack (each datagram then arrives on its own).
+    if !set_int(&std_sock, libc::IPPROTO_UDP, UDP_GRO, 1) {
+        debug!("UDP_GRO not available");
+    }
     let addr = std_sock.local_addr()?;
     let send = std_sock.try_clone()?;
     Ok(HostSocket {
         io: UdpSocket::from_std(std_sock)?,
         send,
         addr,
+        gso: AtomicBool::new(true),
     })
 }
 
 /// Sets a socket buffer size: the FORCE option (works as root, beyond `rmem_max`) first, then
 /// the plain one (capped by the system maximum).
 fn set_buffer(sock: &std::net::UdpSocket, force: libc::c_int, plain: libc::c_int, size: usize) {
-    use std::os::fd::AsRawFd;
-    let fd = sock.as_raw_fd();
     let value = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
-    let set = |opt| {
-        // SAFETY: fd is a valid open socket owned by `sock`; the value pointer and length
-        // describe a live c_int.
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                opt,
-                (&value as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            ) == 0
-        }
-    };
-    if !set(force) && !set(plain) {
+    if !set_int(sock, libc::SOL_SOCKET, force, value)
+        && !set_int(sock, libc::SOL_SOCKET, plain, value)
+    {
         debug!("could not set socket buffer option {plain}");
+    }
+}
+
+/// Sets an integer socket option; true on success.
+fn set_int(
+    sock: &std::net::UdpSocket,
+    level: libc::c_int,
+    opt: libc::c_int,
+    value: libc::c_int,
+) -> bool {
+    // SAFETY: the fd is a valid open socket owned by `sock`; the value pointer and length
+    // describe a live c_int.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            level,
+            opt,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0
     }
 }
 
@@ -326,6 +542,31 @@ mod tests {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         let found = stun_exchange(&[client], &[server_addr], deadline, true).await;
         assert_eq!(found, vec![(base, public)]);
+    }
+
+    /// A run of equal datagrams and a shorter last one arrives intact and in order, whether
+    /// the kernel coalesced it (UDP_GRO) or not.
+    #[tokio::test]
+    async fn segmented_send_arrives_as_the_same_datagrams() {
+        let a = bind_one(IpAddr::V4(Ipv4Addr::LOCALHOST)).unwrap();
+        let b = bind_one(IpAddr::V4(Ipv4Addr::LOCALHOST)).unwrap();
+        let sent: Vec<Vec<u8>> = (0..6u8)
+            .map(|i| vec![i; if i == 5 { 700 } else { 1200 }])
+            .collect();
+        let run: Vec<&[u8]> = sent.iter().map(Vec::as_slice).collect();
+        a.send_run(b.addr, &run).unwrap();
+        let mut got: Vec<Vec<u8>> = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while got.len() < sent.len() && tokio::time::Instant::now() < deadline {
+            b.io.readable().await.unwrap();
+            while let Ok((n, from, segment)) = b.recv_coalesced(&mut buf) {
+                assert_eq!(from, a.addr);
+                let step = if segment == 0 { n } else { segment };
+                got.extend(buf[..n].chunks(step).map(<[u8]>::to_vec));
+            }
+        }
+        assert_eq!(got, sent);
     }
 
     /// Loopback sockets are never sent to STUN servers, and an unanswered gathering returns
