@@ -14,10 +14,12 @@
 //! `PROTOCOL.md` at the repository root is the normative description of all of this.
 
 mod payloads;
+mod shared;
 mod transfer_msgs;
 pub use transfer_msgs::*;
 
 pub use payloads::*;
+pub use shared::*;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -172,6 +174,14 @@ catalog! {
     Pong(Pong) = "PONG",
     /// Master → followers: participants that changed (or all of them when `complete`).
     Presence(Presence) = "PRESENCE",
+    /// Master → followers: the shared playback/timer state, anchored to the master's clock.
+    Playback(Playback) = "PLAYBACK",
+    /// Participant → master: asks for a playback change (editor; pause/resume in shared-pause).
+    PlaybackRequest(PlaybackOp) = "PLAYBACK_REQUEST",
+    /// Master → followers: control mode and editor role.
+    Control(Control) = "CONTROL",
+    /// Any → master, master → followers: one synced key.
+    KeySet(KeyEntry) = "KEY_SET",
     /// Host → participant: the manifest of one transfer round and its transfer index.
     TransferOffer(TransferOffer) = "TRANSFER_OFFER",
     /// Participant → host: the ranges to send (only what is missing).

@@ -14,20 +14,26 @@
 //! ```
 
 mod backoff;
+mod clock;
 mod follower;
+mod keys;
 mod link;
 mod master;
+mod playback;
 mod solo;
 
 pub use backoff::{Backoff, BackoffConfig, Rng};
+pub use clock::{ClockEstimate, ClockFilter};
 pub use follower::{Follower, FollowerConfig, FollowerRecord, FollowerState, JoinCredentials};
+pub use keys::{KeyStore, Merge, DEFAULT_SYNC_GROUPS, PLAYBACK_GROUP};
 pub use link::{HeartbeatConfig, LinkState};
 pub use master::{Master, MasterConfig, MasterRecord, MasterState, SessionCode};
+pub use playback::TIMER_MEDIA_ID;
 pub use solo::{Solo, SoloConfig, SoloState};
 
 use crate::protocol::{
-    Envelope, FollowMode, Layout, Message, PageState, Parity, Participant, RejectReason,
-    SessionFiles, StreamInfo,
+    Control, ControlMode, Envelope, FollowMode, KeyPolicy, Layout, Message, PageState, Parity,
+    Participant, Playback, PlaybackOp, RejectReason, SessionFiles, StreamInfo,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -99,6 +105,8 @@ pub enum Input<'a> {
 
 /// What a machine asks of the driver.
 #[derive(Debug, Clone, PartialEq)]
+// Outputs are drained as soon as they are made; the large one (a record) is rare.
+#[allow(clippy::large_enum_variant)]
 pub enum Output {
     /// Send this control message (JSON text) on the link.
     Send(PeerId, String),
@@ -117,6 +125,8 @@ pub enum Output {
 /// State that survives a crash or restart. Serialised by the driver (JSON) to one file per role.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "role", rename_all = "snake_case")]
+// One record per machine, written on changes only: not worth a box.
+#[allow(clippy::large_enum_variant)]
 pub enum Record {
     /// A master's session.
     Master(MasterRecord),
@@ -169,6 +179,56 @@ pub enum Command {
     SetFiles(SessionFiles),
     /// Retry connecting now, after giving up or while waiting.
     Retry,
+    /// Master: show this page at a time of the master's clock, so every device turns together
+    /// (`{"cmd":"set_page_at","page":3,"at":1735689602000}`). A time already past, or more
+    /// than 10 s ahead, turns at once.
+    SetPageAt {
+        /// Zero-based page index.
+        page: u32,
+        /// Master clock, ms since the Unix epoch.
+        at: u64,
+    },
+    /// Master: change song at a time of the master's clock.
+    SetSongAt {
+        /// Song identifier.
+        song_id: String,
+        /// Master clock, ms since the Unix epoch.
+        at: u64,
+    },
+    /// Change the shared playback or timer (`{"cmd":"playback","op":"seek","position_us":…}`):
+    /// the master at once; a follower asks the master, which obeys the editor, and anyone's
+    /// `play` / `pause` in `shared-pause` mode.
+    Playback(PlaybackOp),
+    /// Master: who besides the host may change playback.
+    SetControlMode {
+        /// The mode.
+        mode: ControlMode,
+    },
+    /// Master: hand the editor role to a participant, or take it back (`device_id` absent).
+    SetEditor {
+        /// The participant's device id.
+        #[serde(default)]
+        device_id: Option<String>,
+    },
+    /// Set a synced key (`{"cmd":"set_key","key":"view.zoom","value":1.5}`). Followers may write
+    /// last-write-wins keys; host-authority keys only the host and the editor.
+    SetKey {
+        /// `group.name`.
+        key: String,
+        /// The value (JSON, at most 256 bytes).
+        value: serde_json::Value,
+        /// Who may write it from now on (only the host and editor may choose `host`).
+        #[serde(default)]
+        policy: KeyPolicy,
+    },
+    /// Follower: apply one group of synced state or not (`playback`, `view`, app groups). The
+    /// choice is persisted and survives reconnects and restarts.
+    SetSync {
+        /// The group.
+        group: String,
+        /// Whether to apply it.
+        apply: bool,
+    },
 }
 
 /// What the application is told. Serialised as `{"event":"…",…}` in `--json` mode.
@@ -256,6 +316,27 @@ pub enum Event {
     GaveUp {
         /// Attempts made.
         attempts: u32,
+    },
+    /// The shared playback/timer state, anchored to *this* device's clock: position
+    /// `position_us` at local time `anchor_us`, moving at `rate` in `direction` while `running`.
+    /// Sent on every discrete change and when the prediction moved beyond the tolerance, not
+    /// per frame: the app computes the position itself.
+    Playback(Playback),
+    /// The control mode or the editor changed.
+    Control(Control),
+    /// A synced key this device applies changed.
+    Key {
+        /// `group.name`.
+        key: String,
+        /// New value.
+        value: serde_json::Value,
+        /// `local` (this device wrote it) or `remote`.
+        origin: Origin,
+    },
+    /// Follower: the groups of synced state it applies.
+    SyncGroups {
+        /// Group names.
+        groups: Vec<String>,
     },
     /// Something the app should show; `code` is stable (kebab-case).
     Error {

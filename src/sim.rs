@@ -5,7 +5,9 @@
 //! they can arrive out of order), loss and duplication. The network can be partitioned (traffic
 //! between two nodes vanishes silently, dials fail) and healed, links can be cut (both ends are
 //! told at once), and nodes can crash (gone, silently) and restart from their last persisted
-//! record. Everything a machine tells its application is recorded in `events`.
+//! record. Each node may run on a skewed clock (it sees virtual time plus its skew), as devices
+//! on a real LAN do. Everything a machine tells its application is recorded in `events`, with
+//! the virtual (global) time it happened at.
 //!
 //! The crate's own scenario and property tests run on it, and so does `lansync demo --sim`; apps
 //! can use it to test their own handling of the events.
@@ -49,6 +51,8 @@ impl Default for NetConfig {
 }
 
 /// The machine a node runs.
+// A simulation holds a handful of nodes: boxing the larger machines would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Role {
     /// A choir master.
     Master(Master),
@@ -96,6 +100,8 @@ pub struct Node {
     pub dial_target: Option<NodeId>,
     /// Last `Persist` output.
     pub record: Option<Record>,
+    /// This node's clock minus virtual time, µs: it sees `now + skew`.
+    pub skew_us: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -131,7 +137,7 @@ struct LinkEnd {
 /// One recorded application event.
 #[derive(Debug, Clone)]
 pub struct Logged {
-    /// When.
+    /// When, in virtual (global) time.
     pub at: Time,
     /// Which node.
     pub node: NodeId,
@@ -166,6 +172,11 @@ pub struct Sim {
 /// Start of virtual time: 2025-01-01, so `ts` values look like real ones.
 pub const EPOCH_MS: u64 = 1_735_689_600_000;
 
+/// `t` moved by a signed skew.
+fn skewed(t: Time, skew_us: i64) -> Time {
+    Time(t.0.saturating_add_signed(skew_us))
+}
+
 impl Sim {
     /// An empty network; `seed` decides every random choice.
     pub fn new(seed: u64) -> Sim {
@@ -195,12 +206,19 @@ impl Sim {
         e
     }
 
-    fn add(&mut self, role: Role, blueprint: Blueprint, dial_target: Option<NodeId>) -> NodeId {
+    fn add(
+        &mut self,
+        role: Role,
+        blueprint: Blueprint,
+        dial_target: Option<NodeId>,
+        skew_us: i64,
+    ) -> NodeId {
         self.nodes.push(Node {
             role: Some(role),
             blueprint,
             dial_target,
             record: None,
+            skew_us,
         });
         let id = self.nodes.len() - 1;
         self.drain(id);
@@ -209,16 +227,42 @@ impl Sim {
 
     /// Adds a master with a fresh session.
     pub fn add_master(&mut self, cfg: MasterConfig) -> NodeId {
+        self.add_master_skewed(cfg, 0)
+    }
+
+    /// Adds a master whose clock runs `skew_us` ahead of virtual time (behind if negative).
+    pub fn add_master_skewed(&mut self, cfg: MasterConfig, skew_us: i64) -> NodeId {
         let entropy = self.entropy();
-        let m = Master::new(cfg.clone(), self.now, entropy);
-        self.add(Role::Master(m), Blueprint::Master(cfg), None)
+        let now = skewed(self.now, skew_us);
+        let m = Master::new(cfg.clone(), now, entropy);
+        self.add(Role::Master(m), Blueprint::Master(cfg), None, skew_us)
     }
 
     /// Adds an idle follower whose dials reach `master`.
     pub fn add_follower(&mut self, cfg: FollowerConfig, master: NodeId) -> NodeId {
+        self.add_follower_skewed(cfg, master, 0)
+    }
+
+    /// Adds an idle follower whose clock runs `skew_us` ahead of virtual time.
+    pub fn add_follower_skewed(
+        &mut self,
+        cfg: FollowerConfig,
+        master: NodeId,
+        skew_us: i64,
+    ) -> NodeId {
         let seed = self.rng.next_u64();
         let f = Follower::new(cfg.clone(), seed);
-        self.add(Role::Follower(f), Blueprint::Follower(cfg), Some(master))
+        self.add(
+            Role::Follower(f),
+            Blueprint::Follower(cfg),
+            Some(master),
+            skew_us,
+        )
+    }
+
+    /// What node `n`'s clock reads now.
+    pub fn local_now(&self, n: NodeId) -> Time {
+        skewed(self.now, self.nodes[n].skew_us)
     }
 
     /// Two solo devices that dial each other; `a` is the initiator (redials after a loss).
@@ -231,11 +275,13 @@ impl Sim {
             Role::Solo(Solo::new(a.clone(), sa)),
             Blueprint::Solo(a),
             Some(n + 1),
+            0,
         );
         let ib = self.add(
             Role::Solo(Solo::new(b.clone(), sb)),
             Blueprint::Solo(b),
             Some(n),
+            0,
         );
         (ia, ib)
     }
@@ -301,7 +347,7 @@ impl Sim {
     }
 
     fn input(&mut self, n: NodeId, input: Input<'_>) {
-        let now = self.now;
+        let now = self.local_now(n);
         if let Some(role) = self.nodes[n].role.as_mut() {
             role.machine().handle(now, input);
             self.drain(n);
@@ -419,7 +465,10 @@ impl Sim {
 
     /// When the next thing happens.
     fn next_time(&self) -> Option<Time> {
-        let timers = self.nodes.iter().filter_map(|n| n.role.as_ref()?.timeout());
+        let timers = self
+            .nodes
+            .iter()
+            .filter_map(|n| Some(skewed(n.role.as_ref()?.timeout()?, -n.skew_us)));
         let wire = self.queue.peek().map(|Reverse((t, _))| *t);
         timers.chain(wire).min()
     }
@@ -450,7 +499,7 @@ impl Sim {
             }
             for n in 0..self.nodes.len() {
                 let due = self.nodes[n].role.as_ref().and_then(Role::timeout);
-                if due.is_some_and(|t| t <= self.now) {
+                if due.is_some_and(|t| t <= self.local_now(n)) {
                     self.input(n, Input::Timeout);
                 }
             }
@@ -511,7 +560,7 @@ impl Sim {
     pub fn restart(&mut self, n: NodeId) {
         assert!(self.nodes[n].role.is_none(), "node {n} is running");
         let seed = self.rng.next_u64();
-        let now = self.now;
+        let now = self.local_now(n);
         let role = match (
             self.nodes[n].blueprint.clone(),
             self.nodes[n].record.clone(),
@@ -536,6 +585,15 @@ impl Sim {
             .iter()
             .filter(move |l| l.node == n)
             .map(|l| &l.event)
+    }
+
+    /// Events of one node with the virtual (global) time each happened at, so tests can compare
+    /// when different nodes did something whatever their clocks say.
+    pub fn events_with_time_of(&self, n: NodeId) -> impl Iterator<Item = (Time, &Event)> {
+        self.events
+            .iter()
+            .filter(move |l| l.node == n)
+            .map(|l| (l.at, &l.event))
     }
 
     /// Forgets recorded events (to assert on what happens next).

@@ -7,17 +7,22 @@
 //! - every free-mode follower shows the master's song (and whatever page it chose);
 //! - no follower ever goes back to an older song epoch;
 //! - a free-mode follower's page only moves by its own navigation or a song change;
-//! - a solo pair agrees on the latest change (highest stamp) after heal.
+//! - a solo pair agrees on the latest change (highest stamp) after heal;
+//! - the clock filter's estimate is never further from the true offset than its error bound,
+//!   whatever the (non-negative) delays;
+//! - a playback state moved onto another clock predicts the same positions.
 //!
 //! `PROPTEST_CASES` sets the number of schedules (default 10 000 each, as CI runs them).
 
 mod sim;
 
 use lansync::protocol::FollowMode;
+use lansync::protocol::{Direction, LoopMode, Playback, Pong, Rate};
 use lansync::session::{
     BackoffConfig, Command, Event, FollowerConfig, FollowerState, JoinCredentials, MasterConfig,
     Origin, SoloConfig, SoloState,
 };
+use lansync::session::{ClockFilter, Time};
 use proptest::prelude::*;
 use sim::Sim;
 use std::time::Duration;
@@ -291,6 +296,51 @@ proptest! {
     #[test]
     fn choir_converges_after_any_schedule(seed in any::<u64>(), steps in proptest::collection::vec(step(), 1..40)) {
         run_choir(seed, &steps)?;
+    }
+
+    #[test]
+    fn clock_estimate_stays_within_its_error_bound(
+        offset in -10_000_000i64..10_000_000,
+        exchanges in proptest::collection::vec((0u64..2_000_000, 0u64..2_000_000, 0u64..5_000), 1..40),
+    ) {
+        let mut filter = ClockFilter::default();
+        let mut t0 = 1_735_689_600_000_000u64;
+        for (up, down, hold) in exchanges {
+            let t1 = (t0 + up).saturating_add_signed(offset);
+            let pong = Pong { id: 1, t0, t1, t2: t1 + hold };
+            filter.on_pong(Time(t0 + up + hold + down), &pong);
+            let e = filter.estimate().unwrap();
+            prop_assert!(e.offset_us.abs_diff(offset) <= e.error_us, "{:?} vs {}", e, offset);
+            t0 += 1_000_000;
+        }
+    }
+
+    #[test]
+    fn rebased_playback_predicts_the_same_positions(
+        position in 0u64..100_000_000, span in (0u64..50_000_000, 0u64..50_000_000),
+        rate16 in 1u32..=256, back in any::<bool>(), looping in any::<bool>(), running in any::<bool>(),
+        offset in -1_000_000i64..1_000_000, later in 0u64..100_000_000,
+    ) {
+        let anchor = 1_735_689_600_000_000u64;
+        let mut master = Playback {
+            media_id: "m".into(),
+            running,
+            position_us: position,
+            anchor_us: anchor,
+            rate: Rate::new(f64::from(rate16) / 16.0),
+            direction: if back { Direction::Backward } else { Direction::Forward },
+            loop_mode: if looping { LoopMode::Loop } else { LoopMode::Off },
+            in_us: span.0.min(span.1),
+            out_us: Some(span.0.max(span.1)),
+            ..Playback::default()
+        };
+        master.clamp();
+        let here = Time(anchor + 500_000);
+        let local = master.rebased(here, offset);
+        let t = Time(here.0 + later);
+        let want = master.position_at(Time(t.0.saturating_add_signed(offset)));
+        // One µs of rounding per conversion at most (rate × time in floating point).
+        prop_assert!(master.distance(local.position_at(t), want) <= 2);
     }
 
     #[test]

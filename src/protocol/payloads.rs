@@ -4,6 +4,7 @@
 //! id is never "almost right"); display strings are *clamped* (truncated, control characters
 //! dropped) because a long name is harmless once shortened.
 
+use super::shared::{Control, KeyEntry, Playback};
 use super::{
     check_id, clamp_name, DecodeError, Validate, MAX_CAPABILITIES, MAX_PAGE, MAX_PARTICIPANTS,
     MAX_SECRET_LEN, MAX_SONG_ID_LEN,
@@ -11,7 +12,7 @@ use super::{
 use crate::transfer::{SessionMediaMeta, SessionPackMeta};
 use serde::{Deserialize, Serialize};
 
-fn invalid(field: &'static str, reason: &'static str) -> DecodeError {
+pub(super) fn invalid(field: &'static str, reason: &'static str) -> DecodeError {
     DecodeError::Invalid { field, reason }
 }
 
@@ -22,7 +23,7 @@ fn check_page(page: u32) -> Result<(), DecodeError> {
     Ok(())
 }
 
-fn check_song_id(song: &Option<String>) -> Result<(), DecodeError> {
+pub(super) fn check_song_id(song: &Option<String>) -> Result<(), DecodeError> {
     match song {
         Some(s) if s.len() > MAX_SONG_ID_LEN => Err(invalid("song_id", "longer than 256 bytes")),
         Some(s) if s.chars().any(char::is_control) => {
@@ -479,6 +480,15 @@ pub struct ChoirSnapshot {
     /// "no pack" / "no media", both valid states.
     #[serde(default, skip_serializing_if = "SessionFiles::is_empty")]
     pub files: SessionFiles,
+    /// Shared playback/timer state, anchored to the master's clock (§12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub playback: Option<Box<Playback>>,
+    /// Control mode and editor (§12).
+    #[serde(default, skip_serializing_if = "super::shared::control_is_default")]
+    pub control: Control,
+    /// Every synced key (§12).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<KeyEntry>,
 }
 
 impl Validate for ChoirSnapshot {
@@ -489,6 +499,11 @@ impl Validate for ChoirSnapshot {
             s.validate()?;
         }
         self.files.validate()?;
+        if let Some(p) = &mut self.playback {
+            p.validate()?;
+        }
+        self.control.validate()?;
+        super::shared::validate_keys(&mut self.keys)?;
         validate_participants(&mut self.participants)
     }
 }
@@ -570,6 +585,8 @@ impl Validate for SoloSnapshot {
 /// `STATE_SNAPSHOT`: tagged by `kind`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+// Snapshots are decoded one at a time and applied at once: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum Snapshot {
     /// Choir session state, from the master.
     Choir(ChoirSnapshot),

@@ -21,6 +21,132 @@ fn page(song: &str, epoch: u64, rev: u64, index: u32) -> PageState {
     }
 }
 
+fn playback() -> Playback {
+    Playback {
+        media_id: "clip-1".into(),
+        revision: 3,
+        running: true,
+        position_us: 2_000_000,
+        anchor_us: 1_735_689_600_000_000,
+        rate: Rate::new(1.5),
+        direction: Direction::Backward,
+        loop_mode: LoopMode::Loop,
+        in_us: 1_000_000,
+        out_us: Some(9_000_000),
+        phase: "pose 2".into(),
+    }
+}
+
+fn key_entry(key: &str, value: serde_json::Value) -> KeyEntry {
+    KeyEntry {
+        key: key.into(),
+        value,
+        policy: KeyPolicy::Lww,
+        stamp: Stamp {
+            ts: 5,
+            sender_id: "dev-a".into(),
+        },
+    }
+}
+
+fn decode_payload(kind: &str, payload: &str) -> Result<Message, DecodeError> {
+    let m = format!(
+        r#"{{"v":1,"session_id":"s","sender_id":"a","type":"{kind}","ts":1,"seq":1,"payload":{payload}}}"#
+    );
+    Envelope::decode(m.as_bytes()).map(|e| e.msg)
+}
+
+#[test]
+fn playback_numbers_are_clamped_into_range() {
+    let Message::Playback(p) = decode_payload(
+        "PLAYBACK",
+        r#"{"media_id":"m","rate":1000,"in_us":5,"out_us":2,"position_us":99999999999999999,"phase":"a\u0007b"}"#,
+    )
+    .unwrap() else {
+        panic!("not playback")
+    };
+    assert_eq!(p.rate.get(), MAX_RATE);
+    assert_eq!((p.in_us, p.out_us, p.position_us), (5, Some(5), 5));
+    assert_eq!(p.phase, "ab");
+    for (rate, want) in [("-3", MIN_RATE), ("0", MIN_RATE), ("0.5", 0.5)] {
+        let Message::PlaybackRequest(PlaybackOp::SetRate { rate }) = decode_payload(
+            "PLAYBACK_REQUEST",
+            &format!(r#"{{"op":"set_rate","rate":{rate}}}"#),
+        )
+        .unwrap() else {
+            panic!("not a rate")
+        };
+        assert_eq!(rate.get(), want);
+    }
+    let Message::PlaybackRequest(PlaybackOp::Seek { position_us }) = decode_payload(
+        "PLAYBACK_REQUEST",
+        r#"{"op":"seek","position_us":18446744073709551615}"#,
+    )
+    .unwrap() else {
+        panic!("not a seek")
+    };
+    assert_eq!(position_us, MAX_POSITION_US);
+}
+
+#[test]
+fn bad_playback_and_key_payloads_are_rejected() {
+    for (kind, payload) in [
+        ("PLAYBACK", r#"{"media_id":"a\u0001"}"#),
+        ("PLAYBACK", r#"{"rate":"fast"}"#),
+        ("PLAYBACK_REQUEST", r#"{"op":"explode"}"#),
+        ("PLAYBACK_REQUEST", r#"{"op":"seek","position_us":-1}"#),
+        ("CONTROL", r#"{"mode":"anarchy"}"#),
+        ("CONTROL", r#"{"editor":"has space"}"#),
+        (
+            "KEY_SET",
+            r#"{"key":"nogroup","value":1,"stamp":{"ts":1,"sender_id":"a"}}"#,
+        ),
+        (
+            "KEY_SET",
+            r#"{"key":".x","value":1,"stamp":{"ts":1,"sender_id":"a"}}"#,
+        ),
+        (
+            "KEY_SET",
+            r#"{"key":"view.zoom","value":"big","stamp":{"ts":1,"sender_id":"a"}}"#,
+        ),
+        (
+            "KEY_SET",
+            r#"{"key":"a.b","value":1,"stamp":{"ts":1,"sender_id":""}}"#,
+        ),
+    ] {
+        assert!(decode_payload(kind, payload).is_err(), "{kind} {payload}");
+    }
+    let big = format!(
+        r#"{{"key":"a.b","value":"{}","stamp":{{"ts":1,"sender_id":"a"}}}}"#,
+        "x".repeat(MAX_KEY_VALUE)
+    );
+    assert!(matches!(
+        decode_payload("KEY_SET", &big),
+        Err(DecodeError::Invalid { field: "value", .. })
+    ));
+}
+
+#[test]
+fn well_known_view_keys_are_clamped() {
+    let Message::KeySet(k) = decode_payload(
+        "KEY_SET",
+        r#"{"key":"view.zoom","value":1e300,"stamp":{"ts":1,"sender_id":"a"},"future":1}"#,
+    )
+    .unwrap() else {
+        panic!("not a key")
+    };
+    assert_eq!(k.value.as_f64(), Some(ZOOM_RANGE.1));
+    assert_eq!(k.policy, KeyPolicy::Lww);
+    let Message::KeySet(k) = decode_payload(
+        "KEY_SET",
+        r#"{"key":"view.pan_x","value":-1e12,"stamp":{"ts":1,"sender_id":"a"}}"#,
+    )
+    .unwrap() else {
+        panic!("not a key")
+    };
+    assert_eq!(k.value.as_f64(), Some(PAN_RANGE.0));
+}
+
 #[test]
 fn envelope_has_the_seed_field_names() {
     let text = env(Message::SetPage(page("ave", 2, 5, 3)))
@@ -50,6 +176,14 @@ fn every_catalog_type_round_trips() {
             follow_mode: FollowMode::Follow,
             status: PresenceStatus::Connected,
         }],
+        files: SessionFiles::default(),
+        playback: Some(Box::new(playback())),
+        control: Control {
+            mode: ControlMode::SharedPause,
+            editor: Some("dev-b".into()),
+            revision: 2,
+        },
+        keys: vec![key_entry("view.zoom", serde_json::json!(1.5))],
     };
     let msgs = vec![
         Message::Hello(Hello {
@@ -125,6 +259,13 @@ fn every_catalog_type_round_trips() {
             transfer: 1,
             hash: "0".repeat(64),
         }),
+        Message::Playback(playback()),
+        Message::PlaybackRequest(PlaybackOp::Seek {
+            position_us: 5_000_000,
+        }),
+        Message::PlaybackRequest(PlaybackOp::Pause),
+        Message::Control(Control::default()),
+        Message::KeySet(key_entry("mode.tool", serde_json::json!({"pen": [1, 2]}))),
         Message::TransferAbort(TransferAbort {
             transfer: 1,
             code: "hash-mismatch".into(),
@@ -323,11 +464,79 @@ fn arb_page() -> impl Strategy<Value = PageState> {
         )
 }
 
+fn arb_key() -> impl Strategy<Value = String> {
+    "[a-z]{1,10}\\.[a-z_]{1,20}"
+}
+
+fn arb_playback() -> impl Strategy<Value = Playback> {
+    (
+        "[a-z0-9-]{0,20}",
+        any::<u64>(),
+        any::<bool>(),
+        (
+            0..=MAX_POSITION_US,
+            0..=MAX_POSITION_US,
+            0..=MAX_POSITION_US,
+        ),
+        any::<u64>(),
+        1u32..=256,
+        any::<bool>(),
+        "[a-z ]{0,20}",
+    )
+        .prop_map(
+            |(media_id, revision, running, (a, b, c), anchor_us, rate16, back, phase)| {
+                let mut p = Playback {
+                    media_id,
+                    revision,
+                    running,
+                    position_us: b,
+                    anchor_us,
+                    rate: Rate::new(f64::from(rate16) / 16.0),
+                    direction: if back {
+                        Direction::Backward
+                    } else {
+                        Direction::Forward
+                    },
+                    loop_mode: if running {
+                        LoopMode::Loop
+                    } else {
+                        LoopMode::Off
+                    },
+                    in_us: a.min(c),
+                    out_us: Some(a.max(c)),
+                    phase,
+                };
+                p.clamp();
+                p
+            },
+        )
+}
+
 fn arb_message() -> impl Strategy<Value = Message> {
     prop_oneof![
         arb_page().prop_map(Message::SetPage),
         arb_page().prop_map(Message::SetSong),
         (any::<u64>(), any::<u64>()).prop_map(|(id, t0)| Message::Ping(Ping { id, t0 })),
+        arb_playback().prop_map(Message::Playback),
+        (
+            arb_key(),
+            any::<i64>(),
+            any::<u64>(),
+            arb_id(),
+            any::<bool>()
+        )
+            .prop_map(|(key, v, ts, sender_id, host)| Message::KeySet(KeyEntry {
+                key,
+                value: serde_json::json!({ "n": v }),
+                policy: if host {
+                    KeyPolicy::Host
+                } else {
+                    KeyPolicy::Lww
+                },
+                stamp: Stamp { ts, sender_id },
+            })),
+        (0..=MAX_POSITION_US)
+            .prop_map(|position_us| Message::PlaybackRequest(PlaybackOp::Seek { position_us })),
         (arb_id(), any::<bool>()).prop_map(|(leader_device_id, even)| Message::SetLayoutParity(
             Layout {
                 leader_device_id,

@@ -4,19 +4,28 @@
 //! page revision, so stale and duplicate updates fall away) and what it shows (`view`). In follow
 //! mode the view is the master's state; in free mode only song changes reach the view. Local
 //! navigation is never blocked: with or without a master, `SetPage` moves the view at once.
+//!
+//! It also estimates the master's clock (NTP-style, from PING/PONG, with a burst of probes right
+//! after joining) so it can turn timed pages at the master's `at` on its own clock, and keep a
+//! local playback model: the master's anchored state moved onto this clock, re-announced only on
+//! a discrete change or when the prediction drifts beyond `playback_tolerance`. Synced keys and
+//! playback reach the app only for the groups this device applies (`sync_groups`, persisted).
 
+use super::clock::{shift, ClockFilter};
+use super::keys::{KeyStore, Merge, DEFAULT_SYNC_GROUPS, PLAYBACK_GROUP};
 use super::link::{Admit, Link, Tick};
 use super::{
-    earliest, Backoff, BackoffConfig, Command, Event, HeartbeatConfig, Input, LinkState, Machine,
-    Origin, Outbox, Output, PeerId, Record, Rng, StateName, Time,
+    earliest, Backoff, BackoffConfig, ClockEstimate, Command, Event, HeartbeatConfig, Input,
+    LinkState, Machine, Origin, Outbox, Output, PeerId, Record, Rng, StateName, Time,
 };
 use crate::protocol::{
-    ChoirSnapshot, DecodeError, Empty, Envelope, FollowMode, FollowModeMsg, Hello, JoinAccept,
-    JoinRequest, Message, Mode, PageState, Participant, Presence, PresenceStatus, RejectReason,
-    SessionFiles, Snapshot, StreamInfo,
+    check_id, ChoirSnapshot, Control, ControlMode, DecodeError, Empty, Envelope, FollowMode,
+    FollowModeMsg, Hello, JoinAccept, JoinRequest, KeyEntry, KeyPolicy, Message, Mode, PageState,
+    Participant, Playback, PlaybackOp, Presence, PresenceStatus, RejectReason, SessionFiles,
+    Snapshot, StreamInfo, Validate, MAX_SCHEDULE_AHEAD_MS,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// Follower settings.
@@ -34,6 +43,19 @@ pub struct FollowerConfig {
     pub backoff: BackoffConfig,
     /// A JOIN_REQUEST unanswered for this long is sent again.
     pub join_retry: Duration,
+    /// Groups of synced state applied at first start (a stored record's choice wins).
+    pub sync_groups: BTreeSet<String>,
+    /// The local playback model is corrected when the master's predicted position differs from
+    /// it by more than this (a discrete change always goes through).
+    pub playback_tolerance: Duration,
+    /// Clock probes sent right after joining, so the offset is known within a second.
+    pub clock_burst: u32,
+    /// Spacing of those probes.
+    pub clock_burst_interval: Duration,
+}
+
+fn default_sync_groups() -> BTreeSet<String> {
+    DEFAULT_SYNC_GROUPS.iter().map(|g| g.to_string()).collect()
 }
 
 impl FollowerConfig {
@@ -46,6 +68,10 @@ impl FollowerConfig {
             heartbeat: HeartbeatConfig::default(),
             backoff: BackoffConfig::default(),
             join_retry: Duration::from_secs(2),
+            sync_groups: default_sync_groups(),
+            playback_tolerance: Duration::from_millis(15),
+            clock_burst: 16,
+            clock_burst_interval: Duration::from_millis(50),
         }
     }
 }
@@ -129,6 +155,9 @@ pub struct FollowerRecord {
     pub follow_mode: FollowMode,
     /// What was shown.
     pub view: PageState,
+    /// Groups of synced state this device applies.
+    #[serde(default = "default_sync_groups")]
+    pub sync_groups: BTreeSet<String>,
 }
 
 /// The choir follower.
@@ -155,6 +184,18 @@ pub struct Follower {
     retry_at: Option<Time>,
     join_resend_at: Option<Time>,
     joined_once: bool,
+    clock: ClockFilter,
+    probes_left: u32,
+    probe_at: Option<Time>,
+    /// When the master's latest (timed) page state is due on this clock.
+    page_due: Option<Time>,
+    /// The master's playback state, on the master's clock.
+    master_playback: Option<Playback>,
+    /// The same moved onto this clock, as last announced to the app.
+    playback: Option<Playback>,
+    control: Control,
+    keys: KeyStore,
+    sync_groups: BTreeSet<String>,
 }
 
 impl Follower {
@@ -166,7 +207,6 @@ impl Follower {
             rng: Rng::new(seed),
             backoff: Backoff::new(cfg.backoff),
             follow_mode: cfg.follow_mode,
-            cfg,
             creds: None,
             session_id: String::new(),
             session_code: String::new(),
@@ -182,6 +222,16 @@ impl Follower {
             retry_at: None,
             join_resend_at: None,
             joined_once: false,
+            clock: ClockFilter::default(),
+            probes_left: 0,
+            probe_at: None,
+            page_due: None,
+            master_playback: None,
+            playback: None,
+            control: Control::default(),
+            keys: KeyStore::default(),
+            sync_groups: cfg.sync_groups.clone(),
+            cfg,
         }
     }
 
@@ -197,6 +247,7 @@ impl Follower {
         f.session_name = rec.session_name;
         f.follow_mode = rec.follow_mode;
         f.view = rec.view;
+        f.sync_groups = rec.sync_groups;
         f.joined_once = true;
         f.enter(FollowerState::DisconnectedLocal, "restored after restart");
         f.retry_at = Some(now);
@@ -243,6 +294,42 @@ impl Follower {
     pub fn rtt(&self) -> Option<Duration> {
         self.link.as_ref().and_then(|(_, l)| l.rtt)
     }
+    /// What is known of the master's clock: offset (master − this device) and round trip.
+    pub fn clock(&self) -> Option<ClockEstimate> {
+        self.clock.estimate()
+    }
+    /// The master's clock at local time `now`, as estimated (the local clock until a sample).
+    pub fn master_time(&self, now: Time) -> Time {
+        shift(now, self.clock.offset_us())
+    }
+    /// The playback state on this device's clock, when the `playback` group is applied.
+    pub fn playback(&self) -> Option<&Playback> {
+        self.playback.as_ref()
+    }
+    /// Playback position (µs of media time) at local time `now`, when applied.
+    pub fn playback_position(&self, now: Time) -> Option<u64> {
+        self.playback.as_ref().map(|p| p.position_at(now))
+    }
+    /// The master's playback state as received (master clock), applied or not.
+    pub fn master_playback(&self) -> Option<&Playback> {
+        self.master_playback.as_ref()
+    }
+    /// Control mode and editor.
+    pub fn control(&self) -> &Control {
+        &self.control
+    }
+    /// Every synced key known, applied or not.
+    pub fn keys(&self) -> &KeyStore {
+        &self.keys
+    }
+    /// The groups of synced state this device applies.
+    pub fn sync_groups(&self) -> &BTreeSet<String> {
+        &self.sync_groups
+    }
+    /// Whether this device applies a group.
+    pub fn applies(&self, group: &str) -> bool {
+        self.sync_groups.contains(group)
+    }
 
     fn enter(&mut self, state: FollowerState, reason: &str) {
         self.out.transition(&mut self.state, state, reason);
@@ -264,6 +351,7 @@ impl Follower {
                 token: token.to_string(),
                 follow_mode: self.follow_mode,
                 view: self.view.clone(),
+                sync_groups: self.sync_groups.clone(),
             }),
             _ => Record::Cleared,
         };
@@ -297,12 +385,14 @@ impl Follower {
 
     /// Applies a state from the master. `authoritative` (a JOIN_ACCEPT) replaces whatever was
     /// known; otherwise only strictly newer `(song_epoch, page_revision)` is taken.
-    fn apply_master(&mut self, state: PageState, authoritative: bool) {
+    fn apply_master(&mut self, now: Time, state: PageState, authoritative: bool) {
         let known = self.master.as_ref().map(PageState::version);
         if !authoritative && known.is_some_and(|v| state.version() <= v) {
             // Stale or duplicate (§11.2, §11.3). The same version still pulls a follow-mode
             // view back: local navigation while following is only a glance.
-            if known == Some(state.version()) && self.follow_mode == FollowMode::Follow {
+            let waiting = self.page_due.is_some();
+            if known == Some(state.version()) && self.follow_mode == FollowMode::Follow && !waiting
+            {
                 self.show(state, Origin::Remote);
             }
             return;
@@ -315,10 +405,190 @@ impl Follower {
             self.stream = None;
             self.out.event(Event::StreamCleared);
         }
+        self.page_due = self.due(now, &state);
+        self.master = Some(state);
+        if self.page_due.is_none() {
+            self.show_master();
+        }
+    }
+
+    /// Shows the master's state as the mode says: all of it when following, only a song change
+    /// when free.
+    fn show_master(&mut self) {
+        let Some(state) = self.master.clone() else {
+            return;
+        };
         let song_changed = state.song_epoch != self.view.song_epoch;
-        self.master = Some(state.clone());
         if self.follow_mode == FollowMode::Follow || song_changed {
             self.show(state, Origin::Remote);
+        }
+    }
+
+    /// When a timed state is due on this clock; `None` for at once (no `at`, already past, or
+    /// absurdly far ahead).
+    fn due(&self, now: Time, state: &PageState) -> Option<Time> {
+        let at_ms = state.at?;
+        let offset = self.clock.offset_us();
+        let master_now_ms = shift(now, offset).as_millis();
+        if at_ms <= master_now_ms || at_ms > master_now_ms.saturating_add(MAX_SCHEDULE_AHEAD_MS) {
+            return None;
+        }
+        Some(shift(Time::from_millis(at_ms), -offset))
+    }
+
+    /// Applies the master's playback state if newer (or, from a JOIN_ACCEPT, whatever it is).
+    fn apply_playback(&mut self, now: Time, p: Playback, authoritative: bool) {
+        let known = self.master_playback.as_ref().map(|m| m.revision);
+        if !authoritative && known.is_some_and(|r| p.revision <= r) {
+            // Same state again (a snapshot): only the drift check.
+            self.resync_playback(now);
+            return;
+        }
+        self.master_playback = Some(p);
+        self.resync_playback(now);
+    }
+
+    /// Moves the master's playback onto this clock and tells the app when it is a new state or
+    /// the local model has drifted beyond the tolerance.
+    fn resync_playback(&mut self, now: Time) {
+        if !self.applies(PLAYBACK_GROUP) {
+            return;
+        }
+        let Some(master) = &self.master_playback else {
+            return;
+        };
+        let target = master.rebased(now, self.clock.offset_us());
+        let tolerance = self.cfg.playback_tolerance.as_micros() as u64;
+        let stale = match &self.playback {
+            None => true,
+            Some(local) => {
+                local.revision != target.revision
+                    || local.distance(local.position_at(now), target.position_us) > tolerance
+            }
+        };
+        if stale {
+            self.playback = Some(target.clone());
+            self.out.event(Event::Playback(target));
+        }
+    }
+
+    fn apply_control(&mut self, control: Control, authoritative: bool) {
+        if !authoritative && control.revision <= self.control.revision {
+            return;
+        }
+        if control != self.control {
+            self.control = control.clone();
+            self.out.event(Event::Control(control));
+        }
+    }
+
+    /// Stores a key and tells the app if it applies the key's group.
+    fn apply_key(&mut self, entry: KeyEntry, origin: Origin) {
+        if self.keys.merge(entry.clone()) == Merge::Applied && self.applies(entry.group()) {
+            self.out.event(Event::Key {
+                key: entry.key,
+                value: entry.value,
+                origin,
+            });
+        }
+    }
+
+    fn is_editor(&self) -> bool {
+        self.control.editor.as_deref() == Some(self.cfg.device_id.as_str())
+    }
+
+    fn on_playback_command(&mut self, now: Time, op: &PlaybackOp) {
+        if !self.state.connected() {
+            self.out
+                .error("not-connected", "not connected to the master");
+            return;
+        }
+        let shared = self.control.mode == ControlMode::SharedPause && op.is_pause_or_resume();
+        if !(self.is_editor() || shared) {
+            self.out.error(
+                "forbidden-not-host",
+                "only the host or the editor may do that",
+            );
+            return;
+        }
+        let mut op = op.clone();
+        let _ = op.validate(); // clamps only
+        self.send(now, Message::PlaybackRequest(op));
+    }
+
+    /// A local write: applied here at once (last-write-wins), sent to the master, which relays
+    /// it or, for a key this device may not write, answers with the held value.
+    fn on_key_command(
+        &mut self,
+        now: Time,
+        key: &str,
+        value: &serde_json::Value,
+        policy: KeyPolicy,
+    ) {
+        let mut entry = KeyEntry {
+            key: key.to_string(),
+            value: value.clone(),
+            policy,
+            stamp: self.keys.stamp(now, &self.cfg.device_id),
+        };
+        if let Err(e) = entry.validate() {
+            self.out.error("invalid-key", e.to_string());
+            return;
+        }
+        let held_host = self
+            .keys
+            .get(key)
+            .is_some_and(|h| h.policy == KeyPolicy::Host);
+        if (policy == KeyPolicy::Host || held_host) && !self.is_editor() {
+            self.out.error(
+                "forbidden-not-host",
+                "only the host or the editor may set this key",
+            );
+            return;
+        }
+        self.apply_key(entry.clone(), Origin::Local);
+        if self.state.connected() {
+            self.send(now, Message::KeySet(entry));
+        }
+    }
+
+    fn set_sync(&mut self, now: Time, group: &str, apply: bool) {
+        if check_id("group", group, false).is_err() || group.contains('.') {
+            self.out.error("invalid-group", "not a group name");
+            return;
+        }
+        let changed = if apply {
+            self.sync_groups.insert(group.to_string())
+        } else {
+            self.sync_groups.remove(group)
+        };
+        if !changed {
+            return;
+        }
+        self.out.event(Event::SyncGroups {
+            groups: self.sync_groups.iter().cloned().collect(),
+        });
+        self.persist();
+        match (group == PLAYBACK_GROUP, apply) {
+            (true, true) => self.resync_playback(now),
+            (true, false) => self.playback = None,
+            (false, true) => {
+                // Catch up with the group's current values at once.
+                let entries: Vec<KeyEntry> = self
+                    .keys
+                    .iter()
+                    .filter(|e| e.group() == group)
+                    .cloned()
+                    .collect();
+                for e in entries {
+                    self.out.event(Event::Key {
+                        key: e.key,
+                        value: e.value,
+                        origin: Origin::Remote,
+                    });
+                }
+            }
+            (false, false) => {}
         }
     }
 
@@ -403,6 +673,13 @@ impl Follower {
         self.retry_at = None;
         self.join_resend_at = None;
         self.joined_once = false;
+        self.page_due = None;
+        self.probe_at = None;
+        self.clock.reset();
+        self.master_playback = None;
+        self.playback = None;
+        self.control = Control::default();
+        self.keys = KeyStore::default();
         self.clear_stream();
         self.enter(FollowerState::IdleLocal, reason);
         self.persist();
@@ -457,7 +734,7 @@ impl Follower {
                 return;
             }
         };
-        let (admit, recovered) = link.admit(now, env.seq);
+        let (admit, recovered) = link.admit_envelope(now, &env);
         if recovered {
             self.out.event(Event::Link {
                 peer,
@@ -468,7 +745,12 @@ impl Follower {
         // overtaken on a reordering path still counts; everything else must be fresh.
         let ordered_by_revision = matches!(
             env.msg,
-            Message::SetPage(_) | Message::SetSong(_) | Message::StateSnapshot(_)
+            Message::SetPage(_)
+                | Message::SetSong(_)
+                | Message::StateSnapshot(_)
+                | Message::Playback(_)
+                | Message::Control(_)
+                | Message::KeySet(_)
         );
         if admit == Admit::RateLimited || (admit == Admit::Stale && !ordered_by_revision) {
             return;
@@ -484,6 +766,10 @@ impl Follower {
                 if let Some((_, link)) = self.link.as_mut() {
                     link.on_pong(now, &pong);
                 }
+                // A better clock sample can move the prediction: check the drift.
+                if self.clock.on_pong(now, &pong) {
+                    self.resync_playback(now);
+                }
             }
             Message::JoinAccept(accept) if self.state.dialing() => {
                 self.on_accept(now, env.session_id, env.sender_id, accept)
@@ -494,11 +780,14 @@ impl Follower {
                 self.out.event(Event::SessionEnded);
             }
             Message::SetSong(state) | Message::SetPage(state) if joined => {
-                self.apply_master(state, false)
+                self.apply_master(now, state, false)
             }
             Message::StateSnapshot(Snapshot::Choir(snap)) if joined => {
-                self.apply_snapshot(snap, false)
+                self.apply_snapshot(now, snap, false)
             }
+            Message::Playback(p) if joined => self.apply_playback(now, p, false),
+            Message::Control(c) if joined => self.apply_control(c, false),
+            Message::KeySet(entry) if joined => self.apply_key(entry, Origin::Remote),
             Message::StreamPrepare(info) if joined => self.set_stream(info),
             Message::StreamClear(c)
                 if joined
@@ -515,9 +804,16 @@ impl Follower {
         }
     }
 
-    fn apply_snapshot(&mut self, snap: ChoirSnapshot, authoritative: bool) {
+    fn apply_snapshot(&mut self, now: Time, snap: ChoirSnapshot, authoritative: bool) {
         let epoch = snap.page.song_epoch;
-        self.apply_master(snap.page, authoritative);
+        self.apply_master(now, snap.page, authoritative);
+        if let Some(p) = snap.playback {
+            self.apply_playback(now, *p, authoritative);
+        }
+        self.apply_control(snap.control, authoritative);
+        for entry in snap.keys {
+            self.apply_key(entry, Origin::Remote);
+        }
         match snap.stream {
             Some(s) if s.song_epoch >= epoch => self.set_stream(s),
             Some(_) => {}
@@ -599,7 +895,10 @@ impl Follower {
         let state = self.connected_state();
         self.enter(state, if rejoin { "rejoined" } else { "join accepted" });
         // On (re)join the master's state overrides the previous page context: §11.3.
-        self.apply_snapshot(accept.snapshot, true);
+        self.apply_snapshot(now, accept.snapshot, true);
+        // A burst of clock probes, so timed turns and playback are right within a second.
+        self.probes_left = self.cfg.clock_burst;
+        self.probe_at = (self.probes_left > 0).then_some(now);
         self.out.event(Event::Joined {
             session_id: self.session_id.clone(),
             host_id: self.host_id.clone(),
@@ -664,6 +963,9 @@ impl Follower {
                 self.show(view, Origin::Local);
             }
             Command::SetFollowMode { mode } => self.set_follow_mode(now, *mode),
+            Command::Playback(op) => self.on_playback_command(now, op),
+            Command::SetKey { key, value, policy } => self.on_key_command(now, key, value, *policy),
+            Command::SetSync { group, apply } => self.set_sync(now, group, *apply),
             Command::Retry => {
                 if self.state == FollowerState::DisconnectedLocal && self.creds.is_some() {
                     self.backoff.reset();
@@ -686,10 +988,9 @@ impl Follower {
             self.send(now, Message::SetFollowMode(FollowModeMsg { mode }));
         }
         // free → follow resyncs at once to the last known master state (§11.4).
-        if mode == FollowMode::Follow {
-            if let Some(m) = self.master.clone() {
-                self.show(m, Origin::Remote);
-            }
+        // A timed turn still pending shows when due.
+        if mode == FollowMode::Follow && self.page_due.is_none() {
+            self.show_master();
         }
         self.persist();
     }
@@ -701,6 +1002,18 @@ impl Follower {
         if self.join_resend_at.is_some_and(|t| now >= t) {
             self.join_resend_at = Some(now + self.cfg.join_retry);
             self.send(now, Message::JoinRequest(self.join_request()));
+        }
+        if self.page_due.is_some_and(|t| now >= t) {
+            self.page_due = None;
+            self.show_master();
+        }
+        if self.probe_at.is_some_and(|t| now >= t) {
+            self.probes_left = self.probes_left.saturating_sub(1);
+            self.probe_at = (self.probes_left > 0).then(|| now + self.cfg.clock_burst_interval);
+            if let Some((_, link)) = self.link.as_mut() {
+                let ping = link.probe(now);
+                self.send(now, Message::Ping(ping));
+            }
         }
         let Some((peer, link)) = self.link.as_mut() else {
             return;
@@ -761,6 +1074,8 @@ impl Machine for Follower {
         earliest([
             self.retry_at,
             self.join_resend_at,
+            self.page_due,
+            self.probe_at,
             self.link.as_ref().map(|(_, l)| l.deadline()),
         ])
     }

@@ -6,7 +6,7 @@
 //! because what happens after a loss (redial, wait, forget) depends on the role.
 
 use super::Time;
-use crate::protocol::{Ping, Pong};
+use crate::protocol::{Envelope, Message, Ping, Pong};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -88,9 +88,7 @@ pub(crate) struct Link {
     next_ping: Time,
     last_seq: Option<u64>,
     ping_id: u64,
-    /// Bucket level in millionths of a message, so refill is exact integer maths.
-    tokens: u64,
-    last_refill: Time,
+    bucket: Bucket,
     /// Smoothed round-trip time from PING/PONG.
     pub rtt: Option<Duration>,
     /// Messages dropped by the rate limit.
@@ -98,6 +96,42 @@ pub(crate) struct Link {
 }
 
 const MICRO: u64 = 1_000_000;
+
+/// A token bucket: `rate` per second sustained, `burst` at once.
+#[derive(Debug, Clone)]
+pub(crate) struct Bucket {
+    rate: u64,
+    cap: u64,
+    /// Level in millionths of a token, so refill is exact integer maths.
+    tokens: u64,
+    last_refill: Time,
+}
+
+impl Bucket {
+    /// A full bucket.
+    pub fn new(now: Time, rate_per_sec: u32, burst: u32) -> Bucket {
+        let cap = u64::from(burst) * MICRO;
+        Bucket {
+            rate: u64::from(rate_per_sec),
+            cap,
+            tokens: cap,
+            last_refill: now,
+        }
+    }
+
+    /// Takes one token if there is one.
+    pub fn take(&mut self, now: Time) -> bool {
+        let elapsed = now.since(self.last_refill).as_micros() as u64;
+        self.last_refill = self.last_refill.max(now);
+        let add = elapsed.saturating_mul(self.rate);
+        self.tokens = self.tokens.saturating_add(add).min(self.cap);
+        if self.tokens < MICRO {
+            return false;
+        }
+        self.tokens -= MICRO;
+        true
+    }
+}
 
 impl Link {
     /// A link that just opened.
@@ -109,40 +143,47 @@ impl Link {
             next_ping: now + cfg.ping_interval,
             last_seq: None,
             ping_id: 0,
-            tokens: u64::from(cfg.burst) * MICRO,
-            last_refill: now,
+            bucket: Bucket::new(now, cfg.rate_per_sec, cfg.burst),
             rtt: None,
             dropped: 0,
         }
     }
 
+    /// Decides whether a received envelope is applied. PING and PONG carry their own ids and
+    /// never make a later message stale (a burst of clock probes must not push a state message
+    /// that one overtook out of the window); everything else goes by `seq`.
+    pub fn admit_envelope(&mut self, now: Time, env: &Envelope) -> (Admit, bool) {
+        match env.msg {
+            Message::Ping(_) | Message::Pong(_) => self.admit_seq(now, None),
+            _ => self.admit_seq(now, Some(env.seq)),
+        }
+    }
+
     /// Decides whether an envelope with `seq` is applied; any arrival counts as a sign of life.
     /// Returns whether the link came back from DEGRADED too.
+    #[cfg(test)]
     pub fn admit(&mut self, now: Time, seq: u64) -> (Admit, bool) {
-        self.refill(now);
-        if self.tokens < MICRO {
+        self.admit_seq(now, Some(seq))
+    }
+
+    fn admit_seq(&mut self, now: Time, seq: Option<u64>) -> (Admit, bool) {
+        if !self.bucket.take(now) {
             self.dropped += 1;
             return (Admit::RateLimited, false);
         }
-        self.tokens -= MICRO;
         self.last_rx = now;
         let recovered = self.state == LinkState::Degraded;
         if recovered {
             self.state = LinkState::Connected;
         }
+        let Some(seq) = seq else {
+            return (Admit::Fresh, recovered);
+        };
         if self.last_seq.is_some_and(|last| seq <= last) {
             return (Admit::Stale, recovered);
         }
         self.last_seq = Some(seq);
         (Admit::Fresh, recovered)
-    }
-
-    fn refill(&mut self, now: Time) {
-        let elapsed = now.since(self.last_refill).as_micros() as u64;
-        self.last_refill = now;
-        let cap = u64::from(self.cfg.burst) * MICRO;
-        let add = elapsed.saturating_mul(u64::from(self.cfg.rate_per_sec));
-        self.tokens = self.tokens.saturating_add(add).min(cap);
     }
 
     /// Notes that something was sent, postponing the next PING.
@@ -161,14 +202,19 @@ impl Link {
             return Tick::Degraded;
         }
         if now >= self.next_ping {
-            self.ping_id += 1;
             self.next_ping = now + self.cfg.ping_interval;
-            return Tick::Ping(Ping {
-                id: self.ping_id,
-                t0: now.as_micros(),
-            });
+            return Tick::Ping(self.probe(now));
         }
         Tick::Idle
+    }
+
+    /// A PING to send now outside the heartbeat (a clock probe).
+    pub fn probe(&mut self, now: Time) -> Ping {
+        self.ping_id += 1;
+        Ping {
+            id: self.ping_id,
+            t0: now.as_micros(),
+        }
     }
 
     /// When `tick` next has something to do.

@@ -4,16 +4,23 @@
 //! broadcasts every change. It admits followers by token, or by session code plus password,
 //! keeps the presence list, sends a periodic STATE_SNAPSHOT so a follower that missed something
 //! converges anyway, and persists its session so a crash and restart lose nothing.
+//!
+//! It also owns the shared clock state (PROTOCOL.md §12): playback/timer anchored to its own
+//! clock, the control mode and editor, and the synced keys. Participants only *ask* for changes
+//! (PLAYBACK_REQUEST, KEY_SET); the master checks who may, applies and broadcasts.
 
-use super::link::{Admit, Link, Tick};
+use super::clock::ClockFilter;
+use super::keys::{KeyStore, Merge};
+use super::link::{Admit, Bucket, Link, Tick};
 use super::{
-    earliest, Command, Event, HeartbeatConfig, Input, LinkState, Machine, Origin, Outbox, Output,
-    PeerId, Record, StateName, Time,
+    earliest, ClockEstimate, Command, Event, HeartbeatConfig, Input, LinkState, Machine, Origin,
+    Outbox, Output, PeerId, Record, StateName, Time,
 };
 use crate::protocol::{
-    ChoirSnapshot, DecodeError, Envelope, FollowMode, Hello, JoinAccept, JoinReject, JoinRequest,
-    Message, Mode, PageState, Participant, Presence, PresenceStatus, RejectReason, Role,
-    SessionEnd, SessionFiles, Snapshot, StreamClear, StreamInfo, MAX_PARTICIPANTS,
+    ChoirSnapshot, Control, ControlMode, DecodeError, Envelope, FollowMode, Hello, JoinAccept,
+    JoinReject, JoinRequest, KeyEntry, KeyPolicy, Message, Mode, PageState, Participant, Playback,
+    PlaybackOp, Presence, PresenceStatus, RejectReason, Role, SessionEnd, SessionFiles, Snapshot,
+    StreamClear, StreamInfo, Validate, MAX_PARTICIPANTS, MAX_SCHEDULE_AHEAD_MS,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -43,6 +50,11 @@ pub struct MasterConfig {
     pub presence_delay: Duration,
     /// A disconnected participant is listed as left after this long (its token still works).
     pub participant_expiry: Duration,
+    /// Sustained state updates (PLAYBACK_REQUEST, KEY_SET) per second accepted from one
+    /// participant; excess is dropped.
+    pub updates_per_sec: u32,
+    /// Burst allowance of state updates on top of the rate.
+    pub update_burst: u32,
 }
 
 impl MasterConfig {
@@ -59,6 +71,8 @@ impl MasterConfig {
             join_timeout: Duration::from_secs(10),
             presence_delay: Duration::from_millis(100),
             participant_expiry: Duration::from_secs(120),
+            updates_per_sec: 20,
+            update_burst: 40,
         }
     }
 }
@@ -149,6 +163,15 @@ pub struct MasterRecord {
     pub files: SessionFiles,
     /// Whether the session has ended (then every join is refused).
     pub ended: bool,
+    /// Shared playback/timer state, on the master's clock.
+    #[serde(default)]
+    pub playback: Option<Box<Playback>>,
+    /// Control mode and editor.
+    #[serde(default)]
+    pub control: Control,
+    /// Synced keys.
+    #[serde(default)]
+    pub keys: KeyStore,
 }
 
 #[derive(Debug)]
@@ -166,6 +189,8 @@ struct Peer {
     member: Option<String>,
     opened: Time,
     hello_name: String,
+    clock: ClockFilter,
+    updates: Bucket,
 }
 
 /// The choir master.
@@ -180,6 +205,8 @@ pub struct Master {
     presence_changed: BTreeSet<String>,
     presence_due: Option<Time>,
     snapshot_due: Time,
+    /// When a timed page turn happens here (the master shows it at `at` too).
+    page_due: Option<Time>,
 }
 
 fn derive(entropy: &[u8; 32], label: &str) -> [u8; 32] {
@@ -217,6 +244,9 @@ impl Master {
             stream: None,
             files: SessionFiles::default(),
             ended: false,
+            playback: None,
+            control: Control::default(),
+            keys: KeyStore::default(),
         };
         Master::start(cfg, now, rec, "session created")
     }
@@ -230,6 +260,8 @@ impl Master {
         cfg.max_followers = cfg.max_followers.min(MAX_PARTICIPANTS - 1);
         let mut m = Master {
             snapshot_due: now + cfg.snapshot_interval,
+            // A timed turn still pending at a crash happens when due (at once if overdue).
+            page_due: rec.page.at.map(Time::from_millis),
             cfg,
             state: MasterState::Idle,
             out: Outbox::default(),
@@ -278,6 +310,26 @@ impl Master {
     /// Smoothed round-trip time to a peer.
     pub fn rtt(&self, peer: PeerId) -> Option<Duration> {
         self.peers.get(&peer).and_then(|p| p.link.rtt)
+    }
+    /// What the master's own PINGs tell about a peer's clock (its offset from the master's).
+    pub fn clock(&self, peer: PeerId) -> Option<ClockEstimate> {
+        self.peers.get(&peer).and_then(|p| p.clock.estimate())
+    }
+    /// The shared playback/timer state, on this clock.
+    pub fn playback(&self) -> Option<&Playback> {
+        self.rec.playback.as_deref()
+    }
+    /// Playback position (µs of media time) at `now`.
+    pub fn playback_position(&self, now: Time) -> Option<u64> {
+        self.rec.playback.as_ref().map(|p| p.position_at(now))
+    }
+    /// Control mode and editor.
+    pub fn control(&self) -> &Control {
+        &self.rec.control
+    }
+    /// Synced keys.
+    pub fn keys(&self) -> &KeyStore {
+        &self.rec.keys
     }
 
     fn connected(&self) -> usize {
@@ -364,6 +416,9 @@ impl Master {
             page: self.rec.page.clone(),
             stream: self.rec.stream.clone(),
             files: self.rec.files.clone(),
+            playback: self.rec.playback.clone(),
+            control: self.rec.control.clone(),
+            keys: self.rec.keys.to_vec(),
             participants: if with_participants {
                 self.participants()
             } else {
@@ -407,6 +462,8 @@ impl Master {
                 member: None,
                 opened: now,
                 hello_name: String::new(),
+                clock: ClockFilter::default(),
+                updates: Bucket::new(now, self.cfg.updates_per_sec, self.cfg.update_burst),
             },
         );
         self.out.event(Event::Link {
@@ -469,24 +526,36 @@ impl Master {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
-        let (admit, recovered) = p.link.admit(now, env.seq);
+        let (admit, recovered) = p.link.admit_envelope(now, &env);
         if recovered {
             self.out.event(Event::Link {
                 peer,
                 state: LinkState::Connected,
             });
         }
-        if admit != Admit::Fresh {
+        // A KEY_SET carries its own order (its stamp), so one overtaken on the way still counts.
+        let stamped = matches!(env.msg, Message::KeySet(_));
+        if admit == Admit::RateLimited || (admit == Admit::Stale && !stamped) {
             return;
         }
         let member = p.member.clone();
         match env.msg {
             Message::Hello(h) => p.hello_name = h.device_name,
             Message::Ping(ping) => self.send(now, peer, Message::Pong(Link::pong(now, &ping))),
-            Message::Pong(pong) => p.link.on_pong(now, &pong),
+            Message::Pong(pong) => {
+                p.link.on_pong(now, &pong);
+                p.clock.on_pong(now, &pong);
+            }
             Message::JoinRequest(req) => self.on_join_request(now, peer, &env.sender_id, req),
             // Everything else is only heard from members, and only about themselves.
             _ if member.as_deref() != Some(env.sender_id.as_str()) => {}
+            Message::PlaybackRequest(_) | Message::KeySet(_) if !p.updates.take(now) => {
+                tracing::debug!(peer, "state update over the rate limit");
+            }
+            Message::PlaybackRequest(op) if self.may_control(&env.sender_id, &op) => {
+                self.apply_playback(now, &op, Origin::Remote);
+            }
+            Message::KeySet(entry) => self.key_from_peer(now, peer, &env.sender_id, entry),
             Message::SetFollowMode(f) => {
                 if let Some(m) = self.members.get_mut(&env.sender_id) {
                     m.follow_mode = f.mode;
@@ -606,8 +675,39 @@ impl Master {
             return;
         }
         match cmd {
-            Command::SetPage { page } => self.set_page(now, *page),
-            Command::SetSong { song_id } => self.set_song(now, song_id),
+            Command::SetPage { page } => self.set_page(now, *page, None),
+            Command::SetSong { song_id } => self.set_song(now, song_id, None),
+            Command::SetPageAt { page, at } => self.set_page(now, *page, Some(*at)),
+            Command::SetSongAt { song_id, at } => self.set_song(now, song_id, Some(*at)),
+            Command::Playback(op) => {
+                let mut op = op.clone();
+                let _ = op.validate(); // clamps; playback ops are never rejected
+                self.apply_playback(now, &op, Origin::Local);
+            }
+            Command::SetControlMode { mode } => {
+                let editor = self.rec.control.editor.clone();
+                self.set_control(now, *mode, editor);
+            }
+            Command::SetEditor { device_id } => {
+                if device_id
+                    .as_deref()
+                    .is_some_and(|id| crate::protocol::check_id("device_id", id, false).is_err())
+                {
+                    self.out.error("invalid-device-id", "not a device id");
+                    return;
+                }
+                let mode = self.rec.control.mode;
+                self.set_control(now, mode, device_id.clone());
+            }
+            Command::SetKey { key, value, policy } => {
+                let entry = KeyEntry {
+                    key: key.clone(),
+                    value: value.clone(),
+                    policy: *policy,
+                    stamp: self.rec.keys.stamp(now, &self.cfg.device_id),
+                };
+                self.set_key(now, entry, Origin::Local);
+            }
             Command::StreamPrepare(info) => {
                 let mut info = info.clone();
                 info.song_epoch = self.rec.page.song_epoch;
@@ -629,14 +729,15 @@ impl Master {
         }
     }
 
-    fn set_page(&mut self, now: Time, page: u32) {
+    fn set_page(&mut self, now: Time, page: u32, at: Option<u64>) {
         let page = page.min(crate::protocol::MAX_PAGE);
         self.rec.page.page_index = page;
         self.rec.page.page_revision += 1;
+        self.rec.page.at = schedule(now, at);
         self.announce_page(now, Message::SetPage);
     }
 
-    fn set_song(&mut self, now: Time, song_id: &str) {
+    fn set_song(&mut self, now: Time, song_id: &str, at: Option<u64>) {
         self.rec.page = PageState {
             song_id: Some(
                 crate::protocol::truncate(song_id, crate::protocol::MAX_SONG_ID_LEN).into(),
@@ -644,7 +745,7 @@ impl Master {
             song_epoch: self.rec.page.song_epoch + 1,
             page_revision: 0,
             page_index: 0,
-            at: None,
+            at: schedule(now, at),
         };
         // A streamed score belongs to its song.
         if self.rec.stream.is_some() {
@@ -656,8 +757,99 @@ impl Master {
     fn announce_page(&mut self, now: Time, wrap: fn(PageState) -> Message) {
         let page = self.rec.page.clone();
         self.persist();
-        self.out.event(Event::page(&page, Origin::Local));
+        // A timed turn shows here at `at`, as on every follower.
+        self.page_due = page.at.map(Time::from_millis);
+        if self.page_due.is_none() {
+            self.out.event(Event::page(&page, Origin::Local));
+        }
         self.broadcast(now, wrap(page));
+    }
+
+    /// Shows a timed turn whose time has come.
+    fn turn_due_page(&mut self) {
+        self.page_due = None;
+        self.rec.page.at = None;
+        self.persist();
+        self.out.event(Event::page(&self.rec.page, Origin::Local));
+    }
+
+    /// Whether a participant may ask for this playback change.
+    fn may_control(&self, sender: &str, op: &PlaybackOp) -> bool {
+        let c = &self.rec.control;
+        c.editor.as_deref() == Some(sender)
+            || (c.mode == ControlMode::SharedPause && op.is_pause_or_resume())
+    }
+
+    fn apply_playback(&mut self, now: Time, op: &PlaybackOp, origin: Origin) {
+        let mut p = self.rec.playback.take().unwrap_or_default();
+        p.apply(now, op);
+        tracing::debug!(?op, ?origin, revision = p.revision, "playback");
+        let state = (*p).clone();
+        self.rec.playback = Some(p);
+        self.persist();
+        self.out.event(Event::Playback(state.clone()));
+        self.broadcast(now, Message::Playback(state));
+    }
+
+    fn set_control(&mut self, now: Time, mode: ControlMode, editor: Option<String>) {
+        if self.rec.control.mode == mode && self.rec.control.editor == editor {
+            return;
+        }
+        let control = Control {
+            mode,
+            editor,
+            revision: self.rec.control.revision + 1,
+        };
+        self.rec.control = control.clone();
+        self.persist();
+        self.out.event(Event::Control(control.clone()));
+        self.broadcast(now, Message::Control(control));
+    }
+
+    /// A KEY_SET from a participant: stamped as its own, its clock bounded, and obeyed only for
+    /// last-write-wins keys unless it is the editor. A refused write gets the held value back,
+    /// so the writer's optimistic change is undone.
+    fn key_from_peer(&mut self, now: Time, peer: PeerId, sender: &str, mut entry: KeyEntry) {
+        entry.stamp.sender_id = sender.to_string();
+        entry.stamp.ts = entry
+            .stamp
+            .ts
+            .min(now.as_millis().saturating_add(MAX_SCHEDULE_AHEAD_MS));
+        let held = self.rec.keys.get(&entry.key);
+        let host_key =
+            entry.policy == KeyPolicy::Host || held.is_some_and(|h| h.policy == KeyPolicy::Host);
+        let editor = self.rec.control.editor.as_deref() == Some(sender);
+        if host_key && !editor {
+            tracing::debug!(key = entry.key, sender, "host-authority key refused");
+            if let Some(held) = held.cloned() {
+                self.send(now, peer, Message::KeySet(held));
+            }
+            return;
+        }
+        self.set_key(now, entry, Origin::Remote);
+    }
+
+    fn set_key(&mut self, now: Time, mut entry: KeyEntry, origin: Origin) {
+        if let Err(e) = entry.validate() {
+            self.out.error("invalid-key", e.to_string());
+            return;
+        }
+        match self.rec.keys.merge(entry.clone()) {
+            Merge::Applied => {}
+            Merge::Stale => return,
+            Merge::Full => {
+                self.out
+                    .error("too-many-keys", "the session holds the most keys it can");
+                return;
+            }
+        }
+        self.persist();
+        self.out.event(Event::Key {
+            key: entry.key.clone(),
+            value: entry.value.clone(),
+            origin,
+        });
+        self.broadcast(now, Message::KeySet(entry));
     }
 
     fn clear_stream(&mut self, now: Time) {
@@ -732,6 +924,9 @@ impl Master {
         if self.presence_due.is_some_and(|t| now >= t) {
             self.flush_presence(now);
         }
+        if self.page_due.is_some_and(|t| now >= t) {
+            self.turn_due_page();
+        }
         if now >= self.snapshot_due {
             self.snapshot_due = now + self.cfg.snapshot_interval;
             if self.state != MasterState::SessionEnded {
@@ -740,6 +935,13 @@ impl Master {
             }
         }
     }
+}
+
+/// The `at` to send for a change asked for at `at`: none when it is already past or absurdly
+/// far ahead (then the change happens at once).
+fn schedule(now: Time, at: Option<u64>) -> Option<u64> {
+    let now_ms = now.as_millis();
+    at.filter(|&at| at > now_ms && at <= now_ms.saturating_add(MAX_SCHEDULE_AHEAD_MS))
 }
 
 impl Machine for Master {
@@ -769,6 +971,10 @@ impl Machine for Master {
             .filter(|m| m.status == PresenceStatus::Disconnected)
             .map(|m| Some(m.since + self.cfg.participant_expiry));
         let snapshot = (self.state != MasterState::SessionEnded).then_some(self.snapshot_due);
-        earliest(links.chain(expiry).chain([self.presence_due, snapshot]))
+        earliest(
+            links
+                .chain(expiry)
+                .chain([self.presence_due, snapshot, self.page_due]),
+        )
     }
 }

@@ -276,7 +276,7 @@ impl Solo {
         let Ok(env) = Envelope::decode(bytes) else {
             return; // unknown or malformed: ignored (§14)
         };
-        let (admit, recovered) = link.admit(now, env.seq);
+        let (admit, recovered) = link.admit_envelope(now, &env);
         if recovered {
             self.out.event(Event::Link {
                 peer,

@@ -482,20 +482,19 @@ for f in "${FOLLOWERS[@]}"; do
     [[ " ${CUT[*]} " == *" $f "* ]] || UNCUT+=("$f")
 done
 # A bigger pack is published mid-session; the cut falls while the cut followers download it.
-make_pack "$WORK/pack2" 40
+# Big enough (120 MB to each follower) that the cut lands mid-download even at full speed.
+make_pack "$WORK/pack2" 120
 PACK2_BYTES=$(du -cb "$WORK"/pack2/* | tail -1 | cut -f1)
 mark "${FOLLOWERS[@]}" master
 T_PUB=$(now)
 send "{\"cmd\":\"publish_pack\",\"dir\":\"$WORK/pack2\"}"
-check_wait "pack 2 published" 30 "$T_PUB" "e.get('event')=='files_published'" master || abort_if_failed
-PUB=$("${WAITJSON[@]}" first "e.get('event')=='files_published'" "$(spec master)")
-PACK2=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["files"]["pack"]["hash"])' "$PUB")
 check_wait "cut followers are downloading pack 2" 30 "$T_PUB" \
     "e.get('event')=='files_progress' and e.get('kind')=='pack' and e.get('bytes_total')==$PACK2_BYTES and 0 < e.get('bytes_done') < $PACK2_BYTES" "${CUT[@]}" ||
     abort_if_failed
-mark "${FOLLOWERS[@]}"
 T_CUT=$(now)
 for f in "${CUT[@]}"; do ip link set "${HVETH[${f#f}]}" down; done
+PUB=$("${WAITJSON[@]}" first "e.get('event')=='files_published'" "$(spec master)")
+PACK2=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["files"]["pack"]["hash"])' "$PUB")
 send '{"cmd":"set_page","page":5}'
 send '{"cmd":"set_page","page":6}'
 check_wait "uncut followers follow during cut" 20 "$T_CUT" "$(page_cond 6 ave-verum)" "${UNCUT[@]}" || true

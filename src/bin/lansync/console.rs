@@ -272,5 +272,14 @@ fn describe(ev: &Event) -> String {
             ),
         },
         Event::GaveUp { attempts } => format!("gave up reconnecting after {attempts} attempts"),
+        Event::Playback(p) => format!(
+            "playback {} {} at {} ms",
+            p.media_id,
+            if p.running { "playing" } else { "paused" },
+            p.position_us / 1000
+        ),
+        Event::Control(c) => format!("control: {:?}, editor {:?}", c.mode, c.editor),
+        Event::Key { key, value, .. } => format!("{key} = {value}"),
+        Event::SyncGroups { groups } => format!("applying {}", groups.join(", ")),
     }
 }
