@@ -382,8 +382,10 @@ impl<M: Machine> Driver<M> {
     /// A streamed score belongs to its song (as the master's own state says): a song change or
     /// a clear withdraws its file from the file service too, so no newcomer is sent it.
     fn stream_follows_the_song(&self, cmd: &Command) {
-        if let (Some(files), Command::SetSong { .. } | Command::StreamClear) =
-            (&self.opts.files, cmd)
+        if let (
+            Some(files),
+            Command::SetSong { .. } | Command::SetSongAt { .. } | Command::StreamClear,
+        ) = (&self.opts.files, cmd)
         {
             let (reply, _) = oneshot::channel();
             files.tell(Req::Publish(ManifestKind::Stream, None, reply));

@@ -102,3 +102,40 @@ fn a_choir_of_processes_stays_in_step_through_restarts_until_the_end() {
     });
     alto.send(json!({"cmd": "quit"}));
 }
+
+#[test]
+fn a_host_timer_runs_on_every_follower_and_shared_pause_lets_them_pause_it() {
+    let (hd, fd) = (state_dir("timer-host"), state_dir("timer-follower"));
+    let mut host = Proc::spawn(
+        "host",
+        &[
+            "host",
+            "--json",
+            "--loopback",
+            "--state-dir",
+            &hd,
+            "--timer",
+            "1m30s",
+        ],
+    );
+    let hosting = host.wait_for("join link", |v| v["event"] == "hosting_link");
+    let running =
+        |v: &Value| v["event"] == "playback" && v["media_id"] == "timer" && v["running"] == true;
+    let timer = host.wait_for("timer running", running);
+    assert_eq!(timer["out_us"], 90_000_000u64, "{timer}");
+    let link = hosting["link"].as_str().unwrap();
+    let mut follower = Proc::spawn(
+        "follower",
+        &["join", link, "--json", "--loopback", "--state-dir", &fd],
+    );
+    follower.wait_for("timer on the follower", running);
+    // In shared-pause mode the master obeys a follower's pause.
+    host.send(json!({"cmd":"set_control_mode","mode":"shared-pause"}));
+    follower.wait_for("control mode", |v| {
+        v["event"] == "control" && v["mode"] == "shared-pause"
+    });
+    follower.send(json!({"cmd":"playback","op":"pause"}));
+    let paused = |v: &Value| v["event"] == "playback" && v["running"] == false;
+    host.wait_for("paused by the follower", paused);
+    follower.wait_for("paused everywhere", paused);
+}

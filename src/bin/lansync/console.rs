@@ -3,7 +3,7 @@
 
 use crate::files_ui::{self, Bars};
 use lansync::node::{FilesEvent, Node};
-use lansync::protocol::{FollowMode, Parity};
+use lansync::protocol::{FollowMode, Parity, PlaybackOp, Rate};
 use lansync::session::{Command, Event};
 use serde_json::{json, Value};
 use tokio::io::{BufReader, Lines, Stdin};
@@ -23,8 +23,8 @@ impl Role {
     fn help(self) -> &'static str {
         match self {
             Role::Solo => "n / p: next / previous page, a number: go there, s NAME: song, odd / even: lead the layout, q: quit",
-            Role::Master => "n / p: next / previous page, a number: go there, s NAME: song, pack DIR / media DIR: publish files, stream FILE / clear: streamed score, e: end the session, q: quit",
-            Role::Follower => "n / p / a number: look at a page, f: follow / free, l: leave, q: quit",
+            Role::Master => "n / p: next / previous page, a number: go there, s NAME: song, pack DIR / media DIR: publish files, stream FILE / clear: streamed score, load NAME / play / pause / seek SECS / rate X / timer 90s: shared playback, e: end the session, q: quit",
+            Role::Follower => "n / p / a number: look at a page, f: follow / free, play / pause: ask the host (shared-pause mode), l: leave, q: quit",
         }
     }
 }
@@ -139,6 +139,62 @@ pub async fn session(
     }
 }
 
+/// A typed playback key: `play`, `pause` (anyone; a follower's is a request), and for the
+/// master `load NAME`, `seek SECS`, `rate X`, `timer 90s`.
+fn playback_key(line: &str, role: Role) -> Result<Option<PlaybackOp>, String> {
+    let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+    let rest = rest.trim();
+    let number = || {
+        rest.parse::<f64>()
+            .map_err(|_| format!("{word}: not a number: {rest:?}"))
+    };
+    Ok(Some(match (word, role) {
+        ("play", _) => PlaybackOp::Play,
+        ("pause", _) => PlaybackOp::Pause,
+        ("load", Role::Master) => PlaybackOp::Load {
+            media_id: rest.to_string(),
+        },
+        ("seek", Role::Master) => PlaybackOp::Seek {
+            position_us: (number()?.max(0.0) * 1e6) as u64,
+        },
+        ("rate", Role::Master) => PlaybackOp::SetRate {
+            rate: Rate::new(number()?),
+        },
+        ("timer", Role::Master) => PlaybackOp::Timer {
+            duration_us: parse_duration(rest)?.as_micros() as u64,
+            phase: String::new(),
+        },
+        _ => return Ok(None),
+    }))
+}
+
+/// `90`, `90s`, `2m`, `1m30s`, `1h`: a duration for people.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("not a duration: {text:?} (try 90s, 2m, 1m30s)");
+    let (mut total, mut digits) = (0u64, String::new());
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        digits.clear();
+        total += n * match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(bad()),
+        };
+    }
+    if !digits.is_empty() {
+        total += digits.parse::<u64>().map_err(|_| bad())?;
+    }
+    if total == 0 {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_secs(total))
+}
+
 /// The next file event; `None` once when the stream ends; never when there is none.
 async fn recv_files(
     files: &mut Option<tokio::sync::mpsc::UnboundedReceiver<FilesEvent>>,
@@ -183,6 +239,9 @@ impl Keys {
             if let Some(cmd) = v.as_ref().and_then(files_ui::parse) {
                 return Ok(Line::Files(cmd));
             }
+        }
+        if let Some(op) = playback_key(line, self.role)? {
+            return Ok(Line::Session(Command::Playback(op)));
         }
         let page = self.page;
         let cmd = match (line, self.role) {

@@ -6,11 +6,12 @@
 //! out, bound to the join secret and checked against the master's DTLS fingerprint).
 
 use crate::demo::{percentile, DemoArgs, Report};
+use lansync::node::Clock;
 use lansync::node::{
     follower_dialer, DialFuture, Dialer, Files, FilesEvent, FilesOptions, Host, HostOptions,
     JoinTarget, Node, NodeOptions,
 };
-use lansync::protocol::{FollowMode, RejectReason};
+use lansync::protocol::{FollowMode, PlaybackOp, Rate, RejectReason};
 use lansync::session::{Command, Event, Follower, FollowerConfig, JoinCredentials, MasterConfig};
 use lansync::signaling::RateLimit;
 use lansync::transfer::ManifestKind;
@@ -258,6 +259,140 @@ async fn turn(
         })
         .collect();
     (ok, lat)
+}
+
+/// A page turn announced 300 ms ahead on the master's clock: every follower turns at that moment
+/// of its own clock (estimated from ping/pong), not when the message arrives. Returns the spread
+/// of the followers' turns, ms.
+async fn timed_turn(r: &mut Report, master: &Node, log: &Log, epoch: u64, who: &[usize]) -> f64 {
+    r.say("a page turn timed 300 ms ahead on the master's clock");
+    let clock = Clock::new();
+    let t0 = Instant::now();
+    let at_ms = clock.now().as_millis() + 300;
+    let due = t0 + Duration::from_millis(300);
+    master.command(Command::SetPageAt { page: 9, at: at_ms });
+    let ok = log
+        .wait(Duration::from_secs(10), |e| {
+            who.iter().all(|&f| shown(e, f) == Some((epoch, 9)))
+        })
+        .await;
+    let turns: Vec<Instant> = log
+        .since(t0)
+        .into_iter()
+        .filter_map(|(w, at, e)| match (w, e) {
+            (Who::Follower(_), Event::Page { page: 9, .. }) => Some(at),
+            _ => None,
+        })
+        .collect();
+    let (Some(first), Some(last)) = (turns.iter().min(), turns.iter().max()) else {
+        r.check("every follower turns at the announced time", false);
+        return f64::NAN;
+    };
+    let spread = last.duration_since(*first).as_secs_f64() * 1000.0;
+    // Early by more than a few ms would mean the turn was applied on arrival, not scheduled.
+    let offset_ms = if *first >= due {
+        first.duration_since(due).as_secs_f64() * 1000.0
+    } else {
+        -(due.duration_since(*first).as_secs_f64() * 1000.0)
+    };
+    r.check(
+        &format!(
+            "every follower turned at the announced time: first {offset_ms:+.1} ms from it, spread {spread:.1} ms"
+        ),
+        ok && offset_ms >= -5.0,
+    );
+    spread
+}
+
+/// The master plays a media item (with a speed change and a seek); every follower predicts the
+/// position from the master's clock with no message per frame. Samples every follower's
+/// predicted position against the master's every 20 ms while playing; returns the worst error, ms.
+async fn played_segment(r: &mut Report, master: &Node, log: &Log, who: &[usize]) -> f64 {
+    r.say("the master plays a recording: 1.5 s, then 1.5x speed, then a seek");
+    let clock = Clock::new();
+    let latest = |w: Who| {
+        log.entries
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find_map(|(x, _, e)| match e {
+                Event::Playback(p) if *x == w => Some(p.clone()),
+                _ => None,
+            })
+    };
+    let loaded = |media: &'static str, running: bool, rate: f64| {
+        move |e: &[(Who, Instant, Event)]| {
+            who.iter().all(|&f| {
+                e.iter()
+                    .rev()
+                    .find_map(|(x, _, e)| match e {
+                        Event::Playback(p) if *x == Who::Follower(f) => Some(p),
+                        _ => None,
+                    })
+                    .is_some_and(|p| {
+                        p.media_id == media && p.running == running && p.rate.get() == rate
+                    })
+            })
+        }
+    };
+    let mut worst = 0f64;
+    let mut samples = 0usize;
+    let steps: [(PlaybackOp, f64, u64); 3] = [
+        (PlaybackOp::Play, 1.0, 1500),
+        (
+            PlaybackOp::SetRate {
+                rate: Rate::new(1.5),
+            },
+            1.5,
+            1000,
+        ),
+        (
+            PlaybackOp::Seek {
+                position_us: 20_000_000,
+            },
+            1.5,
+            1000,
+        ),
+    ];
+    master.command(Command::Playback(PlaybackOp::Load {
+        media_id: "warm-up".into(),
+    }));
+    let mut ok = log
+        .wait(Duration::from_secs(5), loaded("warm-up", false, 1.0))
+        .await;
+    for (op, rate, ms) in steps {
+        master.command(Command::Playback(op));
+        ok &= log
+            .wait(Duration::from_secs(5), loaded("warm-up", true, rate))
+            .await;
+        let end = Instant::now() + Duration::from_millis(ms);
+        while Instant::now() < end {
+            let now = clock.now();
+            if let Some(m) = latest(Who::Master) {
+                let truth = m.position_at(now);
+                for &f in who {
+                    if let Some(p) = latest(Who::Follower(f)) {
+                        let err = p.distance(p.position_at(now), truth) as f64 / 1000.0;
+                        worst = worst.max(err);
+                        samples += 1;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await; // the sampling period
+        }
+    }
+    master.command(Command::Playback(PlaybackOp::Pause));
+    ok &= log
+        .wait(Duration::from_secs(5), loaded("warm-up", false, 1.5))
+        .await;
+    r.check(
+        &format!(
+            "every follower stays within one frame at 24 fps of the master: worst {worst:.2} ms over {samples} samples"
+        ),
+        ok && samples > 0 && worst <= 1000.0 / 24.0,
+    );
+    worst
 }
 
 /// Runs the live rehearsal; returns whether every check held.
@@ -566,6 +701,9 @@ pub async fn run(args: &DemoArgs) -> bool {
         ok,
     );
 
+    let timed_spread_ms = timed_turn(&mut r, &master_node, &log, epoch, &everyone).await;
+    let position_error_ms_max = played_segment(&mut r, &master_node, &log, &everyone).await;
+
     r.say("a streamed score for the current song, then cleared");
     let streamed = master_node
         .publish(ManifestKind::Stream, Some(vec![pack[0].clone()]))
@@ -650,6 +788,8 @@ pub async fn run(args: &DemoArgs) -> bool {
         "page_p99_ms": percentile(&latencies, 0.99),
         "page_samples": latencies.len(),
         "rejoin_ms": rejoin_ms,
+        "timed_turn_spread_ms": timed_spread_ms,
+        "position_error_ms_max": position_error_ms_max,
         "pack_bytes": pack_bytes,
         "pack_all_ms": pack_all_ms,
     });

@@ -7,7 +7,8 @@ use crate::console::{self, Out, Role};
 use crate::files_ui;
 use lansync::discovery::{Advertisement, Discovery, SessionAdvert};
 use lansync::node::{Files, FilesOptions, Host, HostOptions};
-use lansync::session::{Event, MasterConfig};
+use lansync::protocol::PlaybackOp;
+use lansync::session::{Command, Event, MasterConfig};
 use lansync::signaling::RateLimit;
 use lansync::transfer::ManifestKind;
 use lansync::transport::{self, Identity, TransportConfig};
@@ -55,6 +56,9 @@ pub struct HostArgs {
     /// Publish the files of this directory as the session media.
     #[arg(long)]
     media: Option<PathBuf>,
+    /// Start a shared countdown (a drawing session's pose timer): `90s`, `2m`, `1m30s`.
+    #[arg(long, value_parser = console::parse_duration)]
+    timer: Option<Duration>,
 }
 
 /// Loads this master's DTLS identity, or makes and saves one: the fingerprint in QR links must
@@ -207,6 +211,12 @@ async fn host(args: &HostArgs, out: &Out) -> Result<bool, String> {
         }
     };
 
+    if let Some(d) = args.timer {
+        host.node.command(Command::Playback(PlaybackOp::Timer {
+            duration_us: d.as_micros() as u64,
+            phase: String::new(),
+        }));
+    }
     let (events, advertising) = withdraw_on_end(host.take_events(), advert);
     let stdin = BufReader::new(tokio::io::stdin()).lines();
     let ok = console::session(
