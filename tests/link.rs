@@ -122,6 +122,28 @@ fn session_end_reports_every_link_ended_on_both_sides() {
 }
 
 #[test]
+fn master_reports_a_link_connected_only_once_its_follower_is_admitted() {
+    let (mut sim, m, _f) = joined_follower(5);
+    sim.run_for(secs(1));
+    assert_eq!(
+        link_states(&sim, m),
+        [LinkState::Connecting, LinkState::Connected]
+    );
+    // The Connected report comes with the admission (what the node serves files upon).
+    let connected = first_time(&sim, m, |e| {
+        matches!(
+            e,
+            Event::Link {
+                state: LinkState::Connected,
+                ..
+            }
+        )
+    });
+    let joined = first_time(&sim, m, |e| matches!(e, Event::ParticipantJoined(_)));
+    assert_eq!(connected, joined);
+}
+
+#[test]
 fn master_reports_a_link_that_never_joined_as_idle_when_closed() {
     let mut cfg = MasterConfig::new("master");
     cfg.join_timeout = secs(3);
@@ -132,7 +154,7 @@ fn master_reports_a_link_that_never_joined_as_idle_when_closed() {
     sim.run_for(secs(4));
     assert_eq!(
         link_states(&sim, m),
-        [LinkState::Connected, LinkState::Idle]
+        [LinkState::Connecting, LinkState::Idle]
     );
 }
 

@@ -466,9 +466,10 @@ impl Master {
                 updates: Bucket::new(now, self.cfg.updates_per_sec, self.cfg.update_burst),
             },
         );
+        // Connected (and served files) only once admitted: see `on_join_request`.
         self.out.event(Event::Link {
             peer,
-            state: LinkState::Connected,
+            state: LinkState::Connecting,
         });
         let hello = Message::Hello(Hello {
             mode: Mode::ChoirMaster,
@@ -648,6 +649,10 @@ impl Master {
         }
         let accept = self.accept_message();
         self.send(now, peer, accept);
+        self.out.event(Event::Link {
+            peer,
+            state: LinkState::Connected,
+        });
         if let Some(entry) = self.entry(sender) {
             self.out.event(Event::ParticipantJoined(entry));
         }
