@@ -166,8 +166,12 @@ fn a_follower_gets_the_hosts_pack_and_resumes_it_after_a_crash() {
     follower.wait_for("gate closed", |v| {
         v["event"] == "start_gate" && v["open"] == false
     });
-    // Kill it once part of the pack is on disk (the first file verified, more in progress).
-    follower.wait_for("first file", |v| v["event"] == "file_received");
+    // Kill it as soon as its first bytes are on disk (the first progress report follows the
+    // first chunk's write): nearly all of the 96 MB is still to come, so even a fast machine
+    // cannot finish before the signal lands.
+    follower.wait_for("first bytes", |v| {
+        v["event"] == "files_progress" && v["bytes_done"].as_u64() > Some(0)
+    });
     follower.signal("-KILL");
     drop(follower);
 
