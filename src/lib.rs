@@ -54,6 +54,8 @@
 pub mod discovery;
 pub mod invite;
 #[cfg(feature = "native")]
+pub mod netwatch;
+#[cfg(feature = "native")]
 pub mod node;
 pub mod protocol;
 pub mod session;

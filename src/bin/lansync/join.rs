@@ -167,6 +167,11 @@ async fn join(args: &JoinArgs, out: &Out) -> Result<bool, (&'static str, String)
         record_path: Some(record_path),
     };
     let (node, events) = Node::spawn(machine, opts);
+    // An interface coming back (Wi-Fi rejoined, cable in) redials at once, not after the backoff.
+    let watcher = node.clone();
+    if let Err(e) = lansync::netwatch::watch(move || watcher.network_changed()) {
+        tracing::info!(%e, "no network change notifications; relying on the backoff");
+    }
     if let Some(creds) = creds {
         node.command(Command::Join(creds));
     }

@@ -1,0 +1,161 @@
+//! Network change notifications: tells the app when an interface comes up or gains an address,
+//! so a disconnected follower redials at once instead of waiting out its backoff.
+//!
+//! On Linux this listens to the kernel's routing netlink groups (link and address changes) on a
+//! small thread of its own; elsewhere it does nothing (the backoff still brings links back).
+
+/// Calls `changed` whenever an interface comes up (running) or an address is added, until the
+/// process ends. Returns an error only when the notifications cannot be set up.
+#[cfg(target_os = "linux")]
+pub fn watch(changed: impl Fn() + Send + 'static) -> std::io::Result<()> {
+    let fd = linux::open()?;
+    std::thread::Builder::new()
+        .name("lansync-netwatch".into())
+        .spawn(move || linux::run(fd, changed))?;
+    Ok(())
+}
+
+/// Does nothing on this platform.
+#[cfg(not(target_os = "linux"))]
+pub fn watch(_changed: impl Fn() + Send + 'static) -> std::io::Result<()> {
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::io;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    /// A netlink socket subscribed to link and address changes.
+    pub fn open() -> io::Result<OwnedFd> {
+        // SAFETY: plain socket creation; the result is checked before use.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: sockaddr_nl is plain data; all-zero is a valid value to fill in.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        addr.nl_groups =
+            (libc::RTMGRP_LINK | libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV6_IFADDR) as u32;
+        // SAFETY: `addr` is a valid sockaddr_nl of the size given.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                &addr as *const libc::sockaddr_nl as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(fd)
+    }
+
+    /// Reads notifications until the socket fails; calls `changed` for interesting ones.
+    pub fn run(fd: OwnedFd, changed: impl Fn()) {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            // SAFETY: `buf` is valid for writes of its length.
+            let n = unsafe {
+                libc::recv(
+                    fd.as_raw_fd(),
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                    0,
+                )
+            };
+            if n < 0 {
+                if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                tracing::warn!(e = %io::Error::last_os_error(), "network watcher stopped");
+                return;
+            }
+            if interesting(&buf[..n as usize]) {
+                changed();
+            }
+        }
+    }
+
+    const HEADER: usize = 16; // nlmsghdr: len u32, type u16, flags u16, seq u32, pid u32
+    const IFF_UP_RUNNING: u32 = (libc::IFF_UP | libc::IFF_RUNNING) as u32;
+
+    /// Whether a batch of netlink messages holds a link that is up and running, or a new address.
+    pub fn interesting(mut bytes: &[u8]) -> bool {
+        let mut any = false;
+        while bytes.len() >= HEADER {
+            let len = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+            let kind = u16::from_ne_bytes([bytes[4], bytes[5]]);
+            if len < HEADER || len > bytes.len() {
+                break;
+            }
+            let body = &bytes[HEADER..len];
+            any |= match kind {
+                libc::RTM_NEWADDR => true,
+                // ifinfomsg: family u8, pad u8, type u16, index i32, flags u32, change u32
+                libc::RTM_NEWLINK => body.get(8..12).is_some_and(|f| {
+                    let flags = u32::from_ne_bytes([f[0], f[1], f[2], f[3]]);
+                    flags & IFF_UP_RUNNING == IFF_UP_RUNNING
+                }),
+                _ => false,
+            };
+            // Messages are aligned to 4 bytes.
+            let next = (len + 3) & !3;
+            bytes = bytes.get(next..).unwrap_or(&[]);
+        }
+        any
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn msg(kind: u16, body: &[u8]) -> Vec<u8> {
+            let len = (HEADER + body.len()) as u32;
+            let mut m = len.to_ne_bytes().to_vec();
+            m.extend(kind.to_ne_bytes());
+            m.extend([0u8; 10]);
+            m.extend(body);
+            while m.len() % 4 != 0 {
+                m.push(0);
+            }
+            m
+        }
+
+        fn link(flags: u32) -> Vec<u8> {
+            let mut body = vec![0u8; 8];
+            body.extend(flags.to_ne_bytes());
+            body.extend([0u8; 4]);
+            msg(libc::RTM_NEWLINK, &body)
+        }
+
+        #[test]
+        fn a_running_link_or_a_new_address_is_a_change_a_down_link_is_not() {
+            assert!(interesting(&link(IFF_UP_RUNNING)));
+            assert!(!interesting(&link(libc::IFF_UP as u32)));
+            assert!(interesting(&msg(libc::RTM_NEWADDR, &[0u8; 8])));
+            assert!(!interesting(&msg(libc::RTM_DELADDR, &[0u8; 8])));
+            let mut batch = link(0);
+            batch.extend(msg(libc::RTM_NEWADDR, &[0u8; 8]));
+            assert!(interesting(&batch));
+        }
+
+        #[test]
+        fn truncated_or_garbage_batches_are_ignored() {
+            assert!(!interesting(&[]));
+            assert!(!interesting(&[0xff; 7]));
+            let mut m = link(IFF_UP_RUNNING);
+            m[0] = 0xff; // a length past the end
+            assert!(!interesting(&m));
+        }
+    }
+}
