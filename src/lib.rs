@@ -10,13 +10,14 @@
 //! | module | role |
 //! |---|---|
 //! | [`protocol`] | the JSON envelope, the message catalog, limits and validation (pure) |
-//! | [`session`] | state machines: solo pair, choir master, choir follower, link health, backoff (pure) |
+//! | [`session`] | state machines: solo pair, choir master, choir follower, link health, backoff, clock offset, playback prediction, synced keys (pure) |
 //! | [`invite`] | invite/answer codes: compact base45 code, lz-string, QR rendering (pure codecs) |
 //! | [`sim`] | a deterministic simulated network for tests and the demo (pure) |
 //! | [`transfer`] | file transfer: chunk codec, manifests, media whitelist, resumable sender/receiver (pure) |
 //! | `transport` | WebRTC links: the only module that imports `webrtc` (feature `native`) |
 //! | `discovery` | mDNS advert and browse of choir sessions, `_lansync._tcp.local.` (`native`) |
-//! | `node` | the async driver: runs a machine over links, a clock and a record file (`native`) |
+//! | `node` | the async driver: runs a machine over links, a clock and a record file; the file service that moves files on disk (`native`) |
+//! | `netwatch` | network change notifications, so a follower redials when an interface returns (`native`) |
 //! | `signaling` | the master's HTTP join endpoint on the LAN and its client, MAC-bound to the join secret (`native`) |
 //!
 //! Without the default `native` feature the crate is only the pure core and builds for
