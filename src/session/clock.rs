@@ -43,7 +43,8 @@ pub struct ClockEstimate {
 
 #[derive(Debug, Clone, Copy)]
 struct Sample {
-    offset_us: i64,
+    /// Twice the offset, µs: `(t1 − t0) + (t2 − t3)` exactly, so no rounding hides in a bound.
+    offset2: i128,
     rtt_us: u64,
 }
 
@@ -70,16 +71,16 @@ impl ClockFilter {
             return false;
         }
         // i128: four u64 microsecond stamps cannot overflow it.
-        let offset = ((i128::from(t1) - i128::from(t0)) + (i128::from(t2) - i128::from(t3))) / 2;
-        let Ok(offset_us) = i64::try_from(offset) else {
+        let offset2 = (i128::from(t1) - i128::from(t0)) + (i128::from(t2) - i128::from(t3));
+        if i64::try_from(offset2 / 2).is_err() {
             self.rejected += 1;
             return false;
-        };
+        }
         if self.samples.len() == WINDOW {
             self.samples.pop_front();
         }
         self.samples.push_back(Sample {
-            offset_us,
+            offset2,
             rtt_us: rtt,
         });
         true
@@ -88,21 +89,26 @@ impl ClockFilter {
     /// The current estimate, once there is a sample.
     pub fn estimate(&self) -> Option<ClockEstimate> {
         let best = self.samples.iter().min_by_key(|s| s.rtt_us)?;
-        // i128 again: offset ± rtt/2 stays far inside it.
+        // Bounds on twice the offset, exact: offset·2 ± rtt.
         let bounds = |s: &Sample| {
-            let half = i128::from(s.rtt_us) / 2;
-            (
-                i128::from(s.offset_us) - half,
-                i128::from(s.offset_us) + half,
-            )
+            let rtt = i128::from(s.rtt_us);
+            (s.offset2 - rtt, s.offset2 + rtt)
         };
         let lower = self.samples.iter().map(|s| bounds(s).0).max()?;
         let upper = self.samples.iter().map(|s| bounds(s).1).min()?;
-        let (offset_us, error_us) = if lower <= upper {
-            (((lower + upper) / 2) as i64, ((upper - lower) / 2) as u64)
+        let (lower, upper) = if lower <= upper {
+            (lower, upper)
         } else {
-            (best.offset_us, best.rtt_us / 2)
+            bounds(best)
         };
+        // In quarter µs: the centre is lower + upper, the radius upper − lower. Rounding the
+        // centre to whole µs widens the error by what the rounding moved it, so the truth always
+        // stays within `error_us` of `offset_us`.
+        let centre4 = lower + upper;
+        let offset = centre4.div_euclid(4) + i128::from(centre4.rem_euclid(4) >= 2);
+        let spread4 = (upper - lower) + (centre4 - 4 * offset).abs();
+        let offset_us = offset as i64;
+        let error_us = ((spread4 + 3) / 4) as u64;
         Some(ClockEstimate {
             offset_us,
             rtt_us: best.rtt_us,
@@ -143,6 +149,16 @@ mod tests {
         let t2 = t1 + hold;
         let t3 = t0 + up + hold + down;
         (Time(t3), Pong { id: 1, t0, t1, t2 })
+    }
+
+    #[test]
+    fn an_odd_round_trip_all_on_one_leg_stays_within_the_bound() {
+        // Found by the property test: with whole-µs halving the truth sat 1 µs outside.
+        let mut f = ClockFilter::default();
+        let (now, pong) = exchange(1_000_000, 0, 43_697, 226_584, 0);
+        assert!(f.on_pong(now, &pong));
+        let e = f.estimate().unwrap();
+        assert!(e.offset_us.abs_diff(226_584) <= e.error_us, "{e:?}");
     }
 
     #[test]
