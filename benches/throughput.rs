@@ -246,11 +246,15 @@ fn run_sender(loopback: bool, total: u64) {
         .await
         .expect("tcp task");
         say("TCPDONE", &tcp);
-        // Keep the link until the orchestrator is done with us.
-        let mut line = String::new();
-        let _ = tokio::task::spawn_blocking(move || std::io::stdin().read_line(&mut line)).await;
-        link.close().await;
+        hold_until_told(link).await;
     });
+}
+
+/// Keeps the link open until the orchestrator writes a line (it is done with this process).
+async fn hold_until_told(link: Link) {
+    let mut line = String::new();
+    let _ = tokio::task::spawn_blocking(move || std::io::stdin().read_line(&mut line)).await;
+    link.close().await;
 }
 
 fn run_receiver(loopback: bool, total: u64, bind: &str) {
@@ -325,9 +329,7 @@ fn run_receiver(loopback: bool, total: u64, bind: &str) {
         .await
         .expect("tcp task");
         say("TCPDONE", &tcp);
-        let mut line = String::new();
-        let _ = tokio::task::spawn_blocking(move || std::io::stdin().read_line(&mut line)).await;
-        link.close().await;
+        hold_until_told(link).await;
     });
 }
 

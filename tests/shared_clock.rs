@@ -147,6 +147,23 @@ fn raw(kind: &str, session_id: &str, sender: &str, seq: u64, payload: &str) -> V
     .into_bytes()
 }
 
+/// A participant that may not seek asks for one, directly and with a forged request (envelope
+/// sequence `seq`): the master refuses both, the participant is told `forbidden-not-host`.
+fn assert_seek_refused(sim: &mut Sim, m: NodeId, f: NodeId, id: &str, seq: u64) {
+    sim.command(f, play(PlaybackOp::Seek { position_us: 0 }));
+    forge_to_master(
+        sim,
+        m,
+        f,
+        id,
+        seq,
+        "PLAYBACK_REQUEST",
+        r#"{"op":"seek","position_us":0}"#,
+    );
+    sim.run_for(ms(100));
+    assert_eq!(errors(sim, f), vec!["forbidden-not-host"]);
+}
+
 /// Feeds the master a message as if follower `f` (device id `id`) had sent it.
 fn forge_to_master(sim: &mut Sim, m: NodeId, f: NodeId, id: &str, seq: u64, kind: &str, p: &str) {
     let session = sim.master(m).record().session_id.clone();
@@ -565,18 +582,7 @@ fn host_only_refuses_participants_and_shared_pause_lets_them_pause_and_resume() 
     sim.run_for(ms(100));
     assert!(running(&sim, m));
     assert!(sim.follower(fs[0]).playback().unwrap().running);
-    sim.command(fs[1], play(PlaybackOp::Seek { position_us: 0 }));
-    forge_to_master(
-        &mut sim,
-        m,
-        fs[1],
-        "f1",
-        2,
-        "PLAYBACK_REQUEST",
-        r#"{"op":"seek","position_us":0}"#,
-    );
-    sim.run_for(ms(100));
-    assert_eq!(errors(&sim, fs[1]), vec!["forbidden-not-host"]);
+    assert_seek_refused(&mut sim, m, fs[1], "f1", 2);
     assert!(sim.master(m).playback_position(sim.local_now(m)).unwrap() > 200_000);
 }
 
@@ -642,18 +648,7 @@ fn the_host_can_hand_the_editor_role_over_and_take_it_back() {
     // Taken back: the former editor is an ordinary participant again.
     sim.command(m, Command::SetEditor { device_id: None });
     sim.run_for(ms(100));
-    sim.command(fs[0], play(PlaybackOp::Seek { position_us: 0 }));
-    forge_to_master(
-        &mut sim,
-        m,
-        fs[0],
-        "f0",
-        3,
-        "PLAYBACK_REQUEST",
-        r#"{"op":"seek","position_us":0}"#,
-    );
-    sim.run_for(ms(100));
-    assert_eq!(errors(&sim, fs[0]), vec!["forbidden-not-host"]);
+    assert_seek_refused(&mut sim, m, fs[0], "f0", 3);
     assert_eq!(sim.master(m).playback().unwrap().position_us, 7_000_000);
 }
 
