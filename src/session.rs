@@ -15,6 +15,7 @@
 
 mod backoff;
 mod clock;
+mod door;
 mod follower;
 mod keys;
 mod link;
@@ -24,6 +25,7 @@ mod solo;
 
 pub use backoff::{Backoff, BackoffConfig, Rng};
 pub use clock::{ClockEstimate, ClockFilter};
+pub use door::{DoorAuth, DoorQuery, DoorReply, DoorSecret};
 pub use follower::{Follower, FollowerConfig, FollowerRecord, FollowerState, JoinCredentials};
 pub use keys::{KeyStore, Merge, DEFAULT_SYNC_GROUPS, PLAYBACK_GROUP};
 pub use link::{HeartbeatConfig, LinkState};
@@ -377,6 +379,11 @@ pub trait Machine {
     fn poll_output(&mut self) -> Option<Output>;
     /// When the machine next needs `Input::Timeout`.
     fn poll_timeout(&self) -> Option<Time>;
+    /// Admission at the door: what a join request for `query` must prove and whether it would
+    /// be admitted (PROTOCOL.md §9.3). Only a master admits anyone.
+    fn door(&self, _now: Time, _query: &DoorQuery) -> DoorReply {
+        DoorReply::closed()
+    }
 }
 
 /// Queue of outputs plus this device's outgoing envelope counter: shared by every role.

@@ -138,6 +138,10 @@ pub struct JoinCredentials {
     /// Password for a code join.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    /// The member secret the master gave this device at its first join: a rejoin proves it
+    /// (PROTOCOL.md §9.2), so no other device can take this device's place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_secret: Option<String>,
 }
 
 /// What a follower persists so a restart rejoins automatically.
