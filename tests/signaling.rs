@@ -64,9 +64,9 @@ fn by_token(token: &str) -> JoinCredentials {
 
 fn by_code(code: &str, password: Option<&str>) -> JoinCredentials {
     JoinCredentials {
-        token: None,
         session_code: Some(code.into()),
         password: password.map(Into::into),
+        ..Default::default()
     }
 }
 
