@@ -19,7 +19,8 @@ pub use host::{follower_dialer, Host, HostOptions, JoinTarget};
 
 use crate::protocol::{Envelope, RejectReason};
 use crate::session::{
-    Command, Event, Input, JoinCredentials, LinkState, Machine, Output, PeerId, Record, Time,
+    Command, DoorQuery, DoorReply, Event, Input, JoinCredentials, LinkState, Machine, Output,
+    PeerId, Record, Time,
 };
 use crate::transfer::{ManifestKind, TransferError};
 use crate::transport::{Link, LinkEvent, LinkSender};
@@ -109,7 +110,9 @@ pub struct NodeOptions {
 
 enum Request {
     Command(Command),
-    AddLink(Link),
+    /// A link, and the device id the join endpoint admitted it as, if it did.
+    AddLink(Link, Option<String>),
+    Door(DoorQuery, oneshot::Sender<DoorReply>),
     NetworkChanged,
 }
 
@@ -170,7 +173,23 @@ impl Node {
 
     /// Hands over an open link (from pairing or a join), which becomes `LinkUp`.
     pub fn add_link(&self, link: Link) {
-        let _ = self.tx.send(Request::AddLink(link));
+        let _ = self.tx.send(Request::AddLink(link, None));
+    }
+
+    /// Hands over a link the join endpoint made for a request it admitted as `device_id`
+    /// (PROTOCOL.md §9.4): the link may only join as that id.
+    pub fn add_admitted_link(&self, link: Link, device_id: String) {
+        let _ = self.tx.send(Request::AddLink(link, Some(device_id)));
+    }
+
+    /// Asks the machine, as it is at this instant, what a join request must prove and whether
+    /// it would be admitted (PROTOCOL.md §9.3). A stopped node admits nobody.
+    pub async fn door(&self, query: DoorQuery) -> DoorReply {
+        let (reply, answer) = oneshot::channel();
+        if self.tx.send(Request::Door(query, reply)).is_err() {
+            return DoorReply::closed();
+        }
+        answer.await.unwrap_or_else(|_| DoorReply::closed())
     }
 
     /// Tells the machine the network changed, so it retries at once.
@@ -226,13 +245,16 @@ async fn drive<M: Machine>(
                     d.stream_follows_the_song(&cmd);
                     d.input(Input::Command(&cmd));
                 }
-                Some(Request::AddLink(link)) => d.add_link(link),
+                Some(Request::AddLink(link, admitted)) => d.add_link(link, admitted),
+                Some(Request::Door(query, reply)) => {
+                    let _ = reply.send(d.machine.door(d.clock.now(), &query));
+                }
                 Some(Request::NetworkChanged) => d.input(Input::NetworkChanged),
                 None => break, // every handle dropped
             },
             Some((peer, ev)) = link_rx.recv() => d.on_link_event(peer, ev),
             Some(result) = dial_rx.recv() => match result {
-                Ok(link) => d.add_link(link),
+                Ok(link) => d.add_link(link, None),
                 Err(DialError::Refused(reason)) => {
                     tracing::info!(?reason, "dial refused");
                     d.input(Input::DialRefused(reason));
@@ -258,7 +280,7 @@ impl<M: Machine> Driver<M> {
         self.machine.handle(now, input);
     }
 
-    fn add_link(&mut self, mut link: Link) {
+    fn add_link(&mut self, mut link: Link, admitted: Option<String>) {
         let peer = self.next_peer;
         self.next_peer += 1;
         let sender = link.sender();
@@ -294,7 +316,10 @@ impl<M: Machine> Driver<M> {
                 close: Some(close_tx),
             },
         );
-        self.input(Input::LinkUp(peer));
+        match &admitted {
+            Some(id) => self.input(Input::AdmittedLinkUp(peer, id)),
+            None => self.input(Input::LinkUp(peer)),
+        }
     }
 
     fn on_link_event(&mut self, peer: PeerId, ev: LinkEvent) {

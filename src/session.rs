@@ -29,7 +29,7 @@ pub use door::{DoorAuth, DoorQuery, DoorReply, DoorSecret};
 pub use follower::{Follower, FollowerConfig, FollowerRecord, FollowerState, JoinCredentials};
 pub use keys::{KeyStore, Merge, DEFAULT_SYNC_GROUPS, PLAYBACK_GROUP};
 pub use link::{HeartbeatConfig, LinkState};
-pub use master::{Master, MasterConfig, MasterRecord, MasterState, SessionCode};
+pub use master::{Master, MasterConfig, MasterRecord, MasterState, MemberRecord, SessionCode};
 pub use playback::TIMER_MEDIA_ID;
 pub use solo::{Solo, SoloConfig, SoloState};
 
@@ -88,6 +88,9 @@ pub type PeerId = u64;
 pub enum Input<'a> {
     /// A link to a peer is open (both data channels).
     LinkUp(PeerId),
+    /// A link the join endpoint made is open, admitted as this device id (PROTOCOL.md §9.4):
+    /// the link may only join as that id. Roles that admit nobody treat it as `LinkUp`.
+    AdmittedLinkUp(PeerId, &'a str),
     /// A link is gone (closed, failed, or the driver gave up on it).
     LinkDown(PeerId),
     /// A `Dial` could not produce a link (peer unreachable, no answer).

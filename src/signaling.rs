@@ -41,7 +41,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use crate::protocol::{check_id, RejectReason, MAX_NAME_LEN};
-use crate::session::{JoinCredentials, SessionCode};
+use crate::session::{DoorAuth, DoorQuery, DoorReply, DoorSecret, JoinCredentials, SessionCode};
 
 /// The path of the join endpoint.
 pub const JOIN_PATH: &str = "/v1/join";
@@ -121,6 +121,38 @@ pub struct JoinPolicy {
     /// session machine applies the same rule).
     pub members: std::collections::BTreeSet<String>,
 }
+
+impl JoinPolicy {
+    /// The admission this policy makes, as a door ([`serve_with_door`]) answers it.
+    fn door(&self, query: &DoorQuery) -> DoorReply {
+        let secret = match query.auth {
+            DoorAuth::Token => Some(DoorSecret::Token(self.token.clone())),
+            DoorAuth::Code => {
+                let ours = SessionCode::parse(&self.session_code);
+                let given = query.session_code.as_deref().and_then(SessionCode::parse);
+                ours.filter(|o| given.as_ref() == Some(o))
+                    .map(|o| DoorSecret::Code {
+                        code: o.as_str().to_string(),
+                        password: self.password.clone().unwrap_or_default(),
+                    })
+            }
+            DoorAuth::Member => None,
+        };
+        let verdict = if self.ended {
+            Err(RejectReason::SessionEnded)
+        } else if self.full && !self.members.contains(&query.device_id) {
+            Err(RejectReason::SessionFull)
+        } else {
+            Ok(())
+        };
+        DoorReply { secret, verdict }
+    }
+}
+
+/// The master's admission at the door (PROTOCOL.md §9.3): asked once per request, before its
+/// proof is checked, with the session as it is at that instant.
+pub type Door =
+    Arc<dyn Fn(DoorQuery) -> Pin<Box<dyn Future<Output = DoorReply> + Send>> + Send + Sync>;
 
 /// Which secret a join request proves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,7 +248,7 @@ impl Drop for JoinServer {
 }
 
 struct Shared {
-    policy: Arc<RwLock<JoinPolicy>>,
+    door: Door,
     on_offer: OfferHandler,
     limiter: Mutex<RateLimiter>,
 }
@@ -250,6 +282,28 @@ where
     F: Fn(OfferIn) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<String, RejectReason>> + Send + 'static,
 {
+    let door: Door = Arc::new(move |query| {
+        let reply = policy
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .door(&query);
+        Box::pin(std::future::ready(reply))
+    });
+    serve_with_door(bind, door, rate, on_offer).await
+}
+
+/// [`serve_with_rate_limit`] asking `door` who may join: the master's session machine answers
+/// it (`Node::door`), so the rules live in one place.
+pub async fn serve_with_door<F, Fut>(
+    bind: SocketAddr,
+    door: Door,
+    rate: RateLimit,
+    on_offer: F,
+) -> Result<JoinServer, SignalingError>
+where
+    F: Fn(OfferIn) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<String, RejectReason>> + Send + 'static,
+{
     let ok = |x: f64| x.is_finite() && x > 0.0;
     let rate = if ok(rate.per_sec) && ok(rate.burst) {
         rate
@@ -263,7 +317,7 @@ where
         .local_addr()
         .map_err(|e| SignalingError::Unreachable(e.to_string()))?;
     let shared = Arc::new(Shared {
-        policy,
+        door,
         on_offer: Box::new(move |offer| Box::pin(on_offer(offer))),
         limiter: Mutex::new(RateLimiter::new(rate)),
     });
@@ -356,6 +410,7 @@ fn reject_status(r: RejectReason) -> StatusCode {
         RejectReason::InvalidToken | RejectReason::InvalidPassword => StatusCode::FORBIDDEN,
         RejectReason::SessionEnded => StatusCode::GONE,
         RejectReason::SessionFull => StatusCode::SERVICE_UNAVAILABLE,
+        RejectReason::DeviceIdTaken => StatusCode::CONFLICT,
         RejectReason::Unknown => StatusCode::FORBIDDEN,
     }
 }
@@ -369,6 +424,7 @@ fn reject_name(r: RejectReason) -> &'static str {
         RejectReason::VersionMismatch => "version_mismatch",
         RejectReason::SessionFull => "session_full",
         RejectReason::SessionNotFound => "session_not_found",
+        RejectReason::DeviceIdTaken => "device_id_taken",
         RejectReason::Unknown => "join_rejected",
     }
 }
@@ -406,11 +462,19 @@ async fn handle_join(
     let bytes = read_body(headers, body).await?;
     let req = parse_request(&bytes)?;
 
-    // Decide under the lock, but never hold it across an await.
-    let key = {
-        let policy = shared.policy.read().unwrap_or_else(|e| e.into_inner());
-        check_request(&policy, &req)?
-    };
+    if req.auth == JoinAuth::Code && req.session_code.is_none() {
+        return Err(Refusal::BadRequest("a code join needs session_code".into()));
+    }
+    let reply = (shared.door)(DoorQuery {
+        auth: match req.auth {
+            JoinAuth::Token => DoorAuth::Token,
+            JoinAuth::Code => DoorAuth::Code,
+        },
+        session_code: req.session_code.clone(),
+        device_id: req.device_id.clone(),
+    })
+    .await;
+    let key = check_request(&reply, &req)?;
 
     let offer = OfferIn {
         device_id: req.device_id,
@@ -526,37 +590,24 @@ fn parse_request(bytes: &[u8]) -> Result<JoinRequest, Refusal> {
     Ok(req)
 }
 
-/// The policy checks, in the order PROTOCOL.md §9 gives. Returns the key to sign the answer.
-fn check_request(policy: &JoinPolicy, req: &JoinRequest) -> Result<Vec<u8>, Refusal> {
-    let (key, bad_proof) = match req.auth {
+/// The door's checks, in the order PROTOCOL.md §9 gives: the proof with the secret the door
+/// names, then its verdict. Returns the key to sign the answer.
+fn check_request(reply: &DoorReply, req: &JoinRequest) -> Result<Vec<u8>, Refusal> {
+    let (key, bad_proof) = match (&reply.secret, req.auth) {
         // A master without a token (misconfigured) must not accept an empty one.
-        JoinAuth::Token if policy.token.is_empty() => {
-            return Err(Refusal::Reject(RejectReason::InvalidToken))
+        (Some(DoorSecret::Token(token)), JoinAuth::Token) if !token.is_empty() => {
+            (token_key(token), RejectReason::InvalidToken)
         }
-        JoinAuth::Token => (token_key(&policy.token), RejectReason::InvalidToken),
-        JoinAuth::Code => {
-            let given = req
-                .session_code
-                .as_deref()
-                .ok_or_else(|| Refusal::BadRequest("a code join needs session_code".into()))?;
-            let ours = SessionCode::parse(&policy.session_code);
-            let matches = match (SessionCode::parse(given), &ours) {
-                (Some(g), Some(o)) => g == *o,
-                _ => false,
-            };
-            let Some(ours) = ours.filter(|_| matches) else {
-                return Err(Refusal::Reject(RejectReason::SessionNotFound));
-            };
-            let bad = if policy.password.is_some() {
-                RejectReason::InvalidPassword
-            } else {
+        (Some(DoorSecret::Code { code, password }), JoinAuth::Code) => {
+            let bad = if password.is_empty() {
                 RejectReason::InvalidToken
+            } else {
+                RejectReason::InvalidPassword
             };
-            (
-                code_key(ours.as_str(), policy.password.as_deref().unwrap_or("")),
-                bad,
-            )
+            (code_key(code, password), bad)
         }
+        (_, JoinAuth::Code) => return Err(Refusal::Reject(RejectReason::SessionNotFound)),
+        (_, JoinAuth::Token) => return Err(Refusal::Reject(RejectReason::InvalidToken)),
     };
     let proof = unhex(&req.proof).unwrap_or_default();
     let mut mac = HmacSha256::new_from_slice(&key).expect("HMAC takes keys of any length");
@@ -564,12 +615,7 @@ fn check_request(policy: &JoinPolicy, req: &JoinRequest) -> Result<Vec<u8>, Refu
     if mac.verify_slice(&proof).is_err() {
         return Err(Refusal::Reject(bad_proof));
     }
-    if policy.ended {
-        return Err(Refusal::Reject(RejectReason::SessionEnded));
-    }
-    if policy.full && !policy.members.contains(&req.device_id) {
-        return Err(Refusal::Reject(RejectReason::SessionFull));
-    }
+    reply.verdict.map_err(Refusal::Reject)?;
     Ok(key)
 }
 

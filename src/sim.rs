@@ -566,7 +566,7 @@ impl Sim {
             self.nodes[n].record.clone(),
         ) {
             (Blueprint::Master(cfg), Some(Record::Master(rec))) => {
-                Role::Master(Master::restore(cfg, now, rec))
+                Role::Master(Master::restore(cfg, now, rec, self.entropy()))
             }
             (Blueprint::Master(cfg), _) => Role::Master(Master::new(cfg, now, self.entropy())),
             (Blueprint::Follower(cfg), Some(Record::Follower(rec))) => {

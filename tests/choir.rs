@@ -5,8 +5,9 @@ mod sim;
 
 use lansync::protocol::{FollowMode, PresenceStatus, RejectReason, Role, StreamInfo};
 use lansync::session::{
-    BackoffConfig, Command, Event, FollowerConfig, FollowerState, JoinCredentials, Master,
-    MasterConfig, MasterState, Origin, Record, SessionCode, Time,
+    BackoffConfig, Command, DoorAuth, DoorQuery, DoorSecret, Event, FollowerConfig, FollowerState,
+    Input, JoinCredentials, Machine, Master, MasterConfig, MasterState, Origin, Output, Record,
+    SessionCode, Time,
 };
 use sim::{NodeId, Sim, EPOCH_MS};
 use std::time::Duration;
@@ -329,7 +330,7 @@ fn follower_joining_by_token_goes_idle_joining_connected_follow() {
 }
 
 #[test]
-fn follower_joins_by_a_sloppily_typed_session_code_and_stores_the_token() {
+fn follower_joins_by_a_sloppily_typed_session_code_and_gets_a_member_secret_never_the_token() {
     let mut sim = Sim::new(6);
     let m = sim.add_master(MasterConfig::new("master"));
     let code = sim.master(m).record().session_code.as_str().to_string();
@@ -338,10 +339,17 @@ fn follower_joins_by_a_sloppily_typed_session_code_and_stores_the_token() {
     sim.command(f, join_code(&typed, None));
     sim.run_for(secs(1));
     assert_eq!(sim.follower(f).state(), FollowerState::ConnectedFollow);
-    assert_eq!(
-        sim.follower(f).token(),
-        Some(sim.master(m).record().token.as_str())
+    // The QR token is the session's key: knowing the code must not give it away (§6.2).
+    assert_eq!(sim.follower(f).token(), None);
+    let token = sim.master(m).record().token.clone();
+    assert!(
+        matches!(&sim.nodes[f].record, Some(Record::Follower(r)) if r.token.is_none()),
+        "the code joiner's record holds no token"
     );
+    let secret = sim.follower(f).member_secret().expect("a member secret");
+    assert_eq!(secret.len(), 32);
+    assert!(secret.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_ne!(secret, token);
     assert!(sim
         .events_of(f)
         .any(|e| matches!(e, Event::Joined { session_code, .. } if *session_code == code)));
@@ -915,7 +923,9 @@ fn follower_restarted_from_its_record_rejoins_by_token() {
     sim.command(m, song("kyrie"));
     sim.run_for(secs(1));
     let token = sim.master(m).record().token.clone();
-    assert!(matches!(&sim.nodes[f].record, Some(Record::Follower(r)) if r.token == token));
+    assert!(
+        matches!(&sim.nodes[f].record, Some(Record::Follower(r)) if r.token.as_deref() == Some(token.as_str()))
+    );
     sim.crash(f);
     sim.run_for(secs(12)); // the master notices the silence
     assert_eq!(sim.master(m).state(), MasterState::ReconnectingLinks);
@@ -1448,4 +1458,276 @@ fn flooding_peer_is_rate_limited_and_the_master_keeps_serving_others() {
     sim.run_for(ms(50));
     assert_eq!(view(&sim, other).2, 3);
     assert_eq!(sim.master(m).state(), MasterState::SessionActive);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admission and identity (§6.2, §9.3, §9.4): a member's id is only its own
+// ---------------------------------------------------------------------------------------------
+
+/// A follower whose display name differs from its id, so a list shows who is who.
+fn named(id: &str, name: &str) -> FollowerConfig {
+    let mut cfg = FollowerConfig::new(id);
+    cfg.device_name = name.into();
+    cfg
+}
+
+fn door(
+    sim: &Sim,
+    m: NodeId,
+    auth: DoorAuth,
+    code: Option<&str>,
+    id: &str,
+) -> lansync::session::DoorReply {
+    let q = DoorQuery {
+        auth,
+        session_code: code.map(Into::into),
+        device_id: id.into(),
+    };
+    sim.master(m).door(Time::from_millis(EPOCH_MS), &q)
+}
+
+/// The name the master lists a participant under.
+fn listed_name(sim: &Sim, m: NodeId, id: &str) -> Option<String> {
+    sim.master(m)
+        .participants()
+        .into_iter()
+        .find(|p| p.id == id)
+        .map(|p| p.name)
+}
+
+#[test]
+fn a_members_device_id_cannot_be_taken_by_a_token_or_code_join() {
+    let mut sim = Sim::new(70);
+    let m = sim.add_master(MasterConfig::new("master"));
+    let token = sim.master(m).record().token.clone();
+    let code = sim.master(m).record().session_code.as_str().to_string();
+    let victim = sim.add_follower(named("victim", "Victim"), m);
+    sim.command(victim, join_token(&token));
+    sim.run_for(secs(1));
+    assert_eq!(sim.follower(victim).state(), FollowerState::ConnectedFollow);
+
+    // Two impostors claim the victim's id, one with the QR token, one with the code.
+    let by_token = sim.add_follower(named("victim", "evil"), m);
+    let by_code = sim.add_follower(named("victim", "evil2"), m);
+    sim.command(by_token, join_token(&token));
+    sim.command(by_code, join_code(&code, None));
+    sim.run_for(secs(5));
+    for f in [by_token, by_code] {
+        assert_eq!(rejections(&sim, f), [RejectReason::DeviceIdTaken]);
+        assert_eq!(sim.follower(f).state(), FollowerState::IdleLocal);
+    }
+    // The victim was never displaced and is listed under its own name.
+    assert_eq!(sim.follower(victim).state(), FollowerState::ConnectedFollow);
+    assert_eq!(listed_name(&sim, m, "victim").as_deref(), Some("Victim"));
+    assert_eq!(
+        count_events(&sim, m, |e| matches!(e, Event::ParticipantLeft(_))),
+        0
+    );
+    assert_eq!(sim.master(m).count(), 2);
+    // Nor can anyone take the master's own id.
+    let fake_master = sim.add_follower(named("master", "evil"), m);
+    sim.command(fake_master, join_token(&token));
+    sim.run_for(secs(1));
+    assert_eq!(rejections(&sim, fake_master), [RejectReason::DeviceIdTaken]);
+}
+
+#[test]
+fn a_member_rejoins_with_its_secret_also_after_a_master_restart_and_an_impostor_still_cannot() {
+    let mut sim = Sim::new(71);
+    let (m, code) = password_master(&mut sim);
+    let f = sim.add_follower(named("alto", "Alto"), m);
+    sim.command(f, join_code(&code, Some("tenor-2024")));
+    sim.run_for(secs(1));
+    let secret = sim
+        .follower(f)
+        .member_secret()
+        .expect("a member secret")
+        .to_string();
+    assert!(matches!(&sim.nodes[m].record, Some(Record::Master(r))
+        if r.members.get("alto").map(|x| x.secret.as_str()) == Some(secret.as_str())));
+
+    // A lost link: the follower rejoins by its secret.
+    sim.cut(m, f);
+    sim.run_for(secs(5));
+    assert_eq!(sim.follower(f).state(), FollowerState::ConnectedFollow);
+
+    // The master crashes and restarts from its record; so does the follower.
+    sim.crash(m);
+    sim.crash(f);
+    sim.run_for(secs(1));
+    sim.restart(m);
+    sim.restart(f);
+    sim.run_for(secs(15));
+    assert_eq!(sim.follower(f).state(), FollowerState::ConnectedFollow);
+    assert_eq!(sim.follower(f).member_secret(), Some(secret.as_str()));
+    assert!(rejections(&sim, f).is_empty());
+
+    // The restarted master still knows whose id it is.
+    let token = sim.master(m).record().token.clone();
+    let evil = sim.add_follower(named("alto", "evil"), m);
+    sim.command(evil, join_token(&token));
+    sim.run_for(secs(1));
+    assert_eq!(rejections(&sim, evil), [RejectReason::DeviceIdTaken]);
+    assert_eq!(sim.follower(f).state(), FollowerState::ConnectedFollow);
+    assert_eq!(listed_name(&sim, m, "alto").as_deref(), Some("Alto"));
+}
+
+#[test]
+fn leaving_for_good_frees_the_device_id() {
+    let (mut sim, m, fs) = choir(1, 72);
+    let token = sim.master(m).record().token.clone();
+    sim.command(fs[0], Command::Leave);
+    sim.run_for(secs(1));
+    let again = sim.add_follower(named("f0", "new tablet"), m);
+    sim.command(again, join_token(&token));
+    sim.run_for(secs(1));
+    assert_eq!(sim.follower(again).state(), FollowerState::ConnectedFollow);
+    assert_eq!(listed_name(&sim, m, "f0").as_deref(), Some("new tablet"));
+}
+
+#[test]
+fn a_message_claiming_another_members_id_is_the_links_members() {
+    let (mut sim, m, fs) = choir(2, 73);
+    let sid = sim.master(m).record().session_id.clone();
+    let a_link = sim.peer_to(m, fs[0]).unwrap();
+    // f0 sends, on its own link, messages whose envelopes claim to be f1's.
+    let follow = raw(
+        "SET_FOLLOW_MODE",
+        &sid,
+        "f1",
+        1_000_000,
+        r#"{"mode":"free"}"#,
+    );
+    sim.inject(m, a_link, &follow);
+    let key = raw(
+        "KEY_SET",
+        &sid,
+        "f1",
+        1_000_001,
+        &format!(
+            r#"{{"key":"view.zoom","value":2,"policy":"lww","stamp":{{"ts":{EPOCH_MS},"sender_id":"f1"}}}}"#
+        ),
+    );
+    sim.inject(m, a_link, &key);
+    sim.run_for(ms(200));
+    let mode_of = |id: &str| {
+        sim.master(m)
+            .participants()
+            .into_iter()
+            .find(|p| p.id == id)
+            .map(|p| p.follow_mode)
+    };
+    assert_eq!(mode_of("f0"), Some(FollowMode::Free), "f0 changed itself");
+    assert_eq!(mode_of("f1"), Some(FollowMode::Follow), "f1 untouched");
+    let zoom = sim
+        .master(m)
+        .keys()
+        .get("view.zoom")
+        .cloned()
+        .expect("key applied");
+    assert_eq!(zoom.stamp.sender_id, "f0", "written by the link's member");
+}
+
+#[test]
+fn a_join_request_on_a_link_admitted_as_one_id_claiming_another_is_refused() {
+    let now = Time::from_millis(EPOCH_MS);
+    let mut master = Master::new(MasterConfig::new("master"), now, [5; 32]);
+    let sid = master.record().session_id.clone();
+    let token = master.record().token.clone();
+    while master.poll_output().is_some() {}
+    let join = |sender: &str| {
+        raw(
+            "JOIN_REQUEST",
+            &sid,
+            sender,
+            1,
+            &format!(r#"{{"token":"{token}","device_name":"x"}}"#),
+        )
+    };
+    master.handle(now, Input::AdmittedLinkUp(1, "alice"));
+    master.handle(now, Input::Received(1, &join("bob")));
+    let outs: Vec<Output> = std::iter::from_fn(|| master.poll_output()).collect();
+    assert!(outs
+        .iter()
+        .any(|o| matches!(o, Output::Send(1, t) if t.contains("JOIN_REJECT") && t.contains("device_id_taken"))));
+    assert!(outs.contains(&Output::Close(1)));
+    assert_eq!(master.count(), 1);
+    // The same link joining as the id it was admitted as is accepted.
+    master.handle(now, Input::AdmittedLinkUp(2, "alice"));
+    master.handle(now, Input::Received(2, &join("alice")));
+    let outs: Vec<Output> = std::iter::from_fn(|| master.poll_output()).collect();
+    assert!(outs.iter().any(
+        |o| matches!(o, Output::Send(2, t) if t.contains("JOIN_ACCEPT") && !t.contains(&token))
+    ));
+    assert_eq!(master.count(), 2);
+}
+
+#[test]
+fn the_door_names_the_secret_to_prove_and_the_verdict_the_machine_holds() {
+    let mut cfg = MasterConfig::new("master");
+    cfg.max_followers = 1;
+    cfg.password = Some("tenor-2024".into());
+    let mut sim = Sim::new(74);
+    let m = sim.add_master(cfg);
+    let token = sim.master(m).record().token.clone();
+    let code = sim.master(m).record().session_code.as_str().to_string();
+
+    // Before anyone joined: token and code name their secrets, a wrong code names none.
+    let r = door(&sim, m, DoorAuth::Token, None, "f0");
+    assert_eq!(r.secret, Some(DoorSecret::Token(token.clone())));
+    assert_eq!(r.verdict, Ok(()));
+    let sloppy = code.to_lowercase().replace('-', "");
+    let r = door(&sim, m, DoorAuth::Code, Some(&sloppy), "f0");
+    assert_eq!(
+        r.secret,
+        Some(DoorSecret::Code {
+            code: code.clone(),
+            password: "tenor-2024".into()
+        })
+    );
+    let other = if code == "ABCD-EFGH" {
+        "HGFE-DCBA"
+    } else {
+        "ABCD-EFGH"
+    };
+    assert_eq!(
+        door(&sim, m, DoorAuth::Code, Some(other), "f0").secret,
+        None
+    );
+    assert_eq!(door(&sim, m, DoorAuth::Member, None, "f0").secret, None);
+    assert_eq!(
+        door(&sim, m, DoorAuth::Token, None, "master").verdict,
+        Err(RejectReason::DeviceIdTaken)
+    );
+
+    let f = sim.add_follower(FollowerConfig::new("f0"), m);
+    sim.command(f, join_token(&token));
+    sim.run_for(secs(1));
+    let secret = sim.follower(f).member_secret().unwrap().to_string();
+    // A member's id: taken for token and code, its own secret for a rejoin, full or not.
+    assert_eq!(
+        door(&sim, m, DoorAuth::Token, None, "f0").verdict,
+        Err(RejectReason::DeviceIdTaken)
+    );
+    assert_eq!(
+        door(&sim, m, DoorAuth::Code, Some(&code), "f0").verdict,
+        Err(RejectReason::DeviceIdTaken)
+    );
+    let r = door(&sim, m, DoorAuth::Member, None, "f0");
+    assert_eq!(r.secret, Some(DoorSecret::Member(secret)));
+    assert_eq!(r.verdict, Ok(()));
+    // A newcomer: the session is full (one follower at most).
+    assert_eq!(
+        door(&sim, m, DoorAuth::Token, None, "f1").verdict,
+        Err(RejectReason::SessionFull)
+    );
+    // Ended: every verdict says so.
+    sim.command(m, Command::End);
+    sim.run_for(secs(1));
+    for (auth, id) in [(DoorAuth::Token, "f1"), (DoorAuth::Member, "f0")] {
+        assert_eq!(
+            door(&sim, m, auth, None, id).verdict,
+            Err(RejectReason::SessionEnded)
+        );
+    }
 }

@@ -1,16 +1,16 @@
-//! A choir master on the LAN: its node, its HTTP join endpoint, and the join policy kept in step
-//! with the session (ended, full). Followers reach it with [`follower_dialer`].
+//! A choir master on the LAN: its node and its HTTP join endpoint, which asks the node's session
+//! machine who may join (PROTOCOL.md §9.3). Followers reach it with [`follower_dialer`].
 
 use super::{DialError, DialFuture, Dialer, Node, NodeOptions};
 use crate::invite::JoinLink;
 use crate::node::{load_record, Clock};
-use crate::protocol::{PresenceStatus, RejectReason};
+use crate::protocol::RejectReason;
 use crate::session::{Event, JoinCredentials, Master, MasterConfig, MasterRecord, Record};
-use crate::signaling::{self, JoinPolicy, JoinServer, RateLimit, SignalingError};
+use crate::signaling::{self, Door, JoinServer, RateLimit, SignalingError};
 use crate::transport::{self, Identity, TransportConfig};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -51,40 +51,35 @@ impl Host {
     pub async fn start(opts: HostOptions) -> Result<Host, String> {
         let now = Clock::new().now();
         let resumed = opts.record_path.as_deref().and_then(load_record);
+        let mut entropy = [0u8; 32];
+        getrandom::fill(&mut entropy).map_err(|e| format!("no random source: {e}"))?;
         let machine = match resumed {
             Some(Record::Master(rec)) if !rec.ended => {
-                Master::restore(opts.master.clone(), now, rec)
+                Master::restore(opts.master.clone(), now, rec, entropy)
             }
-            _ => {
-                let mut entropy = [0u8; 32];
-                getrandom::fill(&mut entropy).map_err(|e| format!("no random source: {e}"))?;
-                Master::new(opts.master.clone(), now, entropy)
-            }
+            _ => Master::new(opts.master.clone(), now, entropy),
         };
         let record = machine.record().clone();
-        let policy = Arc::new(RwLock::new(JoinPolicy {
-            session_id: record.session_id.clone(),
-            session_code: record.session_code.as_str().to_string(),
-            token: record.token.clone(),
-            password: record.password.clone(),
-            ended: record.ended,
-            full: false,
-            members: Default::default(),
-        }));
         let node_opts = NodeOptions {
             dialer: None,
             record_path: opts.record_path.clone(),
             files: opts.files.clone(),
         };
-        let (node, raw_events) = Node::spawn(machine, node_opts);
-        let events = keep_policy_in_step(raw_events, policy.clone(), opts.master.max_followers);
+        let (node, events) = Node::spawn(machine, node_opts);
+        // The session machine is the one authority on who may join.
+        let asking = node.clone();
+        let door: Door = Arc::new(move |query| {
+            let node = asking.clone();
+            Box::pin(async move { node.door(query).await })
+        });
         let cfg = TransportConfig {
             certificate: Some(opts.identity.clone()),
             ..opts.transport
         };
         let accepting = node.clone();
-        let server = signaling::serve_with_rate_limit(opts.bind, policy, opts.rate, move |offer| {
+        let server = signaling::serve_with_door(opts.bind, door, opts.rate, move |offer| {
             let (cfg, node) = (cfg.clone(), accepting.clone());
+            let device_id = offer.device_id.clone();
             async move {
                 let (answer, mut link) = transport::accept_offer(&cfg, &offer.offer_sdp)
                     .await
@@ -92,10 +87,11 @@ impl Host {
                         tracing::warn!(%e, "cannot answer a follower's offer");
                         RejectReason::Unknown
                     })?;
-                // The follower hears the answer first; the link joins the node once it opens.
+                // The follower hears the answer first; the link joins the node once it opens,
+                // bound to the device id it was admitted as.
                 tokio::spawn(async move {
                     match link.wait_open(OPEN_TIMEOUT).await {
-                        Ok(()) => node.add_link(link),
+                        Ok(()) => node.add_admitted_link(link, device_id),
                         Err(e) => tracing::info!(%e, "a follower's link never opened"),
                     }
                 });
@@ -148,48 +144,6 @@ impl Host {
     pub async fn shutdown(self) {
         self.server.shutdown().await;
     }
-}
-
-/// Forwards the master's events while keeping the endpoint's policy up to date, so a join is
-/// refused at the door (`session_ended`, `session_full`) before any link is made.
-fn keep_policy_in_step(
-    mut raw: mpsc::UnboundedReceiver<Event>,
-    policy: Arc<RwLock<JoinPolicy>>,
-    max_followers: usize,
-) -> mpsc::UnboundedReceiver<Event> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(e) = raw.recv().await {
-            match &e {
-                Event::SessionEnded => {
-                    if let Ok(mut p) = policy.write() {
-                        p.ended = true;
-                    }
-                }
-                Event::Presence { count } => {
-                    if let Ok(mut p) = policy.write() {
-                        p.full = (*count as usize).saturating_sub(1) >= max_followers;
-                    }
-                }
-                Event::ParticipantJoined(who) => {
-                    if let Ok(mut p) = policy.write() {
-                        p.members.insert(who.id.clone());
-                    }
-                }
-                Event::ParticipantLeft(who) if who.status == PresenceStatus::Left => {
-                    if let Ok(mut p) = policy.write() {
-                        p.members.remove(&who.id);
-                    }
-                }
-                _ => {}
-            }
-            if tx.send(e).is_err() {
-                // The app stopped listening; keep the policy current anyway.
-                continue;
-            }
-        }
-    });
-    rx
 }
 
 /// Where a follower dials: a master's join endpoint, and its fingerprint when known (from a QR

@@ -99,10 +99,11 @@ pub enum FollowMode {
     Free,
 }
 
-/// `JOIN_REQUEST`: credentials are a stored `token`, or a `session_code` (+ `password`).
+/// `JOIN_REQUEST`: credentials are the `member_secret` of a rejoining member, a `token` (QR
+/// link), or a `session_code` (+ `password`) (PROTOCOL.md §6.2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinRequest {
-    /// Session token from a QR link or a previous JOIN_ACCEPT.
+    /// Session token from a QR link.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
     /// Human session code `XXXX-XXXX` (normalised by the master).
@@ -111,6 +112,9 @@ pub struct JoinRequest {
     /// Session password, when the master set one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    /// The member secret a JOIN_ACCEPT gave this device: proves a rejoin is the same device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_secret: Option<String>,
     /// Human name of the device.
     #[serde(default)]
     pub device_name: String,
@@ -123,6 +127,7 @@ impl Validate for JoinRequest {
     fn validate(&mut self) -> Result<(), DecodeError> {
         check_secret("token", &self.token)?;
         check_secret("password", &self.password)?;
+        check_secret("member_secret", &self.member_secret)?;
         if let Some(code) = &self.session_code {
             if code.len() > 32 {
                 return Err(invalid("session_code", "longer than 32 bytes"));
@@ -133,11 +138,16 @@ impl Validate for JoinRequest {
     }
 }
 
-/// `JOIN_ACCEPT`: the follower is in.
+/// `JOIN_ACCEPT`: the follower is in. It never carries the session token (PROTOCOL.md §6.2): a
+/// code joiner must not learn it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JoinAccept {
-    /// Token to store for automatic rejoin.
-    pub token: String,
+    /// This device's member secret, to store and prove on every rejoin (32 hex digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_secret: Option<String>,
+    /// The session token, as masters before member secrets sent it: still read, never sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
     /// Human session code, for display.
     #[serde(default)]
     pub session_code: String,
@@ -147,8 +157,16 @@ pub struct JoinAccept {
 
 impl Validate for JoinAccept {
     fn validate(&mut self) -> Result<(), DecodeError> {
-        if self.token.is_empty() || self.token.len() > MAX_SECRET_LEN {
-            return Err(invalid("token", "must be 1 to 128 bytes"));
+        for (field, secret) in [
+            ("member_secret", &self.member_secret),
+            ("token", &self.token),
+        ] {
+            if secret
+                .as_ref()
+                .is_some_and(|s| s.is_empty() || s.len() > MAX_SECRET_LEN)
+            {
+                return Err(invalid(field, "must be 1 to 128 bytes"));
+            }
         }
         if self.session_code.len() > 32 {
             return Err(invalid("session_code", "longer than 32 bytes"));
@@ -173,6 +191,9 @@ pub enum RejectReason {
     SessionFull,
     /// No session with that code here.
     SessionNotFound,
+    /// The device id belongs to a member of the session and the request did not prove that
+    /// member's secret, or it is not the id the link was admitted as (PROTOCOL.md §6.2).
+    DeviceIdTaken,
     /// A reason this version does not know.
     #[serde(other)]
     Unknown,
@@ -188,6 +209,7 @@ impl RejectReason {
             RejectReason::VersionMismatch => "version-mismatch",
             RejectReason::SessionFull => "session-full",
             RejectReason::SessionNotFound => "session-not-found",
+            RejectReason::DeviceIdTaken => "device-id-taken",
             RejectReason::Unknown => "join-rejected",
         }
     }

@@ -195,11 +195,13 @@ fn every_catalog_type_round_trips() {
             token: Some("tok".into()),
             session_code: None,
             password: None,
+            member_secret: Some("0123456789abcdef0123456789abcdef".into()),
             device_name: "Tab".into(),
             follow_mode: FollowMode::Free,
         }),
         Message::JoinAccept(JoinAccept {
-            token: "tok".into(),
+            member_secret: Some("0123456789abcdef0123456789abcdef".into()),
+            token: None,
             session_code: "ABCD-EFGH".into(),
             snapshot: snapshot.clone(),
         }),
@@ -421,6 +423,48 @@ fn unknown_reject_reason_is_kept_as_unknown() {
 }
 
 #[test]
+fn device_id_taken_has_its_wire_name() {
+    let Message::JoinReject(r) =
+        decode_payload("JOIN_REJECT", r#"{"reason":"device_id_taken"}"#).unwrap()
+    else {
+        panic!("not a JOIN_REJECT")
+    };
+    assert_eq!(r.reason, RejectReason::DeviceIdTaken);
+    assert_eq!(r.reason.code(), "device-id-taken");
+}
+
+#[test]
+fn join_accept_carries_a_member_secret_and_still_reads_an_old_masters_token() {
+    let snapshot = r#"{"kind":"choir","page":{"page_index":0}}"#;
+    let old = decode_payload(
+        "JOIN_ACCEPT",
+        &format!(r#"{{"token":"00112233445566778899aabbccddeeff","snapshot":{snapshot}}}"#),
+    );
+    let Ok(Message::JoinAccept(old)) = old else {
+        panic!("an old master's JOIN_ACCEPT must decode: {old:?}")
+    };
+    assert_eq!(
+        old.token.as_deref(),
+        Some("00112233445566778899aabbccddeeff")
+    );
+    assert_eq!(old.member_secret, None);
+    let new = JoinAccept {
+        member_secret: Some("0123456789abcdef0123456789abcdef".into()),
+        token: None,
+        session_code: String::new(),
+        snapshot: old.snapshot,
+    };
+    let text = env(Message::JoinAccept(new)).encode().unwrap();
+    assert!(text.contains(r#""member_secret":"0123456789abcdef0123456789abcdef""#));
+    assert!(
+        !text.contains("token"),
+        "a JOIN_ACCEPT never carries the token: {text}"
+    );
+    let empty = format!(r#"{{"member_secret":"","snapshot":{snapshot}}}"#);
+    assert!(decode_payload("JOIN_ACCEPT", &empty).is_err());
+}
+
+#[test]
 fn pong_times_must_be_ordered() {
     let m = br#"{"v":1,"session_id":"s","sender_id":"a","type":"PONG","ts":1,"seq":1,"payload":{"id":1,"t0":1,"t1":9,"t2":3}}"#;
     assert!(matches!(
@@ -550,6 +594,7 @@ fn arb_message() -> impl Strategy<Value = Message> {
                 token,
                 session_code: None,
                 password: None,
+                member_secret: None,
                 device_name,
                 follow_mode: FollowMode::Follow,
             })

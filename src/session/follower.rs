@@ -153,8 +153,12 @@ pub struct FollowerRecord {
     pub session_code: String,
     /// Session name.
     pub session_name: String,
-    /// Stored token.
-    pub token: String,
+    /// Stored token (a QR join; a code join never has one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// The member secret the master gave this device: what a rejoin proves (PROTOCOL.md §6.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_secret: Option<String>,
     /// Follow or free.
     pub follow_mode: FollowMode,
     /// What was shown.
@@ -243,8 +247,10 @@ impl Follower {
     pub fn restore(cfg: FollowerConfig, seed: u64, now: Time, rec: FollowerRecord) -> Follower {
         let mut f = Follower::new(cfg, seed);
         f.creds = Some(JoinCredentials {
-            token: Some(rec.token),
-            ..Default::default()
+            token: rec.token,
+            session_code: Some(rec.session_code.clone()).filter(|c| !c.is_empty()),
+            password: None,
+            member_secret: rec.member_secret,
         });
         f.session_id = rec.session_id;
         f.session_code = rec.session_code;
@@ -285,6 +291,10 @@ impl Follower {
     /// The stored token, if any.
     pub fn token(&self) -> Option<&str> {
         self.creds.as_ref().and_then(|c| c.token.as_deref())
+    }
+    /// The member secret the master gave this device, if any.
+    pub fn member_secret(&self) -> Option<&str> {
+        self.creds.as_ref().and_then(|c| c.member_secret.as_deref())
     }
     /// Participants as last announced, master included.
     pub fn participants(&self) -> impl Iterator<Item = &Participant> {
@@ -347,12 +357,17 @@ impl Follower {
     }
 
     fn persist(&mut self) {
-        let rec = match self.token() {
-            Some(token) if !self.session_id.is_empty() => Record::Follower(FollowerRecord {
+        let creds = self
+            .creds
+            .as_ref()
+            .filter(|c| c.token.is_some() || c.member_secret.is_some());
+        let rec = match creds {
+            Some(creds) if !self.session_id.is_empty() => Record::Follower(FollowerRecord {
                 session_id: self.session_id.clone(),
                 session_code: self.session_code.clone(),
                 session_name: self.session_name.clone(),
-                token: token.to_string(),
+                token: creds.token.clone(),
+                member_secret: creds.member_secret.clone(),
                 follow_mode: self.follow_mode,
                 view: self.view.clone(),
                 sync_groups: self.sync_groups.clone(),
@@ -695,6 +710,7 @@ impl Follower {
             token: creds.token,
             session_code: creds.session_code,
             password: creds.password,
+            member_secret: creds.member_secret,
             device_name: self.cfg.device_name.clone(),
             follow_mode: self.follow_mode,
         }
@@ -890,10 +906,12 @@ impl Follower {
         self.join_resend_at = None;
         self.session_id = session_id;
         self.session_code = accept.session_code;
-        self.creds = Some(JoinCredentials {
-            token: Some(accept.token),
-            ..Default::default()
-        });
+        // Rejoins prove the member secret; the token stays only if this device had it (a QR
+        // join), or an older master sent it.
+        let mut creds = self.creds.take().unwrap_or_default();
+        creds.member_secret = accept.member_secret.or(creds.member_secret);
+        creds.token = creds.token.or(accept.token);
+        self.creds = Some(creds);
         self.backoff.reset();
         self.joined_once = true;
         let state = self.connected_state();
@@ -929,6 +947,7 @@ impl Follower {
                 RejectReason::VersionMismatch => "the master speaks another protocol version",
                 RejectReason::SessionFull => "the session is full",
                 RejectReason::SessionNotFound => "no session with that code",
+                RejectReason::DeviceIdTaken => "another member of the session has this device id",
                 RejectReason::Unknown => "the master refused the join",
             },
         );
@@ -1038,7 +1057,7 @@ impl Follower {
 impl Machine for Follower {
     fn handle(&mut self, now: Time, input: Input<'_>) {
         match input {
-            Input::LinkUp(peer) => self.on_link_up(now, peer),
+            Input::LinkUp(peer) | Input::AdmittedLinkUp(peer, _) => self.on_link_up(now, peer),
             Input::LinkDown(peer) => {
                 if self.link.as_ref().is_some_and(|(p, _)| *p == peer) {
                     self.link = None;

@@ -10,6 +10,7 @@
 //! (PLAYBACK_REQUEST, KEY_SET); the master checks who may, applies and broadcasts.
 
 use super::clock::ClockFilter;
+use super::door::{DoorAuth, DoorQuery, DoorReply, DoorSecret};
 use super::keys::{KeyStore, Merge};
 use super::link::{Admit, Bucket, Link, Tick};
 use super::{
@@ -48,7 +49,8 @@ pub struct MasterConfig {
     pub join_timeout: Duration,
     /// Presence changes are batched for this long, so a crowd joining costs few broadcasts.
     pub presence_delay: Duration,
-    /// A disconnected participant is listed as left after this long (its token still works).
+    /// A disconnected participant is listed as left after this long (its member secret still
+    /// works).
     pub participant_expiry: Duration,
     /// Sustained state updates (PLAYBACK_REQUEST, KEY_SET) per second accepted from one
     /// participant; excess is dropped.
@@ -172,7 +174,24 @@ pub struct MasterRecord {
     /// Synced keys.
     #[serde(default)]
     pub keys: KeyStore,
+    /// Every device admitted and not gone for good, by device id, with the secret it proves on
+    /// a rejoin (PROTOCOL.md §6.2): kept across restarts so no other device can take its id.
+    #[serde(default)]
+    pub members: BTreeMap<String, MemberRecord>,
 }
+
+/// What the master remembers of a device it admitted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    /// The member secret (32 hex digits) sent in its first JOIN_ACCEPT.
+    pub secret: String,
+    /// When it was first admitted (ms on the master's clock): the oldest is forgotten first.
+    pub since: u64,
+}
+
+/// Most member secrets a master remembers: a few times the largest session, so joining devices
+/// that never come back cannot grow the record without bound.
+const MAX_REMEMBERED: usize = 4 * MAX_PARTICIPANTS;
 
 #[derive(Debug)]
 struct Member {
@@ -186,6 +205,9 @@ struct Member {
 #[derive(Debug)]
 struct Peer {
     link: Link,
+    /// The device id the join endpoint admitted this link as (PROTOCOL.md §9.4), if it did.
+    admitted: Option<String>,
+    /// The member this link was joined as: every message on it is that member's.
     member: Option<String>,
     opened: Time,
     hello_name: String,
@@ -207,6 +229,33 @@ pub struct Master {
     snapshot_due: Time,
     /// When a timed page turn happens here (the master shows it at `at` too).
     page_due: Option<Time>,
+    /// Makes member secrets: a key from the master's entropy and a counter.
+    secrets: SecretMaker,
+}
+
+/// Member secrets from the master's entropy: SHA-256 of a key and a counter, never repeated.
+#[derive(Debug)]
+struct SecretMaker {
+    key: [u8; 32],
+    made: u64,
+}
+
+impl SecretMaker {
+    fn new(entropy: &[u8; 32]) -> SecretMaker {
+        SecretMaker {
+            key: derive(entropy, "lansync member secrets"),
+            made: 0,
+        }
+    }
+
+    fn make(&mut self, device_id: &str) -> String {
+        self.made += 1;
+        let mut h = Sha256::new();
+        h.update(self.key);
+        h.update(self.made.to_be_bytes());
+        h.update(device_id.as_bytes());
+        hex(&h.finalize()[..16])
+    }
 }
 
 fn derive(entropy: &[u8; 32], label: &str) -> [u8; 32] {
@@ -247,16 +296,24 @@ impl Master {
             playback: None,
             control: Control::default(),
             keys: KeyStore::default(),
+            members: BTreeMap::new(),
         };
-        Master::start(cfg, now, rec, "session created")
+        Master::start(cfg, now, rec, &entropy, "session created")
     }
 
-    /// Resumes a persisted session after a restart.
-    pub fn restore(cfg: MasterConfig, now: Time, rec: MasterRecord) -> Master {
-        Master::start(cfg, now, rec, "session restored")
+    /// Resumes a persisted session after a restart. `entropy` (32 bytes from a secure random
+    /// source) makes the member secrets of devices admitted from now on.
+    pub fn restore(cfg: MasterConfig, now: Time, rec: MasterRecord, entropy: [u8; 32]) -> Master {
+        Master::start(cfg, now, rec, &entropy, "session restored")
     }
 
-    fn start(mut cfg: MasterConfig, now: Time, rec: MasterRecord, why: &str) -> Master {
+    fn start(
+        mut cfg: MasterConfig,
+        now: Time,
+        rec: MasterRecord,
+        entropy: &[u8; 32],
+        why: &str,
+    ) -> Master {
         cfg.max_followers = cfg.max_followers.min(MAX_PARTICIPANTS - 1);
         let mut m = Master {
             snapshot_due: now + cfg.snapshot_interval,
@@ -270,6 +327,7 @@ impl Master {
             peers: BTreeMap::new(),
             presence_changed: BTreeSet::new(),
             presence_due: None,
+            secrets: SecretMaker::new(entropy),
         };
         if m.rec.ended {
             m.enter(MasterState::SessionEnded, why);
@@ -452,13 +510,14 @@ impl Master {
         );
     }
 
-    fn on_link_up(&mut self, now: Time, peer: PeerId) {
+    fn on_link_up(&mut self, now: Time, peer: PeerId, admitted: Option<&str>) {
         // Even after the end a link is heard out, so its JOIN_REQUEST gets `session_ended`
         // and the follower stops retrying.
         self.peers.insert(
             peer,
             Peer {
                 link: Link::open(now, self.cfg.heartbeat),
+                admitted: admitted.map(str::to_string),
                 member: None,
                 opened: now,
                 hello_name: String::new(),
@@ -548,80 +607,141 @@ impl Master {
                 p.clock.on_pong(now, &pong);
             }
             Message::JoinRequest(req) => self.on_join_request(now, peer, &env.sender_id, req),
-            // Everything else is only heard from members, and only about themselves.
-            _ if member.as_deref() != Some(env.sender_id.as_str()) => {}
+            // Everything else is only heard from members, and is the link's member's whatever
+            // its envelope claims (PROTOCOL.md §6.2): identity comes from admission.
+            _ if member.is_none() => {}
             Message::PlaybackRequest(_) | Message::KeySet(_) if !p.updates.take(now) => {
                 tracing::debug!(peer, "state update over the rate limit");
             }
-            Message::PlaybackRequest(op) if self.may_control(&env.sender_id, &op) => {
+            msg => {
+                let sender = member.unwrap_or_default();
+                self.on_member_message(now, peer, &sender, msg);
+            }
+        }
+    }
+
+    /// A message from an admitted member on its own link.
+    fn on_member_message(&mut self, now: Time, peer: PeerId, sender: &str, msg: Message) {
+        match msg {
+            Message::PlaybackRequest(op) if self.may_control(sender, &op) => {
                 self.apply_playback(now, &op, Origin::Remote);
             }
-            Message::KeySet(entry) => self.key_from_peer(now, peer, &env.sender_id, entry),
+            Message::KeySet(entry) => self.key_from_peer(now, peer, sender, entry),
             Message::SetFollowMode(f) => {
-                if let Some(m) = self.members.get_mut(&env.sender_id) {
+                if let Some(m) = self.members.get_mut(sender) {
                     m.follow_mode = f.mode;
                 }
-                self.presence_changed(now, &env.sender_id);
+                self.presence_changed(now, sender);
             }
             Message::LeaveSession(_) => {
-                if let Some(m) = self.members.get_mut(&env.sender_id) {
+                if let Some(m) = self.members.get_mut(sender) {
                     m.status = PresenceStatus::Left;
                     m.peer = None;
                 }
-                if let Some(entry) = self.entry(&env.sender_id) {
+                // Gone for good: its id is free again (and would get a new secret).
+                if self.rec.members.remove(sender).is_some() {
+                    self.persist();
+                }
+                if let Some(entry) = self.entry(sender) {
                     self.out.event(Event::ParticipantLeft(entry));
                 }
-                self.presence_changed(now, &env.sender_id);
+                self.presence_changed(now, sender);
                 self.close(now, peer, "participant left");
             }
             _ => {} // followers cannot set the master's state
         }
     }
 
-    fn check_credentials(&self, req: &JoinRequest) -> Result<(), RejectReason> {
-        if self.state == MasterState::SessionEnded {
-            return Err(RejectReason::SessionEnded);
-        }
-        match (&req.token, &req.session_code) {
-            (Some(token), _) if secret_eq(token, &self.rec.token) => Ok(()),
-            (Some(_), _) => Err(RejectReason::InvalidToken),
-            (None, Some(code)) => {
-                if SessionCode::parse(code).as_ref() != Some(&self.rec.session_code) {
-                    return Err(RejectReason::SessionNotFound);
-                }
-                match &self.rec.password {
-                    Some(pw) if !secret_eq(req.password.as_deref().unwrap_or(""), pw) => {
-                        Err(RejectReason::InvalidPassword)
-                    }
-                    _ => Ok(()),
-                }
+    /// The one admission rule (PROTOCOL.md §6.2, §9.3), asked by the join endpoint and by
+    /// JOIN_REQUEST alike: what a join as `device_id` by `auth` must prove, and whether it is
+    /// admitted once proven. A member's id is only ever its own: any other join naming it is
+    /// refused, and a member may always come back, full or not.
+    fn admission(&self, auth: DoorAuth, session_code: Option<&str>, device_id: &str) -> DoorReply {
+        let secret = match auth {
+            DoorAuth::Token => {
+                (!self.rec.token.is_empty()).then(|| DoorSecret::Token(self.rec.token.clone()))
             }
-            (None, None) => Err(RejectReason::InvalidToken),
-        }
+            DoorAuth::Code => session_code
+                .and_then(SessionCode::parse)
+                .filter(|c| *c == self.rec.session_code)
+                .map(|c| DoorSecret::Code {
+                    code: c.0,
+                    password: self.rec.password.clone().unwrap_or_default(),
+                }),
+            DoorAuth::Member => self
+                .rec
+                .members
+                .get(device_id)
+                .map(|m| DoorSecret::Member(m.secret.clone())),
+        };
+        let held = self.rec.members.contains_key(device_id) || device_id == self.cfg.device_id;
+        let verdict = if self.state == MasterState::SessionEnded {
+            Err(RejectReason::SessionEnded)
+        } else if held && auth != DoorAuth::Member {
+            Err(RejectReason::DeviceIdTaken)
+        } else if !held && self.connected() >= self.cfg.max_followers {
+            Err(RejectReason::SessionFull)
+        } else {
+            Ok(())
+        };
+        DoorReply { secret, verdict }
     }
 
-    fn on_join_request(&mut self, now: Time, peer: PeerId, sender: &str, req: JoinRequest) {
-        if let Err(reason) = self.check_credentials(&req) {
-            self.reject(now, peer, reason);
-            return;
+    /// A JOIN_REQUEST's proof and verdict, by [`admission`](Self::admission). A device that
+    /// holds its id proves its member secret; any other proves the token or the code.
+    fn check_credentials(&self, req: &JoinRequest, device_id: &str) -> Result<(), RejectReason> {
+        let held = self.rec.members.contains_key(device_id);
+        let (auth, given) = match (&req.member_secret, &req.token, &req.session_code) {
+            (Some(secret), _, _) if held => (DoorAuth::Member, secret.as_str()),
+            (_, Some(token), _) => (DoorAuth::Token, token.as_str()),
+            (_, None, Some(_)) => (DoorAuth::Code, req.password.as_deref().unwrap_or("")),
+            (Some(secret), None, None) => (DoorAuth::Member, secret.as_str()),
+            (None, None, None) => return Err(RejectReason::InvalidToken),
+        };
+        let reply = self.admission(auth, req.session_code.as_deref(), device_id);
+        match reply.secret {
+            None if auth == DoorAuth::Code => return Err(RejectReason::SessionNotFound),
+            None => return Err(RejectReason::InvalidToken),
+            Some(DoorSecret::Code { password, .. }) => {
+                if !password.is_empty() && !secret_eq(given, &password) {
+                    return Err(RejectReason::InvalidPassword);
+                }
+            }
+            Some(DoorSecret::Token(secret) | DoorSecret::Member(secret)) => {
+                if !secret_eq(given, &secret) {
+                    return Err(RejectReason::InvalidToken);
+                }
+            }
         }
+        reply.verdict
+    }
+
+    fn on_join_request(&mut self, now: Time, peer: PeerId, claimed: &str, req: JoinRequest) {
+        let Some(p) = self.peers.get(&peer) else {
+            return;
+        };
         // A JOIN_REQUEST sent again (its answer was slow or lost) gets the same answer, no news.
-        let repeat = self
-            .members
-            .get(sender)
-            .is_some_and(|m| m.peer == Some(peer));
-        if repeat {
-            let accept = self.accept_message();
+        if p.member.as_deref() == Some(claimed) {
+            let accept = self.accept_message(claimed);
             self.send(now, peer, accept);
             return;
         }
-        let known = self.members.contains_key(sender);
-        if !known && self.connected() >= self.cfg.max_followers {
-            self.reject(now, peer, RejectReason::SessionFull);
+        // A link joins once, as the id the join endpoint admitted it as when it did.
+        let bound = p.member.as_deref().or(p.admitted.as_deref());
+        if bound.is_some_and(|id| id != claimed) {
+            tracing::info!(peer, claimed, ?bound, "join request for another device id");
+            self.reject(now, peer, RejectReason::DeviceIdTaken);
             return;
         }
+        if let Err(reason) = self.check_credentials(&req, claimed) {
+            self.reject(now, peer, reason);
+            return;
+        }
+        if !self.rec.members.contains_key(claimed) {
+            self.remember(now, claimed);
+        }
         // The same device on a newer link replaces its old link.
-        let old_peer = self.members.get(sender).and_then(|m| m.peer);
+        let old_peer = self.members.get(claimed).and_then(|m| m.peer);
         if let Some(old) = old_peer.filter(|&old| old != peer) {
             self.out.push(Output::Close(old));
             self.peers.remove(&old);
@@ -635,7 +755,7 @@ impl Master {
             req.device_name
         };
         self.members.insert(
-            sender.to_string(),
+            claimed.to_string(),
             Member {
                 name,
                 follow_mode: req.follow_mode,
@@ -645,24 +765,56 @@ impl Master {
             },
         );
         if let Some(p) = self.peers.get_mut(&peer) {
-            p.member = Some(sender.to_string());
+            p.member = Some(claimed.to_string());
         }
-        let accept = self.accept_message();
+        let accept = self.accept_message(claimed);
         self.send(now, peer, accept);
         self.out.event(Event::Link {
             peer,
             state: LinkState::Connected,
         });
-        if let Some(entry) = self.entry(sender) {
+        if let Some(entry) = self.entry(claimed) {
             self.out.event(Event::ParticipantJoined(entry));
         }
-        self.presence_changed(now, sender);
+        self.presence_changed(now, claimed);
         self.update_link_state("participant joined");
     }
 
-    fn accept_message(&self) -> Message {
+    /// Makes a device's member secret at its first admission and persists it; the oldest
+    /// secret of a device not connected now goes when the record holds the most it keeps.
+    fn remember(&mut self, now: Time, device_id: &str) {
+        if self.rec.members.len() >= MAX_REMEMBERED {
+            let present = |id: &str| {
+                self.members
+                    .get(id)
+                    .is_some_and(|m| m.status != PresenceStatus::Left)
+            };
+            let oldest = self
+                .rec
+                .members
+                .iter()
+                .filter(|(id, _)| !present(id))
+                .min_by_key(|(_, m)| m.since)
+                .map(|(id, _)| id.clone());
+            if let Some(id) = oldest {
+                self.rec.members.remove(&id);
+            }
+        }
+        let secret = self.secrets.make(device_id);
+        self.rec.members.insert(
+            device_id.to_string(),
+            MemberRecord {
+                secret,
+                since: now.as_millis(),
+            },
+        );
+        self.persist();
+    }
+
+    fn accept_message(&self, device_id: &str) -> Message {
         Message::JoinAccept(JoinAccept {
-            token: self.rec.token.clone(),
+            member_secret: self.rec.members.get(device_id).map(|m| m.secret.clone()),
+            token: None,
             session_code: self.rec.session_code.as_str().into(),
             snapshot: self.snapshot(true),
         })
@@ -952,7 +1104,8 @@ fn schedule(now: Time, at: Option<u64>) -> Option<u64> {
 impl Machine for Master {
     fn handle(&mut self, now: Time, input: Input<'_>) {
         match input {
-            Input::LinkUp(peer) => self.on_link_up(now, peer),
+            Input::LinkUp(peer) => self.on_link_up(now, peer, None),
+            Input::AdmittedLinkUp(peer, device_id) => self.on_link_up(now, peer, Some(device_id)),
             Input::LinkDown(peer) => self.on_link_down(now, peer, "link lost"),
             Input::Received(peer, bytes) => self.on_received(now, peer, bytes),
             Input::Command(cmd) => self.on_command(now, cmd),
@@ -963,6 +1116,10 @@ impl Machine for Master {
 
     fn poll_output(&mut self) -> Option<Output> {
         self.out.pop()
+    }
+
+    fn door(&self, _now: Time, query: &DoorQuery) -> DoorReply {
+        self.admission(query.auth, query.session_code.as_deref(), &query.device_id)
     }
 
     fn poll_timeout(&self) -> Option<Time> {

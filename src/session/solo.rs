@@ -411,7 +411,7 @@ impl Solo {
 impl Machine for Solo {
     fn handle(&mut self, now: Time, input: Input<'_>) {
         match input {
-            Input::LinkUp(peer) => self.on_link_up(now, peer),
+            Input::LinkUp(peer) | Input::AdmittedLinkUp(peer, _) => self.on_link_up(now, peer),
             Input::LinkDown(peer) => {
                 if self.link.as_ref().is_some_and(|(p, _)| *p == peer) {
                     self.link_lost(now, "link lost");
