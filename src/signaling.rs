@@ -162,6 +162,8 @@ pub enum JoinAuth {
     Token,
     /// The session code, plus the password when the session has one.
     Code,
+    /// The member secret a JOIN_ACCEPT gave this device (a rejoin, PROTOCOL.md §6.2).
+    Member,
 }
 
 /// A join request that passed every check, handed to the application's callback.
@@ -469,6 +471,7 @@ async fn handle_join(
         auth: match req.auth {
             JoinAuth::Token => DoorAuth::Token,
             JoinAuth::Code => DoorAuth::Code,
+            JoinAuth::Member => DoorAuth::Member,
         },
         session_code: req.session_code.clone(),
         device_id: req.device_id.clone(),
@@ -606,8 +609,14 @@ fn check_request(reply: &DoorReply, req: &JoinRequest) -> Result<Vec<u8>, Refusa
             };
             (code_key(code, password), bad)
         }
+        (Some(DoorSecret::Member(secret)), JoinAuth::Member) => (
+            member_key(&req.device_id, secret),
+            RejectReason::InvalidToken,
+        ),
         (_, JoinAuth::Code) => return Err(Refusal::Reject(RejectReason::SessionNotFound)),
-        (_, JoinAuth::Token) => return Err(Refusal::Reject(RejectReason::InvalidToken)),
+        (_, JoinAuth::Token | JoinAuth::Member) => {
+            return Err(Refusal::Reject(RejectReason::InvalidToken))
+        }
     };
     let proof = unhex(&req.proof).unwrap_or_default();
     let mut mac = HmacSha256::new_from_slice(&key).expect("HMAC takes keys of any length");
@@ -632,6 +641,11 @@ pub async fn request_join(
     offer_sdp: &str,
 ) -> Result<String, SignalingError> {
     let (auth, session_code, key) = match (&creds.token, &creds.session_code) {
+        // A member proves its own secret, so nobody else can join as this device.
+        _ if creds.member_secret.is_some() => {
+            let secret = creds.member_secret.as_deref().unwrap_or_default();
+            (JoinAuth::Member, None, member_key(device_id, secret))
+        }
         (Some(token), _) => (JoinAuth::Token, None, token_key(token)),
         (None, Some(code)) => {
             let code = SessionCode::parse(code).ok_or_else(|| {
@@ -727,6 +741,16 @@ fn token_key(token: &str) -> Vec<u8> {
     let mut h = Sha256::new();
     h.update(TOKEN_KEY_LABEL);
     h.update(token.as_bytes());
+    h.finalize().to_vec()
+}
+
+/// `SHA-256("lansync join member\0" || device_id || "\0" || member_secret)`.
+fn member_key(device_id: &str, secret: &str) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(b"lansync join member\0");
+    h.update(device_id.as_bytes());
+    h.update(b"\0");
+    h.update(secret.as_bytes());
     h.finalize().to_vec()
 }
 

@@ -1731,3 +1731,30 @@ fn the_door_names_the_secret_to_prove_and_the_verdict_the_machine_holds() {
         );
     }
 }
+
+#[test]
+fn a_link_joined_as_one_member_cannot_join_again_as_another() {
+    let (mut sim, m, fs) = choir(2, 75);
+    let sid = sim.master(m).record().session_id.clone();
+    let token = sim.master(m).record().token.clone();
+    let a_link = sim.peer_to(m, fs[0]).unwrap();
+    let join_as_f1 = raw(
+        "JOIN_REQUEST",
+        &sid,
+        "f1",
+        1_000_000,
+        &format!(r#"{{"token":"{token}","device_name":"evil"}}"#),
+    );
+    sim.inject(m, a_link, &join_as_f1);
+    sim.run_for(ms(200));
+    assert_eq!(listed_name(&sim, m, "f1").as_deref(), Some("Follower"));
+    assert_eq!(sim.follower(fs[1]).state(), FollowerState::ConnectedFollow);
+    assert_eq!(
+        count_events(
+            &sim,
+            m,
+            |e| matches!(e, Event::ParticipantLeft(p) if p.id == "f1")
+        ),
+        0
+    );
+}
