@@ -118,7 +118,8 @@ pub enum Output {
     /// Close this link after flushing what was queued for it.
     Close(PeerId),
     /// Open a link to the peer (master or solo partner), presenting these credentials to its
-    /// join endpoint (a follower's token once it has one; empty for solo); answer with
+    /// join endpoint (a follower's member secret once it has one, with its token or code;
+    /// empty for solo); answer with
     /// `LinkUp`, `DialFailed` or `DialRefused`.
     Dial(JoinCredentials),
     /// Store this record durably (replacing the previous one) so a restart resumes the session.

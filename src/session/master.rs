@@ -2,7 +2,8 @@
 //!
 //! The master owns the authoritative state — song epoch, page revision, streamed score — and
 //! broadcasts every change. It admits followers by token, or by session code plus password,
-//! keeps the presence list, sends a periodic STATE_SNAPSHOT so a follower that missed something
+//! gives each a member secret that a rejoin proves (so no device can take another's id; one rule
+//! answers the join endpoint and JOIN_REQUEST, PROTOCOL.md §6.2), keeps the presence list, sends a periodic STATE_SNAPSHOT so a follower that missed something
 //! converges anyway, and persists its session so a crash and restart lose nothing.
 //!
 //! It also owns the shared clock state (PROTOCOL.md §12): playback/timer anchored to its own
