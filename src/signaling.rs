@@ -927,6 +927,15 @@ mod tests {
             hex(&hmac_sha256(&key, b"v=0\r\n")),
             "7ceaa55949f52ad95333c8c83d4fe5b1c641a00366d9b9e1a2e24d176c09bcfa"
         );
+        let key = member_key("tablet-7", "0123456789abcdef0123456789abcdef");
+        assert_eq!(
+            hex(&key),
+            "df9d050db1618d16556aecf9cb214edca233081caee62a18f4067c4dcdc55a13"
+        );
+        assert_eq!(
+            hex(&hmac_sha256(&key, b"v=0\r\n")),
+            "91defd04817116a4041d222fab13316cad7037c0bd21b2e62933a296d67a31e7"
+        );
     }
 
     #[test]

@@ -115,6 +115,27 @@ async fn an_impostor_with_a_members_device_id_is_refused_at_the_door() {
         ),
         "the impostor was not refused as device_id_taken"
     );
+    // A wrong member secret is a wrong proof.
+    let mut guesser = follower_dialer(
+        JoinTarget {
+            addr: host.local_addr(),
+            fingerprint: Some(host.fingerprint().to_string()),
+        },
+        loopback(),
+        "victim".into(),
+        "evil".into(),
+    );
+    let guess = JoinCredentials {
+        member_secret: Some("0".repeat(32)),
+        ..Default::default()
+    };
+    assert!(
+        matches!(
+            guesser(guess).await,
+            Err(DialError::Refused(RejectReason::InvalidToken))
+        ),
+        "a wrong member secret was not refused as invalid_token"
+    );
     // The victim was never displaced.
     while let Ok(e) = host_events.try_recv() {
         assert!(
