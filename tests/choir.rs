@@ -1758,3 +1758,49 @@ fn a_link_joined_as_one_member_cannot_join_again_as_another() {
         0
     );
 }
+
+#[test]
+fn the_master_remembers_at_most_1024_member_secrets_and_forgets_the_oldest_absent_one_first() {
+    let mut now = Time::from_millis(EPOCH_MS);
+    let mut master = Master::new(MasterConfig::new("master"), now, [6; 32]);
+    let sid = master.record().session_id.clone();
+    let token = master.record().token.clone();
+    let drain = |m: &mut Master| while m.poll_output().is_some() {};
+    let join = |m: &mut Master, now: Time, peer: u64, id: &str| {
+        let req = raw(
+            "JOIN_REQUEST",
+            &sid,
+            id,
+            1,
+            &format!(r#"{{"token":"{token}"}}"#),
+        );
+        m.handle(now, Input::LinkUp(peer));
+        m.handle(now, Input::Received(peer, &req));
+    };
+    // The first member stays connected throughout: it is never forgotten.
+    join(&mut master, now, 0, "keeper");
+    drain(&mut master);
+    for batch in 0..11u64 {
+        now = now + secs(1);
+        for i in batch * 100..((batch + 1) * 100).min(1024) {
+            join(&mut master, now, i + 1, &format!("d{i}"));
+            master.handle(now, Input::LinkDown(i + 1));
+            drain(&mut master);
+        }
+        // Absent long enough to be listed as left (and dropped from the participant list);
+        // the keeper's link stays alive.
+        for step in [121, 1] {
+            now = now + secs(step);
+            let seq = now.as_millis();
+            let ping = raw("PING", &sid, "keeper", seq, r#"{"id":1,"t0":1}"#);
+            master.handle(now, Input::Received(0, &ping));
+            master.handle(now, Input::Timeout);
+        }
+        drain(&mut master);
+    }
+    let members = &master.record().members;
+    assert_eq!(members.len(), 1024, "keeper and d1..d1023: d0 went");
+    assert!(members.contains_key("keeper"));
+    assert!(!members.contains_key("d0"));
+    assert!(members.contains_key("d1") && members.contains_key("d1023"));
+}
