@@ -294,6 +294,9 @@ pub enum Event {
         session_code: String,
         /// Secret token for QR links.
         token: String,
+        /// No password: anyone on the network who sees the code can join, and a follower
+        /// joining by code cannot tell this master from an impostor (PROTOCOL.md §6.2).
+        open: bool,
     },
     /// A join was refused.
     Rejected {

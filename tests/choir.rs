@@ -198,6 +198,7 @@ fn master_is_session_active_on_creation_and_announces_code_and_token() {
             session_id: rec.session_id.clone(),
             session_code: rec.session_code.as_str().into(),
             token: rec.token.clone(),
+            open: true,
         }
     );
     assert_eq!(sim.nodes[m].record, Some(Record::Master(rec)));
@@ -367,6 +368,9 @@ fn password_master(sim: &mut Sim) -> (NodeId, String) {
 fn session_code_with_the_right_password_is_accepted() {
     let mut sim = Sim::new(7);
     let (m, code) = password_master(&mut sim);
+    assert!(sim
+        .events_of(m)
+        .any(|e| matches!(e, Event::Hosting { open: false, .. })));
     let f = sim.add_follower(FollowerConfig::new("f0"), m);
     sim.command(f, join_code(&code, Some("tenor-2024")));
     sim.run_for(secs(1));

@@ -338,6 +338,7 @@ impl Master {
                 session_id: m.rec.session_id.clone(),
                 session_code: m.rec.session_code.as_str().into(),
                 token: m.rec.token.clone(),
+                open: m.rec.password.as_deref().unwrap_or("").is_empty(),
             });
         }
         m.persist();
