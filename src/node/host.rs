@@ -5,8 +5,9 @@ use super::{DialError, DialFuture, Dialer, Node, NodeOptions};
 use crate::invite::JoinLink;
 use crate::node::{load_record, Clock};
 use crate::protocol::{PresenceStatus, RejectReason};
+use crate::session::{DoorReply, DoorSecret, SessionCode};
 use crate::session::{Event, JoinCredentials, Master, MasterConfig, MasterRecord, Record};
-use crate::signaling::{self, JoinPolicy, JoinServer, RateLimit, SignalingError};
+use crate::signaling::{self, JoinServer, RateLimit, SignalingError};
 use crate::transport::{self, Identity, TransportConfig};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -63,13 +64,8 @@ impl Host {
         };
         let record = machine.record().clone();
         let policy = Arc::new(RwLock::new(JoinPolicy {
-            session_id: record.session_id.clone(),
-            session_code: record.session_code.as_str().to_string(),
-            token: record.token.clone(),
-            password: record.password.clone(),
             ended: record.ended,
-            full: false,
-            members: Default::default(),
+            ..Default::default()
         }));
         let node_opts = NodeOptions {
             dialer: None,
@@ -83,7 +79,8 @@ impl Host {
             ..opts.transport
         };
         let accepting = node.clone();
-        let server = signaling::serve_with_rate_limit(opts.bind, policy, opts.rate, move |offer| {
+        let door = record_door(&record, policy);
+        let server = signaling::serve_with_rate_limit(opts.bind, door, opts.rate, move |offer| {
             let (cfg, node) = (cfg.clone(), accepting.clone());
             async move {
                 let (answer, mut link) = transport::accept_offer(&cfg, &offer.offer_sdp)
@@ -148,6 +145,46 @@ impl Host {
     pub async fn shutdown(self) {
         self.server.shutdown().await;
     }
+}
+
+// STAND-IN until the session core answers the door (`Node::door`): a door built from the
+// master record and kept in step from events, as before. Replaced at merge.
+#[derive(Debug, Default)]
+struct JoinPolicy {
+    ended: bool,
+    full: bool,
+    members: std::collections::BTreeSet<String>,
+}
+
+// STAND-IN (see `JoinPolicy`): token and code from the record, no member secrets yet.
+fn record_door(record: &MasterRecord, policy: Arc<RwLock<JoinPolicy>>) -> signaling::Door {
+    let (token, code) = (record.token.clone(), record.session_code.clone());
+    let password = record.password.clone().unwrap_or_default();
+    Arc::new(move |q: crate::session::DoorQuery| {
+        use crate::session::DoorAuth;
+        let secret = match q.auth {
+            DoorAuth::Token => Some(DoorSecret::Token(token.clone())),
+            DoorAuth::Code
+                if q.session_code.as_deref().and_then(SessionCode::parse) == Some(code.clone()) =>
+            {
+                Some(DoorSecret::Code {
+                    code: code.as_str().to_string(),
+                    password: password.clone(),
+                })
+            }
+            _ => None,
+        };
+        let p = policy.read().unwrap_or_else(|e| e.into_inner());
+        let verdict = if p.ended {
+            Err(RejectReason::SessionEnded)
+        } else if p.full && !p.members.contains(&q.device_id) {
+            Err(RejectReason::SessionFull)
+        } else {
+            Ok(())
+        };
+        let reply = DoorReply { secret, verdict };
+        Box::pin(async move { reply })
+    })
 }
 
 /// Forwards the master's events while keeping the endpoint's policy up to date, so a join is
@@ -231,7 +268,7 @@ pub fn follower_dialer(
                 other => DialError::Failed(other.to_string()),
             })?;
             let mut link = pending
-                .accept_answer(&answer)
+                .accept_answer(&answer.answer)
                 .await
                 .map_err(|e| e.to_string())?;
             link.wait_open(OPEN_TIMEOUT)
