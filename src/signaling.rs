@@ -267,7 +267,8 @@ where
         door,
         on_offer: Box::new(move |offer| Box::pin(on_offer(offer))),
         limiter: Mutex::new(RateLimiter::new(rate)),
-        nonces: Mutex::new(Nonces::default()),
+        // A burst of joins from one address (allowed by the rate limit) each holds a nonce.
+        nonces: Mutex::new(Nonces::new(rate.burst as usize)),
     });
     let app = Router::new()
         .route(START_PATH, post(start_handler))

@@ -15,7 +15,8 @@ use super::JoinAuth;
 pub const NONCE_TTL: Duration = Duration::from_secs(30);
 /// Pending nonces kept at most; beyond this, start requests are answered `busy`.
 pub const MAX_PENDING: usize = 1024;
-/// Pending nonces one source address may hold, so one device cannot fill the table alone.
+/// Pending nonces one source address may hold, so one device cannot fill the table alone (more
+/// when the endpoint's rate limit allows bigger bursts: a demo with many followers on loopback).
 pub const MAX_PENDING_PER_SOURCE: usize = 16;
 
 /// A nonce.
@@ -39,12 +40,28 @@ pub(super) struct Pending {
 }
 
 /// The table of pending nonces.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Nonces {
     pending: HashMap<Nonce, Pending>,
+    per_source: usize,
+}
+
+impl Default for Nonces {
+    fn default() -> Self {
+        Nonces::new(MAX_PENDING_PER_SOURCE)
+    }
 }
 
 impl Nonces {
+    /// A table letting each source hold `per_source` nonces (at least
+    /// [`MAX_PENDING_PER_SOURCE`], at most [`MAX_PENDING`]).
+    pub fn new(per_source: usize) -> Nonces {
+        Nonces {
+            pending: HashMap::new(),
+            per_source: per_source.clamp(MAX_PENDING_PER_SOURCE, MAX_PENDING),
+        }
+    }
+
     /// Keeps `pending` under `nonce`; `false` (and nothing kept) when the table, or the
     /// source's share of it, is full of nonces still alive at `now`.
     pub fn insert(&mut self, nonce: Nonce, pending: Pending, now: Instant) -> bool {
@@ -58,7 +75,7 @@ impl Nonces {
                 from_source += 1;
             }
         }
-        if self.pending.len() >= MAX_PENDING || from_source >= MAX_PENDING_PER_SOURCE {
+        if self.pending.len() >= MAX_PENDING || from_source >= self.per_source {
             return false;
         }
         self.pending.insert(nonce, pending);
@@ -140,5 +157,16 @@ mod tests {
         let later = t0 + NONCE_TTL;
         assert!(table.insert(nonce(i), pending("10.0.2.1", later), later));
         assert_eq!(table.len(), 1, "expired nonces were dropped");
+    }
+
+    #[test]
+    fn a_wide_rate_limit_widens_the_share_of_a_source() {
+        let t0 = Instant::now();
+        let mut table = Nonces::new(100);
+        for i in 0..100 {
+            assert!(table.insert(nonce(i), pending("127.0.0.1", t0), t0));
+        }
+        assert!(!table.insert(nonce(100), pending("127.0.0.1", t0), t0));
+        assert_eq!(Nonces::new(1_000_000).per_source, MAX_PENDING);
     }
 }
