@@ -39,6 +39,9 @@ pub const TXT_FINGERPRINT: &str = "fp";
 pub const TXT_PORT: &str = "port";
 /// Length of a fingerprint hash in hex digits (the first 8 bytes of a SHA-256).
 pub const FINGERPRINT_HASH_LEN: usize = 16;
+/// How long [`Discovery::find_all`] listens for more adverts of a code after the first: a master
+/// that is still announcing answers a query within about a second (PROTOCOL.md §10.2).
+pub const FIND_ALL_SETTLE: Duration = Duration::from_millis(1500);
 /// Longest TXT value read from the network; a longer one makes the advert malformed (the name
 /// alone is clamped, since a long name is harmless).
 const MAX_TXT_VALUE: usize = 64;
@@ -408,7 +411,8 @@ impl Discovery {
         Ok(rx)
     }
 
-    /// Waits up to `timeout` for a session with this code. The code is normalised as a person
+    /// Waits up to `timeout` for a session with this code and returns the first seen. Anyone can
+    /// advertise any code: to join, use [`find_all`](Self::find_all) and try each. The code is normalised as a person
     /// types it: case, spaces and dashes do not matter. A session already seen is returned at
     /// once. The session may speak another protocol version: check
     /// [`DiscoveredSession::is_compatible`].
@@ -437,6 +441,46 @@ impl Discovery {
                 waited: timeout,
             }),
         }
+    }
+    /// Waits up to `timeout` for every session advertising this code: once the first is seen,
+    /// goes on listening for [`FIND_ALL_SETTLE`] (within `timeout`) so that other masters
+    /// claiming the same code are seen too. Adverts are unauthenticated (PROTOCOL.md §10.1): a
+    /// follower joining by code tries each (§9.6) and keeps the one whose answer verifies.
+    pub async fn find_all(
+        &self,
+        session_code: &str,
+        timeout: Duration,
+    ) -> Result<Vec<DiscoveredSession>, DiscoveryError> {
+        let code = SessionCode::parse(session_code)
+            .ok_or_else(|| DiscoveryError::BadCode(protocol_truncate(session_code)))?;
+        let mut events = self.browse()?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut settle: Option<tokio::time::Instant> = None;
+        let mut found: Vec<DiscoveredSession> = Vec::new();
+        loop {
+            let until = settle.map_or(deadline, |s| s.min(deadline));
+            match tokio::time::timeout_at(until, events.recv()).await {
+                Err(_) => break,
+                Ok(None) if found.is_empty() => return Err(DiscoveryError::Stopped),
+                Ok(None) => break,
+                Ok(Some(DiscoveryEvent::Found(s))) if s.session_code == code.as_str() => {
+                    found.retain(|f| f.instance != s.instance);
+                    found.push(s);
+                    settle.get_or_insert_with(|| tokio::time::Instant::now() + FIND_ALL_SETTLE);
+                }
+                Ok(Some(DiscoveryEvent::Lost { instance })) => {
+                    found.retain(|f| f.instance != instance)
+                }
+                Ok(Some(_)) => {}
+            }
+        }
+        if found.is_empty() {
+            return Err(DiscoveryError::NotFound {
+                code: code.as_str().to_string(),
+                waited: timeout,
+            });
+        }
+        Ok(found)
     }
 }
 

@@ -9,6 +9,7 @@
 //!
 //! | module | role |
 //! |---|---|
+//! | [`auth`] | join keys and MACs: token, member secret, SPAKE2 for code joins (pure) |
 //! | [`protocol`] | the JSON envelope, the message catalog, limits and validation (pure) |
 //! | [`session`] | state machines: solo pair, choir master, choir follower, link health, backoff, clock offset, playback prediction, synced keys (pure) |
 //! | [`invite`] | invite/answer codes: compact base45 code, lz-string, QR rendering (pure codecs) |
@@ -51,6 +52,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod auth;
 #[cfg(feature = "native")]
 pub mod discovery;
 pub mod invite;

@@ -1,32 +1,34 @@
 //! The choir master's LAN join endpoint (HTTP, inside the master process) and its client.
 //!
-//! A follower POSTs its SDP offer to `/v1/join` on the master's LAN address, with its device id
-//! and name and a proof that it knows the join secret; the master checks the request, hands the
-//! offer to the application (which answers it with [`crate::transport::accept_offer`] and gives
-//! the link to its node), and returns the answer SDP signed with the same secret. There is no
-//! backend: when the master is gone there is nothing to join.
+//! A join takes two round trips (PROTOCOL.md §9):
+//! 1. `POST /v1/join/start` names how the follower authenticates (session token, member secret,
+//!    or session code — then with the first SPAKE2 message) and its device id; the master
+//!    answers a fresh nonce (and its SPAKE2 message).
+//! 2. `POST /v1/join` carries the SDP offer with a proof, an HMAC over the nonce, the device id
+//!    and the offer under the join key ([`crate::auth`]). The master checks the proof, asks the
+//!    session core whether the device is admitted, hands the offer to the application (which
+//!    answers it with [`crate::transport::accept_offer`] and gives the link to its node, as the
+//!    device id it was admitted as), and returns the answer SDP with a MAC under the same key.
 //!
-//! Secrets never travel in clear (HTTP on a LAN is sniffable). Both sides derive a key from the
-//! secret — the token, or the session code plus password — and exchange MACs:
-//! - the follower sends `proof = HMAC-SHA256(key, offer_sdp)`: only a device knowing the secret
-//!   can join;
-//! - the master answers `mac = HMAC-SHA256(key, answer_sdp)`: only the real master can answer, and
-//!   since the answer carries the master's DTLS fingerprint, the link that follows is bound to it.
-//!   When the follower knows that fingerprint beforehand (from the QR [`JoinLink`]) it checks it
-//!   too.
+//! Each nonce serves one join request within 30 s, so a captured request cannot be replayed. The
+//! answer's MAC shows the follower that whoever answered holds the key — the real master — and
+//! since the answer carries the master's DTLS fingerprint, the link that follows is bound to it.
+//! Who may join is never decided here: the master's machine answers a [`DoorQuery`] through the
+//! `door` callback, at the instant of each request.
 //!
 //! Rejections (`{"error": "<reason>"}`) are not authenticated: a device on the LAN can always
 //! deny service, but it can neither join nor pose as the master.
 //!
 //! PROTOCOL.md §9 is the normative description of the wire format.
-//!
-//! [`JoinLink`]: crate::invite::JoinLink
+
+mod client;
+mod nonces;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes, HttpBody};
@@ -35,18 +37,23 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
+use crate::auth::{self, hex, unhex, Key, MAC_LEN, NONCE_LEN, PAKE_MSG_LEN};
 use crate::protocol::{check_id, RejectReason, MAX_NAME_LEN};
-use crate::session::{DoorAuth, DoorQuery, DoorReply, DoorSecret, JoinCredentials, SessionCode};
+use crate::session::{DoorAuth, DoorQuery, DoorReply, DoorSecret};
 
-/// The path of the join endpoint.
+pub use client::{request_join, VerifiedAnswer};
+use nonces::{Nonce, Nonces, Pending};
+pub use nonces::{MAX_PENDING, MAX_PENDING_PER_SOURCE, NONCE_TTL};
+
+/// The path of the first round trip: nonce (and PAKE) exchange.
+pub const START_PATH: &str = "/v1/join/start";
+/// The path of the second round trip: offer, proof, answer.
 pub const JOIN_PATH: &str = "/v1/join";
-/// Version of the join request (`"v"`); anything else is answered `version_mismatch`.
-pub const JOIN_VERSION: u64 = 1;
+/// Version of the join requests (`"v"`); anything else is answered `version_mismatch`.
+pub const JOIN_VERSION: u64 = 2;
 /// Largest request body, in bytes; larger ones are answered `too_large` without being read.
 pub const MAX_BODY: usize = 64 * 1024;
 /// Largest offer SDP, in bytes.
@@ -70,7 +77,8 @@ pub struct RateLimit {
 }
 
 impl Default for RateLimit {
-    /// 5 requests per second, bursts of 10: plenty for a person's device, which joins once.
+    /// 5 requests per second, bursts of 10: plenty for a person's device, which joins once
+    /// (two requests).
     fn default() -> Self {
         RateLimit {
             per_sec: RATE_PER_SEC,
@@ -88,88 +96,36 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// reset, which can destroy our `too_large` answer before the client reads it.
 const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
-/// Client: connection and whole-exchange time limits. The master gathers candidates before it
-/// answers (2 s by default), so the exchange allows well beyond that.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long [`JoinServer::shutdown`] waits for requests in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-const TOKEN_KEY_LABEL: &[u8] = b"lansync join token\0";
-const CODE_KEY_LABEL: &[u8] = b"lansync join code\0";
-
-type HmacSha256 = Hmac<Sha256>;
-
-/// Who may join, as the join endpoint sees it. The host application shares it with the server
-/// as `Arc<RwLock<JoinPolicy>>` and updates it as the session evolves (`ended`, `full`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct JoinPolicy {
-    /// The session id (for logs; not checked).
-    pub session_id: String,
-    /// The human session code, `XXXX-XXXX` (compared after normalisation).
-    pub session_code: String,
-    /// The session token (32 hex digits).
-    pub token: String,
-    /// The password a code join needs, if any.
-    pub password: Option<String>,
-    /// The session is over: every join is refused with `session_ended`.
-    pub ended: bool,
-    /// No room for another follower: joins of devices not in `members` are refused with
-    /// `session_full`.
-    pub full: bool,
-    /// Device ids of the session's participants: they may always rejoin, full or not (the
-    /// session machine applies the same rule).
-    pub members: std::collections::BTreeSet<String>,
-}
-
-impl JoinPolicy {
-    /// The admission this policy makes, as a door ([`serve_with_door`]) answers it.
-    fn door(&self, query: &DoorQuery) -> DoorReply {
-        let secret = match query.auth {
-            DoorAuth::Token => Some(DoorSecret::Token(self.token.clone())),
-            DoorAuth::Code => {
-                let ours = SessionCode::parse(&self.session_code);
-                let given = query.session_code.as_deref().and_then(SessionCode::parse);
-                ours.filter(|o| given.as_ref() == Some(o))
-                    .map(|o| DoorSecret::Code {
-                        code: o.as_str().to_string(),
-                        password: self.password.clone().unwrap_or_default(),
-                    })
-            }
-            DoorAuth::Member => None,
-        };
-        let verdict = if self.ended {
-            Err(RejectReason::SessionEnded)
-        } else if self.full && !self.members.contains(&query.device_id) {
-            Err(RejectReason::SessionFull)
-        } else {
-            Ok(())
-        };
-        DoorReply { secret, verdict }
-    }
-}
-
-/// The master's admission at the door (PROTOCOL.md §9.3): asked once per request, before its
-/// proof is checked, with the session as it is at that instant.
-pub type Door =
-    Arc<dyn Fn(DoorQuery) -> Pin<Box<dyn Future<Output = DoorReply> + Send>> + Send + Sync>;
-
-/// Which secret a join request proves.
+/// Which secret a join proves (the start request's `auth`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JoinAuth {
-    /// The session token.
+    /// The session token (QR join link).
     Token,
-    /// The session code, plus the password when the session has one.
+    /// The session code and password, through SPAKE2.
     Code,
-    /// The member secret a JOIN_ACCEPT gave this device (a rejoin, PROTOCOL.md §6.2).
+    /// The member secret the master gave this device at its first join.
     Member,
+}
+
+impl JoinAuth {
+    fn door(self) -> DoorAuth {
+        match self {
+            JoinAuth::Token => DoorAuth::Token,
+            JoinAuth::Code => DoorAuth::Code,
+            JoinAuth::Member => DoorAuth::Member,
+        }
+    }
 }
 
 /// A join request that passed every check, handed to the application's callback.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfferIn {
-    /// The follower's device id (1–64 bytes, identifier alphabet).
+    /// The device id the follower proved and was admitted as: the link made from this offer
+    /// speaks for this device and no other.
     pub device_id: String,
     /// The follower's display name (≤ 48 bytes, control characters removed).
     pub device_name: String,
@@ -185,9 +141,12 @@ pub enum SignalingError {
     /// The master refused the join.
     #[error("join rejected: {}", .0.code())]
     Rejected(RejectReason),
-    /// Too many requests from this device; try again in a moment.
+    /// Too many requests from this device (or pending joins); try again in a moment.
     #[error("too many join requests; try again in a moment")]
     RateLimited,
+    /// The nonce was used, expired, or never issued: start again.
+    #[error("the join took too long or was replayed; start again")]
+    StaleNonce,
     /// The request was larger than the endpoint accepts.
     #[error("the join request is too large")]
     TooLarge,
@@ -204,6 +163,12 @@ pub enum SignalingError {
     #[error("join protocol error: {0}")]
     Protocol(String),
 }
+
+/// The future a [`Door`] returns.
+pub type DoorFuture = Pin<Box<dyn Future<Output = DoorReply> + Send>>;
+/// How the endpoint asks the master's machine who may join (typically `Node::door`): the secret
+/// a request must prove and the admission verdict, at the instant of the request.
+pub type Door = Arc<dyn Fn(DoorQuery) -> DoorFuture + Send + Sync>;
 
 /// The boxed form of the application's callback.
 type OfferFuture = Pin<Box<dyn Future<Output = Result<String, RejectReason>> + Send>>;
@@ -253,50 +218,30 @@ struct Shared {
     door: Door,
     on_offer: OfferHandler,
     limiter: Mutex<RateLimiter>,
+    nonces: Mutex<Nonces>,
 }
 
 /// Starts the join endpoint on `bind` (the master's LAN address; port 0 picks a free port).
 ///
-/// Each request that passes every check is handed to `on_offer`, which returns the answer SDP
-/// (typically from [`crate::transport::accept_offer`], handing the link to the node) or a
-/// rejection; the server signs the answer and returns it.
+/// `door` decides who may join; each request whose proof holds and whom the door admits is
+/// handed to `on_offer`, which returns the answer SDP (typically from
+/// [`crate::transport::accept_offer`], handing the link to the node as `OfferIn::device_id`) or
+/// a rejection; the server signs the answer and returns it.
 pub async fn serve<F, Fut>(
     bind: SocketAddr,
-    policy: Arc<RwLock<JoinPolicy>>,
+    door: Door,
     on_offer: F,
 ) -> Result<JoinServer, SignalingError>
 where
     F: Fn(OfferIn) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<String, RejectReason>> + Send + 'static,
 {
-    serve_with_rate_limit(bind, policy, RateLimit::default(), on_offer).await
+    serve_with_rate_limit(bind, door, RateLimit::default(), on_offer).await
 }
 
 /// [`serve`] with another rate limit: for benchmarks and demos where many followers join from
 /// one address (loopback). Rates that are not positive finite numbers fall back to the default.
 pub async fn serve_with_rate_limit<F, Fut>(
-    bind: SocketAddr,
-    policy: Arc<RwLock<JoinPolicy>>,
-    rate: RateLimit,
-    on_offer: F,
-) -> Result<JoinServer, SignalingError>
-where
-    F: Fn(OfferIn) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<String, RejectReason>> + Send + 'static,
-{
-    let door: Door = Arc::new(move |query| {
-        let reply = policy
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .door(&query);
-        Box::pin(std::future::ready(reply))
-    });
-    serve_with_door(bind, door, rate, on_offer).await
-}
-
-/// [`serve_with_rate_limit`] asking `door` who may join: the master's session machine answers
-/// it (`Node::door`), so the rules live in one place.
-pub async fn serve_with_door<F, Fut>(
     bind: SocketAddr,
     door: Door,
     rate: RateLimit,
@@ -322,8 +267,11 @@ where
         door,
         on_offer: Box::new(move |offer| Box::pin(on_offer(offer))),
         limiter: Mutex::new(RateLimiter::new(rate)),
+        // A burst of joins from one address (allowed by the rate limit) each holds a nonce.
+        nonces: Mutex::new(Nonces::new(rate.burst as usize)),
     });
     let app = Router::new()
+        .route(START_PATH, post(start_handler))
         .route(JOIN_PATH, post(join_handler))
         .with_state(shared);
     let (stop, stopped) = oneshot::channel::<()>();
@@ -347,13 +295,31 @@ where
     })
 }
 
-/// A join request on the wire.
+/// The first request on the wire.
 #[derive(Debug, Serialize, Deserialize)]
-struct JoinRequest {
+struct StartRequest {
     v: u64,
     auth: JoinAuth,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     session_code: Option<String>,
+    device_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pake: Option<String>,
+}
+
+/// The answer to the first request.
+#[derive(Debug, Serialize, Deserialize)]
+struct StartReply {
+    nonce: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pake: Option<String>,
+}
+
+/// The second request on the wire.
+#[derive(Debug, Serialize, Deserialize)]
+struct JoinRequest {
+    v: u64,
+    nonce: String,
     device_id: String,
     #[serde(default)]
     device_name: String,
@@ -383,21 +349,23 @@ enum Refusal {
     BadRequest(String),
     TooLarge,
     RateLimited,
+    Busy,
+    StaleNonce,
 }
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
+        let retry = matches!(self, Refusal::RateLimited | Refusal::Busy);
         let (status, error, detail) = match self {
             Refusal::Reject(r) => (reject_status(r), reject_name(r), None),
-            Refusal::BadRequest(d) => (StatusCode::BAD_REQUEST, "bad_request", Some(d)),
-            Refusal::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", None),
-            Refusal::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", None),
+            Refusal::BadRequest(d) => (StatusCode::BAD_REQUEST, "bad_request".into(), Some(d)),
+            Refusal::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large".into(), None),
+            Refusal::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited".into(), None),
+            Refusal::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy".into(), None),
+            Refusal::StaleNonce => (StatusCode::FORBIDDEN, "stale_nonce".into(), None),
         };
-        let body = Json(ErrorBody {
-            error: error.to_string(),
-            detail,
-        });
-        if status == StatusCode::TOO_MANY_REQUESTS {
+        let body = Json(ErrorBody { error, detail });
+        if retry {
             (status, [(header::RETRY_AFTER, "1")], body).into_response()
         } else {
             (status, body).into_response()
@@ -409,25 +377,33 @@ fn reject_status(r: RejectReason) -> StatusCode {
     match r {
         RejectReason::VersionMismatch => StatusCode::BAD_REQUEST,
         RejectReason::SessionNotFound => StatusCode::NOT_FOUND,
-        RejectReason::InvalidToken | RejectReason::InvalidPassword => StatusCode::FORBIDDEN,
         RejectReason::SessionEnded => StatusCode::GONE,
         RejectReason::SessionFull => StatusCode::SERVICE_UNAVAILABLE,
-        RejectReason::DeviceIdTaken => StatusCode::CONFLICT,
-        RejectReason::Unknown => StatusCode::FORBIDDEN,
+        // Wrong proofs, a device id held by another member, and reasons without a status.
+        _ => StatusCode::FORBIDDEN,
     }
 }
 
 /// The snake_case wire name of a reason (as in JOIN_REJECT).
-fn reject_name(r: RejectReason) -> &'static str {
-    match r {
-        RejectReason::InvalidToken => "invalid_token",
-        RejectReason::InvalidPassword => "invalid_password",
-        RejectReason::SessionEnded => "session_ended",
-        RejectReason::VersionMismatch => "version_mismatch",
-        RejectReason::SessionFull => "session_full",
-        RejectReason::SessionNotFound => "session_not_found",
-        RejectReason::DeviceIdTaken => "device_id_taken",
-        RejectReason::Unknown => "join_rejected",
+fn reject_name(r: RejectReason) -> String {
+    match serde_json::to_value(r) {
+        Ok(serde_json::Value::String(name)) if r != RejectReason::Unknown => name,
+        _ => "join_rejected".into(),
+    }
+}
+
+async fn start_handler(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match handle_start(&shared, peer, &headers, body).await {
+        Ok(reply) => Json(reply).into_response(),
+        Err(refusal) => {
+            tracing::debug!(%peer, ?refusal, "join start refused");
+            refusal.into_response()
+        }
     }
 }
 
@@ -446,53 +422,166 @@ async fn join_handler(
     }
 }
 
+/// Cheapest check first: a flood costs one map lookup per request.
+fn rate_check(shared: &Shared, peer: SocketAddr) -> Result<(), Refusal> {
+    let allowed = shared
+        .limiter
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .allow(peer.ip(), Instant::now());
+    if allowed {
+        Ok(())
+    } else {
+        Err(Refusal::RateLimited)
+    }
+}
+
+fn random32() -> Result<[u8; 32], Refusal> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| {
+        tracing::error!(%e, "no random source");
+        Refusal::Reject(RejectReason::Unknown)
+    })?;
+    Ok(bytes)
+}
+
+async fn handle_start(
+    shared: &Shared,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<StartReply, Refusal> {
+    rate_check(shared, peer)?;
+    let bytes = read_body(headers, body).await?;
+    let req = parse_start(&bytes)?;
+    let query = DoorQuery {
+        auth: req.auth.door(),
+        session_code: req.session_code.clone(),
+        device_id: req.device_id.clone(),
+    };
+    let door = (shared.door)(query).await;
+    let (key, pake) = match (req.auth, &door.secret) {
+        (JoinAuth::Code, Some(DoorSecret::Code { code, password })) => {
+            let msg = req.pake.as_deref().and_then(unhex).unwrap_or_default();
+            let (key, reply) = auth::pake_master(code, password, &msg, random32()?)
+                .ok_or_else(|| Refusal::BadRequest("pake is not a SPAKE2 message".into()))?;
+            (Some(key), Some(hex(&reply)))
+        }
+        // A code that is not this session's: nothing to run the PAKE with (§9.3).
+        (JoinAuth::Code, _) => return Err(Refusal::Reject(RejectReason::SessionNotFound)),
+        (JoinAuth::Token, Some(DoorSecret::Token(token))) if !token.is_empty() => {
+            (Some(auth::token_key(token)), None)
+        }
+        (JoinAuth::Member, Some(DoorSecret::Member(secret))) if !secret.is_empty() => {
+            (Some(auth::member_key(&req.device_id, secret)), None)
+        }
+        // Nothing provable: the join request will be refused as a wrong proof, so that an
+        // unknown device id looks like a wrong secret.
+        _ => (None, None),
+    };
+    let nonce = random32()?;
+    let now = Instant::now();
+    let pending = Pending {
+        auth: req.auth,
+        device_id: req.device_id,
+        secret: door.secret,
+        key,
+        source: peer.ip(),
+        expires: now + NONCE_TTL,
+    };
+    let kept = shared
+        .nonces
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(nonce, pending, now);
+    if !kept {
+        return Err(Refusal::Busy);
+    }
+    Ok(StartReply {
+        nonce: hex(&nonce),
+        pake,
+    })
+}
+
 async fn handle_join(
     shared: &Shared,
     peer: SocketAddr,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<JoinAnswer, Refusal> {
-    // Cheapest checks first: a flood costs one map lookup per request.
-    let allowed = shared
-        .limiter
+    rate_check(shared, peer)?;
+    let bytes = read_body(headers, body).await?;
+    let req = parse_join(&bytes)?;
+    let nonce: Nonce = unhex(&req.nonce)
+        .and_then(|n| n.try_into().ok())
+        .ok_or_else(|| Refusal::BadRequest("nonce must be 64 hex digits".into()))?;
+    let pending = shared
+        .nonces
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .allow(peer.ip(), Instant::now());
-    if !allowed {
-        return Err(Refusal::RateLimited);
-    }
-    let bytes = read_body(headers, body).await?;
-    let req = parse_request(&bytes)?;
+        .take(&nonce, Instant::now())
+        .ok_or(Refusal::StaleNonce)?;
+    let key = check_proof(&pending, &nonce, &req)?;
 
-    if req.auth == JoinAuth::Code && req.session_code.is_none() {
-        return Err(Refusal::BadRequest("a code join needs session_code".into()));
-    }
-    let reply = (shared.door)(DoorQuery {
-        auth: match req.auth {
-            JoinAuth::Token => DoorAuth::Token,
-            JoinAuth::Code => DoorAuth::Code,
-            JoinAuth::Member => DoorAuth::Member,
+    // The proof held: ask again, now, whether this device is admitted (§9.3's order).
+    let query = DoorQuery {
+        auth: pending.auth.door(),
+        session_code: None,
+        device_id: pending.device_id.clone(),
+    };
+    let query = match &pending.secret {
+        Some(DoorSecret::Code { code, .. }) => DoorQuery {
+            session_code: Some(code.clone()),
+            ..query
         },
-        session_code: req.session_code.clone(),
-        device_id: req.device_id.clone(),
-    })
-    .await;
-    let key = check_request(&reply, &req)?;
+        _ => query,
+    };
+    let door = (shared.door)(query).await;
+    if door.secret != pending.secret {
+        // The secret changed since the start (a member left, the session restarted).
+        return Err(Refusal::Reject(wrong_proof(&pending)));
+    }
+    door.verdict.map_err(Refusal::Reject)?;
 
     let offer = OfferIn {
-        device_id: req.device_id,
+        device_id: pending.device_id,
         device_name: req.device_name,
         offer_sdp: req.offer,
-        auth: req.auth,
+        auth: pending.auth,
     };
     let device_id = offer.device_id.clone();
     let answer = (shared.on_offer)(offer).await.map_err(|r| {
         tracing::info!(%peer, device_id = %device_id, reason = r.code(), "join rejected by the application");
         Refusal::Reject(r)
     })?;
-    let mac = hex(&hmac_sha256(&key, answer.as_bytes()));
+    let mac = hex(&auth::answer_mac(&key, &nonce, &answer));
     tracing::info!(%peer, device_id = %device_id, "join answered");
     Ok(JoinAnswer { answer, mac })
+}
+
+/// The refusal for a proof that does not hold: `invalid_password` when the session has a
+/// password and the join is by code, else `invalid_token`.
+fn wrong_proof(pending: &Pending) -> RejectReason {
+    match &pending.secret {
+        Some(DoorSecret::Code { password, .. }) if !password.is_empty() => {
+            RejectReason::InvalidPassword
+        }
+        _ => RejectReason::InvalidToken,
+    }
+}
+
+/// The proof must be for the device id the start named, under the key the start set up.
+fn check_proof(pending: &Pending, nonce: &Nonce, req: &JoinRequest) -> Result<Key, Refusal> {
+    let proof = unhex(&req.proof).unwrap_or_default();
+    match pending.key {
+        Some(key)
+            if req.device_id == pending.device_id
+                && auth::verify_proof(&key, nonce, &req.device_id, &req.offer, &proof) =>
+        {
+            Ok(key)
+        }
+        _ => Err(Refusal::Reject(wrong_proof(pending))),
+    }
 }
 
 /// Reads the body, refusing anything over [`MAX_BODY`] as soon as that is known: from
@@ -549,9 +638,9 @@ fn drain_in_background(mut body: Body) {
     });
 }
 
-/// Parses a request: `v` is read alone first, so a later version's request is answered
-/// `version_mismatch` whatever else it holds.
-fn parse_request(bytes: &[u8]) -> Result<JoinRequest, Refusal> {
+/// Reads `v` alone first, so a later version's request is answered `version_mismatch` whatever
+/// else it holds.
+fn check_version(bytes: &[u8]) -> Result<(), Refusal> {
     #[derive(Deserialize)]
     struct VersionOnly {
         v: Option<serde_json::Value>,
@@ -559,286 +648,64 @@ fn parse_request(bytes: &[u8]) -> Result<JoinRequest, Refusal> {
     let probe: VersionOnly = serde_json::from_slice(bytes)
         .map_err(|e| Refusal::BadRequest(format!("not a JSON object: {e}")))?;
     match probe.v.as_ref().and_then(serde_json::Value::as_u64) {
-        Some(JOIN_VERSION) => {}
-        Some(_) => return Err(Refusal::Reject(RejectReason::VersionMismatch)),
-        None if probe.v.is_some() => return Err(Refusal::Reject(RejectReason::VersionMismatch)),
-        None => return Err(Refusal::BadRequest("missing \"v\"".into())),
+        Some(JOIN_VERSION) => Ok(()),
+        Some(_) => Err(Refusal::Reject(RejectReason::VersionMismatch)),
+        None if probe.v.is_some() => Err(Refusal::Reject(RejectReason::VersionMismatch)),
+        None => Err(Refusal::BadRequest("missing \"v\"".into())),
     }
-    let mut req: JoinRequest =
-        serde_json::from_slice(bytes).map_err(|e| Refusal::BadRequest(e.to_string()))?;
-    check_id("device_id", &req.device_id, false).map_err(|e| Refusal::BadRequest(e.to_string()))?;
+}
+
+fn bad(e: impl std::fmt::Display) -> Refusal {
+    Refusal::BadRequest(e.to_string())
+}
+
+/// Parses and checks a start request (PROTOCOL.md §9.1).
+fn parse_start(bytes: &[u8]) -> Result<StartRequest, Refusal> {
+    check_version(bytes)?;
+    let mut req: StartRequest = serde_json::from_slice(bytes).map_err(bad)?;
+    check_id("device_id", &req.device_id, false).map_err(bad)?;
+    if req.auth != JoinAuth::Code {
+        // Ignored for the other kinds.
+        req.session_code = None;
+        req.pake = None;
+        return Ok(req);
+    }
+    match &req.session_code {
+        None => return Err(bad("a code join needs session_code")),
+        Some(c) if c.len() > MAX_CODE_FIELD => return Err(bad("session_code over 32 bytes")),
+        Some(_) => {}
+    }
+    let pake_ok = req
+        .pake
+        .as_deref()
+        .is_some_and(|p| p.len() == 2 * PAKE_MSG_LEN && unhex(p).is_some());
+    if !pake_ok {
+        return Err(bad("a code join needs pake, 66 hex digits"));
+    }
+    Ok(req)
+}
+
+/// Parses and checks a join request (PROTOCOL.md §9.1).
+fn parse_join(bytes: &[u8]) -> Result<JoinRequest, Refusal> {
+    check_version(bytes)?;
+    let mut req: JoinRequest = serde_json::from_slice(bytes).map_err(bad)?;
+    if req.nonce.len() != 2 * NONCE_LEN || unhex(&req.nonce).is_none() {
+        return Err(bad("nonce must be 64 hex digits"));
+    }
+    check_id("device_id", &req.device_id, false).map_err(bad)?;
     if req.device_name.len() > MAX_NAME_LEN {
-        return Err(Refusal::BadRequest(
-            "device_name longer than 48 bytes".into(),
-        ));
+        return Err(bad("device_name longer than 48 bytes"));
     }
     if req.device_name.chars().any(char::is_control) {
         req.device_name.retain(|c| !c.is_control());
     }
     if req.offer.is_empty() || req.offer.len() > MAX_OFFER {
-        return Err(Refusal::BadRequest("offer empty or over 16 KiB".into()));
+        return Err(bad("offer empty or over 16 KiB"));
     }
-    if req
-        .session_code
-        .as_ref()
-        .is_some_and(|c| c.len() > MAX_CODE_FIELD)
-    {
-        return Err(Refusal::BadRequest(
-            "session_code longer than 32 bytes".into(),
-        ));
-    }
-    if req.proof.len() != 64 || unhex(&req.proof).is_none() {
-        return Err(Refusal::BadRequest("proof must be 64 hex digits".into()));
+    if req.proof.len() != 2 * MAC_LEN || unhex(&req.proof).is_none() {
+        return Err(bad("proof must be 64 hex digits"));
     }
     Ok(req)
-}
-
-/// The door's checks, in the order PROTOCOL.md §9 gives: the proof with the secret the door
-/// names, then its verdict. Returns the key to sign the answer.
-fn check_request(reply: &DoorReply, req: &JoinRequest) -> Result<Vec<u8>, Refusal> {
-    let (key, bad_proof) = match (&reply.secret, req.auth) {
-        // A master without a token (misconfigured) must not accept an empty one.
-        (Some(DoorSecret::Token(token)), JoinAuth::Token) if !token.is_empty() => {
-            (token_key(token), RejectReason::InvalidToken)
-        }
-        (Some(DoorSecret::Code { code, password }), JoinAuth::Code) => {
-            let bad = if password.is_empty() {
-                RejectReason::InvalidToken
-            } else {
-                RejectReason::InvalidPassword
-            };
-            (code_key(code, password), bad)
-        }
-        (Some(DoorSecret::Member(secret)), JoinAuth::Member) => (
-            member_key(&req.device_id, secret),
-            RejectReason::InvalidToken,
-        ),
-        (_, JoinAuth::Code) => return Err(Refusal::Reject(RejectReason::SessionNotFound)),
-        (_, JoinAuth::Token | JoinAuth::Member) => {
-            return Err(Refusal::Reject(RejectReason::InvalidToken))
-        }
-    };
-    let proof = unhex(&req.proof).unwrap_or_default();
-    let mut mac = HmacSha256::new_from_slice(&key).expect("HMAC takes keys of any length");
-    mac.update(req.offer.as_bytes());
-    if mac.verify_slice(&proof).is_err() {
-        return Err(Refusal::Reject(bad_proof));
-    }
-    reply.verdict.map_err(Refusal::Reject)?;
-    Ok(key)
-}
-
-/// Asks the master at `addr` to answer `offer_sdp`, proving the credentials (the token when
-/// `creds` has one, else the session code and password), and returns the answer SDP once its
-/// MAC — and, when `expected_fingerprint` is given (`"sha-256 AB:CD:…"`, or bare hex), its DTLS
-/// fingerprint — show it comes from the real master.
-pub async fn request_join(
-    addr: SocketAddr,
-    creds: &JoinCredentials,
-    expected_fingerprint: Option<&str>,
-    device_id: &str,
-    device_name: &str,
-    offer_sdp: &str,
-) -> Result<String, SignalingError> {
-    let (auth, session_code, key) = match (&creds.token, &creds.session_code) {
-        // A member proves its own secret, so nobody else can join as this device.
-        _ if creds.member_secret.is_some() => {
-            let secret = creds.member_secret.as_deref().unwrap_or_default();
-            (JoinAuth::Member, None, member_key(device_id, secret))
-        }
-        (Some(token), _) => (JoinAuth::Token, None, token_key(token)),
-        (None, Some(code)) => {
-            let code = SessionCode::parse(code).ok_or_else(|| {
-                SignalingError::BadRequest(format!("{code:?} is not a session code"))
-            })?;
-            let key = code_key(code.as_str(), creds.password.as_deref().unwrap_or(""));
-            (JoinAuth::Code, Some(code.as_str().to_string()), key)
-        }
-        (None, None) => {
-            return Err(SignalingError::BadRequest(
-                "no token and no session code to join with".into(),
-            ))
-        }
-    };
-    let request = JoinRequest {
-        v: JOIN_VERSION,
-        auth,
-        session_code,
-        device_id: device_id.to_string(),
-        device_name: device_name.to_string(),
-        offer: offer_sdp.to_string(),
-        proof: hex(&hmac_sha256(&key, offer_sdp.as_bytes())),
-    };
-
-    let client = reqwest::Client::builder()
-        // The master is on the LAN: a configured HTTP proxy must not see (or break) the join.
-        .no_proxy()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .map_err(|e| SignalingError::Unreachable(e.to_string()))?;
-    let url = format!("http://{addr}{JOIN_PATH}");
-    let mut response = client
-        .post(&url)
-        .json(&request)
-        .send()
-        .await
-        .map_err(|e| SignalingError::Unreachable(error_chain(&e)))?;
-    let status = response.status();
-
-    // Read at most a little more than any legitimate answer: the peer is untrusted.
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| SignalingError::Unreachable(error_chain(&e)))?
-    {
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(SignalingError::Protocol("response too large".into()));
-        }
-        body.extend_from_slice(&chunk);
-    }
-
-    if !status.is_success() {
-        let Ok(err) = serde_json::from_slice::<ErrorBody>(&body) else {
-            return Err(SignalingError::Protocol(format!(
-                "HTTP {status} without a join error"
-            )));
-        };
-        return Err(match err.error.as_str() {
-            "rate_limited" => SignalingError::RateLimited,
-            "too_large" => SignalingError::TooLarge,
-            "bad_request" => SignalingError::BadRequest(err.detail.unwrap_or_default()),
-            other => SignalingError::Rejected(
-                serde_json::from_value(serde_json::Value::String(other.to_string()))
-                    .unwrap_or(RejectReason::Unknown),
-            ),
-        });
-    }
-    let answer: JoinAnswer = serde_json::from_slice(&body)
-        .map_err(|e| SignalingError::Protocol(format!("bad answer: {e}")))?;
-    if answer.answer.len() > MAX_ANSWER {
-        return Err(SignalingError::Protocol("answer SDP too large".into()));
-    }
-    let mac = unhex(&answer.mac).ok_or(SignalingError::BadBinding)?;
-    let mut check = HmacSha256::new_from_slice(&key).expect("HMAC takes keys of any length");
-    check.update(answer.answer.as_bytes());
-    if check.verify_slice(&mac).is_err() {
-        tracing::warn!(%addr, "join answer has a bad MAC: not the session's master");
-        return Err(SignalingError::BadBinding);
-    }
-    if let Some(expected) = expected_fingerprint {
-        if !fingerprint_matches(&answer.answer, expected) {
-            tracing::warn!(%addr, "join answer has another DTLS fingerprint than expected");
-            return Err(SignalingError::BadBinding);
-        }
-    }
-    Ok(answer.answer)
-}
-
-/// `SHA-256("lansync join token\0" || token)`.
-fn token_key(token: &str) -> Vec<u8> {
-    let mut h = Sha256::new();
-    h.update(TOKEN_KEY_LABEL);
-    h.update(token.as_bytes());
-    h.finalize().to_vec()
-}
-
-/// `SHA-256("lansync join member\0" || device_id || "\0" || member_secret)`.
-fn member_key(device_id: &str, secret: &str) -> Vec<u8> {
-    let mut h = Sha256::new();
-    h.update(b"lansync join member\0");
-    h.update(device_id.as_bytes());
-    h.update(b"\0");
-    h.update(secret.as_bytes());
-    h.finalize().to_vec()
-}
-
-/// `SHA-256("lansync join code\0" || code || "\0" || password)`, the code normalised.
-fn code_key(code: &str, password: &str) -> Vec<u8> {
-    let mut h = Sha256::new();
-    h.update(CODE_KEY_LABEL);
-    h.update(code.as_bytes());
-    h.update(b"\0");
-    h.update(password.as_bytes());
-    h.finalize().to_vec()
-}
-
-fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
-    mac.update(data);
-    mac.finalize().into_bytes().to_vec()
-}
-
-/// Whether every `a=fingerprint` line of `sdp` (there must be one) names `expected`.
-fn fingerprint_matches(sdp: &str, expected: &str) -> bool {
-    let Some(want) = normalise_fingerprint(expected) else {
-        return false;
-    };
-    let mut found = false;
-    for line in sdp.lines() {
-        if let Some(value) = line.trim_end_matches('\r').strip_prefix("a=fingerprint:") {
-            if normalise_fingerprint(value).as_ref() != Some(&want) {
-                return false;
-            }
-            found = true;
-        }
-    }
-    found
-}
-
-/// `("sha-256", "ABCD…")` from `"sha-256 AB:CD:…"`; bare hex is taken as SHA-256.
-fn normalise_fingerprint(text: &str) -> Option<(String, String)> {
-    let mut parts = text.split_whitespace();
-    let first = parts.next()?;
-    let (alg, value) = match parts.next() {
-        Some(value) => (first.to_ascii_lowercase(), value),
-        None => ("sha-256".to_string(), first),
-    };
-    if parts.next().is_some() {
-        return None;
-    }
-    let hex: String = value
-        .chars()
-        .filter(|c| *c != ':')
-        .map(|c| c.to_ascii_uppercase())
-        .collect();
-    (!hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some((alg, hex))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    bytes
-        .iter()
-        .flat_map(|b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]])
-        .map(char::from)
-        .collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    text.as_bytes()
-        .chunks(2)
-        .map(|p| {
-            let hi = (p[0] as char).to_digit(16)?;
-            let lo = (p[1] as char).to_digit(16)?;
-            Some((hi * 16 + lo) as u8)
-        })
-        .collect()
-}
-
-/// The error and its sources in one line (reqwest's own message hides the cause).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// A token bucket per source address.
@@ -900,66 +767,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_follow_the_documented_derivation() {
-        let mut h = Sha256::new();
-        h.update(b"lansync join token\0abc");
-        assert_eq!(token_key("abc"), h.finalize().to_vec());
-        let mut h = Sha256::new();
-        h.update(b"lansync join code\0ABCD-EFGH\0pw");
-        assert_eq!(code_key("ABCD-EFGH", "pw"), h.finalize().to_vec());
-        assert_ne!(code_key("ABCD-EFGH", ""), code_key("ABCD-EFGH", "pw"));
-        // The example vectors of PROTOCOL.md §9.2.
-        let key = token_key("00112233445566778899aabbccddeeff");
-        assert_eq!(
-            hex(&key),
-            "c8f04fca5ce438421a0afbd5d86b97e6e2d913f94f88cef4a09a4c86da13b266"
-        );
-        assert_eq!(
-            hex(&hmac_sha256(&key, b"v=0\r\n")),
-            "414696e2b9bd4e0088523fd567e156a9f1cb6325174455996f8726416f88bf6d"
-        );
-        let key = code_key("ABCD-EFGH", "sopranos");
-        assert_eq!(
-            hex(&key),
-            "787afa928ac81b7cc21fdb166566366114d7e04931a44993da74b65414e8384f"
-        );
-        assert_eq!(
-            hex(&hmac_sha256(&key, b"v=0\r\n")),
-            "7ceaa55949f52ad95333c8c83d4fe5b1c641a00366d9b9e1a2e24d176c09bcfa"
-        );
-        let key = member_key("tablet-7", "0123456789abcdef0123456789abcdef");
-        assert_eq!(
-            hex(&key),
-            "df9d050db1618d16556aecf9cb214edca233081caee62a18f4067c4dcdc55a13"
-        );
-        assert_eq!(
-            hex(&hmac_sha256(&key, b"v=0\r\n")),
-            "91defd04817116a4041d222fab13316cad7037c0bd21b2e62933a296d67a31e7"
-        );
-    }
-
-    #[test]
-    fn hex_round_trip_and_junk() {
-        let bytes: Vec<u8> = (0..=255).collect();
-        assert_eq!(unhex(&hex(&bytes)), Some(bytes));
-        assert_eq!(unhex("abc"), None);
-        assert_eq!(unhex("zz"), None);
-        assert_eq!(unhex("é1"), None);
-    }
-
-    #[test]
-    fn fingerprints_compare_normalised() {
-        let sdp = "v=0\r\na=fingerprint:sha-256 AB:CD:EF\r\nm=application\r\na=fingerprint:sha-256 ab:cd:ef\r\n";
-        assert!(fingerprint_matches(sdp, "sha-256 AB:CD:EF"));
-        assert!(fingerprint_matches(sdp, "abcdef"));
-        assert!(!fingerprint_matches(sdp, "sha-256 AB:CD:EE"));
-        assert!(!fingerprint_matches(sdp, "sha-1 AB:CD:EF"));
-        assert!(!fingerprint_matches("v=0\r\n", "sha-256 AB:CD:EF"));
-        let mixed = "a=fingerprint:sha-256 AB:CD:EF\na=fingerprint:sha-256 00:00:00\n";
-        assert!(!fingerprint_matches(mixed, "sha-256 AB:CD:EF"));
-    }
-
-    #[test]
     fn bucket_allows_burst_then_rate() {
         let mut limiter = RateLimiter::new(RateLimit::default());
         let ip: IpAddr = "10.0.0.9".parse().unwrap();
@@ -973,26 +780,45 @@ mod tests {
     }
 
     #[test]
-    fn parse_checks_version_first_and_fields() {
-        let ok = |v: serde_json::Value| parse_request(v.to_string().as_bytes());
+    fn reasons_have_their_wire_names() {
+        assert_eq!(
+            reject_name(RejectReason::InvalidPassword),
+            "invalid_password"
+        );
+        assert_eq!(
+            reject_name(RejectReason::SessionNotFound),
+            "session_not_found"
+        );
+        assert_eq!(reject_name(RejectReason::Unknown), "join_rejected");
+        assert_eq!(
+            reject_status(RejectReason::InvalidToken),
+            StatusCode::FORBIDDEN
+        );
+    }
+
+    #[test]
+    fn parse_start_checks_version_first_and_fields() {
+        let ok = |v: serde_json::Value| parse_start(v.to_string().as_bytes());
         let base = serde_json::json!({
-            "v": 1, "auth": "token", "device_id": "d1", "device_name": "Alto 2",
-            "offer": "v=0\r\n", "proof": "00".repeat(32)
+            "v": 2, "auth": "code", "session_code": "abcd efgh", "device_id": "d1",
+            "pake": "41".repeat(PAKE_MSG_LEN)
         });
         assert!(ok(base.clone()).is_ok());
-        let mut v2 = base.clone();
-        v2["v"] = 2.into();
-        v2["auth"] = "future".into();
+        let mut v1 = base.clone();
+        v1["v"] = 1.into();
+        v1["auth"] = "future".into();
         assert!(matches!(
-            ok(v2),
+            ok(v1),
             Err(Refusal::Reject(RejectReason::VersionMismatch))
         ));
         for (field, value) in [
             ("device_id", serde_json::Value::from("x".repeat(65))),
             ("device_id", "bad id".into()),
-            ("device_name", "n".repeat(49).into()),
-            ("offer", "o".repeat(MAX_OFFER + 1).into()),
-            ("proof", "zz".into()),
+            ("session_code", "c".repeat(33).into()),
+            ("session_code", serde_json::Value::Null),
+            ("pake", "41".repeat(PAKE_MSG_LEN + 1).into()),
+            ("pake", "zz".repeat(PAKE_MSG_LEN).into()),
+            ("pake", serde_json::Value::Null),
             ("auth", "magic".into()),
         ] {
             let mut req = base.clone();
@@ -1002,10 +828,41 @@ mod tests {
                 "{field} accepted"
             );
         }
+        let token = serde_json::json!({"v": 2, "auth": "token", "device_id": "d1"});
+        assert!(ok(token).is_ok());
+        assert!(matches!(parse_start(b"{nope"), Err(Refusal::BadRequest(_))));
+        assert!(matches!(parse_start(b"[]"), Err(Refusal::BadRequest(_))));
+    }
+
+    #[test]
+    fn parse_join_checks_fields() {
+        let ok = |v: serde_json::Value| parse_join(v.to_string().as_bytes());
+        let base = serde_json::json!({
+            "v": 2, "nonce": "00".repeat(32), "device_id": "d1", "device_name": "Alto\u{7} 2",
+            "offer": "v=0\r\n", "proof": "00".repeat(32)
+        });
+        assert_eq!(ok(base.clone()).unwrap().device_name, "Alto 2");
+        for (field, value) in [
+            ("nonce", serde_json::Value::from("00".repeat(31))),
+            ("nonce", "zz".repeat(32).into()),
+            ("device_id", "bad id".into()),
+            ("device_name", "n".repeat(49).into()),
+            ("offer", "".into()),
+            ("offer", "o".repeat(MAX_OFFER + 1).into()),
+            ("proof", "zz".into()),
+        ] {
+            let mut req = base.clone();
+            req[field] = value;
+            assert!(
+                matches!(ok(req), Err(Refusal::BadRequest(_))),
+                "{field} accepted"
+            );
+        }
+        let mut v3 = base.clone();
+        v3["v"] = 3.into();
         assert!(matches!(
-            parse_request(b"{nope"),
-            Err(Refusal::BadRequest(_))
+            ok(v3),
+            Err(Refusal::Reject(RejectReason::VersionMismatch))
         ));
-        assert!(matches!(parse_request(b"[]"), Err(Refusal::BadRequest(_))));
     }
 }

@@ -327,12 +327,173 @@ async fn run_probe(mode: &Value, args: &Value) {
                 Err(e) => emit(json!({"event":"find_err","error":e.to_string(),"t_ms":ms()})),
             }
         }
+        "impostor_master" => impostor_master(args).await,
         other => panic!("unknown probe mode {other:?}"),
     }
 }
 
+/// An impostor re-hosting a session's code: a real join endpoint (lansync's own) that knows the
+/// code but not the password (`args.password`, `""` for none), answering offers with real
+/// WebRTC, advertised under its own instance name with the same TXT `code`.
+async fn impostor_master(args: &Value) {
+    use lansync::session::{DoorAuth, DoorQuery, DoorReply, DoorSecret, SessionCode};
+    let code = SessionCode::parse(args["code"].as_str().unwrap_or("")).expect("code");
+    let password = args["password"].as_str().unwrap_or("").to_string();
+    let identity = lansync::transport::Identity::generate().expect("identity");
+    let fingerprint = identity.fingerprint();
+    let cfg = lansync::transport::TransportConfig {
+        certificate: Some(identity),
+        ..Default::default()
+    };
+    let ours = code.clone();
+    let door: lansync::signaling::Door = std::sync::Arc::new(move |q: DoorQuery| {
+        let secret = (q.auth == DoorAuth::Code
+            && q.session_code.as_deref().and_then(SessionCode::parse) == Some(ours.clone()))
+        .then(|| DoorSecret::Code {
+            code: ours.as_str().to_string(),
+            password: password.clone(),
+        });
+        let reply = DoorReply {
+            secret,
+            verdict: Ok(()),
+        };
+        Box::pin(async move { reply })
+    });
+    let server = lansync::signaling::serve(
+        "0.0.0.0:0".parse().unwrap(),
+        door,
+        move |offer: lansync::signaling::OfferIn| {
+            let cfg = cfg.clone();
+            async move {
+                emit(json!({"event":"admitted","device_id":offer.device_id}));
+                let (answer, link) = lansync::transport::accept_offer(&cfg, &offer.offer_sdp)
+                    .await
+                    .map_err(|_| lansync::protocol::RejectReason::Unknown)?;
+                std::mem::forget(link);
+                Ok(answer)
+            }
+        },
+    )
+    .await
+    .expect("impostor endpoint");
+    let port = server.local_addr().port();
+    let daemon = mdns_sd::ServiceDaemon::new().expect("daemon");
+    let fp = lansync::discovery::fingerprint_hash(&fingerprint);
+    let props = [
+        ("v", lansync::protocol::PROTOCOL_VERSION.to_string()),
+        ("code", code.as_str().to_string()),
+        ("name", "Real choir".to_string()),
+        ("fp", fp),
+        ("port", port.to_string()),
+    ];
+    let info = mdns_sd::ServiceInfo::new(
+        SERVICE_TYPE,
+        &format!("lansync-{}-x", code.as_str()),
+        &format!("impostor-{}.local.", std::process::id()),
+        (),
+        port,
+        &props[..],
+    )
+    .expect("service info")
+    .enable_addr_auto();
+    let fullname = info.get_fullname().to_string();
+    daemon.register(info).expect("register");
+    emit(json!({"event":"ready","fullname":fullname}));
+    let _ = tokio::task::spawn_blocking(read_stdin_line).await;
+    let _ = daemon.shutdown();
+    server.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // The tests.
+
+/// Every code+password joiner (a `lansync join --code` process) ends up in the real master's
+/// session although an impostor advertises the same code: the answer of the impostor does not
+/// verify, so the joiner skips it and tries the other advert (PROTOCOL.md §9.6, §10.1).
+#[test]
+fn code_joiners_reach_the_real_master_past_an_impostor() {
+    const JOINERS: usize = 4;
+    let Some(lan) = Lan::new(2 + JOINERS) else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("lansync-impostor-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let lansync = env!("CARGO_BIN_EXE_lansync");
+    let spawn = |ns: usize, args: &[&str]| -> cli_proc::Proc {
+        cli_proc::Proc::spawn(&lan.namespaces[ns], lansync, args)
+    };
+    let master_dir = dir.join("master").to_string_lossy().into_owned();
+    let master = spawn(
+        0,
+        &[
+            "host",
+            "--json",
+            "--password",
+            "sopranos",
+            "--state-dir",
+            &master_dir,
+        ],
+    );
+    let hosting = master.wait_for(|v| v["event"] == "hosting_link");
+    let code = hosting["session_code"].as_str().unwrap().to_string();
+    let session_id = hosting["session_id"].as_str().unwrap().to_string();
+    assert_eq!(hosting["open"], false);
+    for password in ["", "altos"] {
+        let impostor = lan.probe(
+            1,
+            "impostor_master",
+            json!({"code":code,"password":password}),
+        );
+        impostor.wait_for("ready", |_| true);
+        // Both adverts are on the LAN before anyone looks.
+        let b = lan.probe(2, "browse", json!({}));
+        let mut ports = std::collections::BTreeSet::new();
+        while ports.len() < 2 {
+            let (_, found) = b.wait_for("found", |v| v["session_code"] == code.as_str());
+            ports.insert(found["port"].to_string());
+        }
+        assert!(ports.contains(&hosting["port"].to_string()));
+        drop(b);
+        // One after the other: each joiner's mDNS query gets its own answers, in an order of
+        // their own (responders delay them at random), so some try the impostor first.
+        let mut joiners = Vec::new();
+        for i in 0..JOINERS {
+            let state = dir.join(format!("j{i}-{}", password.len()));
+            let state = state.to_string_lossy().into_owned();
+            let name = format!("singer-{i}");
+            let args = [
+                "join",
+                "--code",
+                &code,
+                "--password",
+                "sopranos",
+                "--json",
+                "--state-dir",
+                &state,
+                "--name",
+                &name,
+                "--mdns-timeout",
+                "20",
+            ];
+            let j = spawn(2 + i, &args);
+            let joined = j.wait_for(|v| v["event"] == "joined" || v["event"] == "error");
+            assert_eq!(joined["event"], "joined", "{joined}");
+            assert_eq!(joined["session_id"], session_id.as_str());
+            joiners.push(j);
+        }
+        assert!(
+            impostor
+                .lines
+                .try_iter()
+                .all(|(_, v)| v["event"] != "admitted"),
+            "the impostor admitted a joiner"
+        );
+        drop(joiners);
+        drop(impostor);
+    }
+    drop(master);
+    let _ = std::fs::remove_dir_all(&dir);
+}
 
 #[test]
 fn advert_found_from_two_hosts_then_goodbye() {
@@ -509,6 +670,71 @@ fn crashed_master_expires() {
             }
             Ok(_) => {}
             Err(_) => panic!("crashed master still listed after 300 s"),
+        }
+    }
+}
+
+/// `lansync` processes inside a namespace, read through `--json`.
+mod cli_proc {
+    use super::DEADLINE;
+    use serde_json::Value;
+    use std::io::{BufRead, BufReader};
+    use std::process::{Child, Command, Stdio};
+    use std::sync::mpsc;
+    use std::time::Instant;
+
+    pub struct Proc {
+        name: String,
+        child: Child,
+        lines: mpsc::Receiver<Value>,
+    }
+
+    impl Proc {
+        pub fn spawn(ns: &str, exe: &str, args: &[&str]) -> Proc {
+            let mut child = Command::new("ip")
+                .args(["netns", "exec", ns, exe])
+                .args(args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("spawn lansync");
+            let stdout = child.stdout.take().expect("stdout");
+            let (tx, lines) = mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                        if tx.send(v).is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+            Proc {
+                name: format!("{} in {ns}", args.first().unwrap_or(&"")),
+                child,
+                lines,
+            }
+        }
+
+        /// The first event satisfying `pred`, within the deadline.
+        pub fn wait_for(&self, pred: impl Fn(&Value) -> bool) -> Value {
+            let end = Instant::now() + DEADLINE;
+            loop {
+                let left = end.saturating_duration_since(Instant::now());
+                match self.lines.recv_timeout(left) {
+                    Ok(v) if pred(&v) => return v,
+                    Ok(_) => {}
+                    Err(_) => panic!("{}: nothing awaited within {DEADLINE:?}", self.name),
+                }
+            }
+        }
+    }
+
+    impl Drop for Proc {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }

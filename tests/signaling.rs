@@ -1,16 +1,19 @@
-//! The LAN join endpoint over real HTTP on 127.0.0.1: every rejection, the size and rate limits,
-//! impostor masters, and one join that ends in a real WebRTC link.
+//! The LAN join endpoint over real HTTP on 127.0.0.1: both round trips, every rejection, the
+//! size and rate limits, replays, impostor masters, what a sniffer can learn, and one join that
+//! ends in a real WebRTC link.
 #![cfg(feature = "native")]
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lansync::auth;
 use lansync::protocol::RejectReason;
-use lansync::session::JoinCredentials;
+use lansync::session::{DoorAuth, DoorQuery, DoorReply, DoorSecret, JoinCredentials, SessionCode};
 use lansync::signaling::{
-    request_join, serve, serve_with_rate_limit, JoinAuth, JoinPolicy, JoinServer, OfferIn,
-    RateLimit, SignalingError,
+    request_join, serve, serve_with_rate_limit, Door, JoinAuth, JoinServer, OfferIn, RateLimit,
+    SignalingError, VerifiedAnswer,
 };
 use lansync::transport::{self, TransportConfig};
 
@@ -18,21 +21,57 @@ const TOKEN: &str = "00112233445566778899aabbccddeeff";
 const CODE: &str = "ABCD-EFGH";
 const FP: &str = "sha-256 0A:1B:2C:3D:4E:5F:60:71:82:93:A4:B5:C6:D7:E8:F9:0A:1B:2C:3D:4E:5F:60:71:82:93:A4:B5:C6:D7:E8:F9";
 const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n";
+const MEMBER_SECRET: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
 
 fn canned_answer() -> String {
     format!("v=0\r\no=- 2 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=fingerprint:{FP}\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=setup:active\r\n")
 }
 
-fn policy(password: Option<&str>) -> Arc<RwLock<JoinPolicy>> {
-    Arc::new(RwLock::new(JoinPolicy {
-        session_id: "3f9c2a7be1d04c55".into(),
-        session_code: CODE.into(),
-        token: TOKEN.into(),
+/// What the test's master knows: the stand-in for the session core behind the door.
+#[derive(Debug, Clone, Default)]
+struct Session {
+    password: Option<String>,
+    ended: bool,
+    full: bool,
+    /// Device id → member secret.
+    members: BTreeMap<String, String>,
+}
+
+type SessionRef = Arc<Mutex<Session>>;
+
+fn session(password: Option<&str>) -> SessionRef {
+    Arc::new(Mutex::new(Session {
         password: password.map(Into::into),
-        ended: false,
-        full: false,
-        members: Default::default(),
+        ..Default::default()
     }))
+}
+
+/// A door that answers from `session` at the instant of each query.
+fn door(session: SessionRef) -> Door {
+    Arc::new(move |q: DoorQuery| {
+        let s = session.lock().unwrap().clone();
+        let ours = |c: &str| SessionCode::parse(c).is_some_and(|c| c.as_str() == CODE);
+        let secret = match q.auth {
+            DoorAuth::Token => Some(DoorSecret::Token(TOKEN.into())),
+            DoorAuth::Code if q.session_code.as_deref().is_some_and(ours) => {
+                Some(DoorSecret::Code {
+                    code: CODE.into(),
+                    password: s.password.clone().unwrap_or_default(),
+                })
+            }
+            DoorAuth::Code => None,
+            DoorAuth::Member => s.members.get(&q.device_id).cloned().map(DoorSecret::Member),
+        };
+        let verdict = if s.ended {
+            Err(RejectReason::SessionEnded)
+        } else if s.full && !s.members.contains_key(&q.device_id) {
+            Err(RejectReason::SessionFull)
+        } else {
+            Ok(())
+        };
+        let reply = DoorReply { secret, verdict };
+        Box::pin(async move { reply })
+    })
 }
 
 fn localhost() -> SocketAddr {
@@ -40,10 +79,10 @@ fn localhost() -> SocketAddr {
 }
 
 /// A server whose callback answers every offer with the canned answer and records what it got.
-async fn fake_server(policy: Arc<RwLock<JoinPolicy>>) -> (JoinServer, Arc<Mutex<Vec<OfferIn>>>) {
+async fn fake_server(session: SessionRef) -> (JoinServer, Arc<Mutex<Vec<OfferIn>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
-    let server = serve(localhost(), policy, move |offer: OfferIn| {
+    let server = serve(localhost(), door(session), move |offer: OfferIn| {
         let log = log.clone();
         async move {
             log.lock().unwrap().push(offer);
@@ -70,8 +109,17 @@ fn by_code(code: &str, password: Option<&str>) -> JoinCredentials {
     }
 }
 
+fn by_member(secret: &str) -> JoinCredentials {
+    JoinCredentials {
+        member_secret: Some(secret.into()),
+        ..Default::default()
+    }
+}
+
 async fn join(addr: SocketAddr, creds: &JoinCredentials) -> Result<String, SignalingError> {
-    request_join(addr, creds, Some(FP), "tablet-7", "Alto 2", OFFER).await
+    request_join(addr, creds, Some(FP), "tablet-7", "Alto 2", OFFER)
+        .await
+        .map(|a| a.answer)
 }
 
 fn rejected(r: Result<String, SignalingError>) -> RejectReason {
@@ -81,11 +129,11 @@ fn rejected(r: Result<String, SignalingError>) -> RejectReason {
     }
 }
 
-/// POSTs raw bytes to the endpoint; returns the status and the JSON body.
-async fn post_raw(addr: SocketAddr, body: Vec<u8>) -> (u16, serde_json::Value) {
+/// POSTs raw bytes to `path`; returns the status and the JSON body.
+async fn post_raw(addr: SocketAddr, path: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let resp = client
-        .post(format!("http://{addr}/v1/join"))
+        .post(format!("http://{addr}{path}"))
         .header("content-type", "application/json")
         .body(body)
         .send()
@@ -96,28 +144,59 @@ async fn post_raw(addr: SocketAddr, body: Vec<u8>) -> (u16, serde_json::Value) {
     (status, serde_json::from_slice(&bytes).unwrap_or_default())
 }
 
+async fn post_json(
+    addr: SocketAddr,
+    path: &str,
+    v: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    post_raw(addr, path, v.to_string().into_bytes()).await
+}
+
+/// A token join made by hand: the start, then the join request's body (not yet sent).
+async fn token_request(addr: SocketAddr, device_id: &str) -> serde_json::Value {
+    let (status, start) = post_json(
+        addr,
+        "/v1/join/start",
+        &serde_json::json!({"v": 2, "auth": "token", "device_id": device_id}),
+    )
+    .await;
+    assert_eq!(status, 200, "{start}");
+    let nonce = auth::unhex(start["nonce"].as_str().unwrap()).unwrap();
+    let proof = auth::proof(&auth::token_key(TOKEN), &nonce, device_id, OFFER);
+    serde_json::json!({
+        "v": 2, "nonce": start["nonce"], "device_id": device_id, "device_name": "Alto 2",
+        "offer": OFFER, "proof": auth::hex(&proof),
+    })
+}
+
 #[tokio::test]
 async fn token_join_gets_a_verified_answer() {
-    let (server, seen) = fake_server(policy(None)).await;
+    let (server, seen) = fake_server(session(None)).await;
     let answer = join(server.local_addr(), &by_token(TOKEN)).await.unwrap();
     assert_eq!(answer, canned_answer());
-    // Without an expected fingerprint the MAC alone is checked.
-    let answer = request_join(server.local_addr(), &by_token(TOKEN), None, "d2", "", OFFER)
+    // Without an expected fingerprint the MAC alone is checked; the verified answer names the
+    // master's fingerprint.
+    let VerifiedAnswer {
+        answer,
+        fingerprint,
+    } = request_join(server.local_addr(), &by_token(TOKEN), None, "d2", "", OFFER)
         .await
         .unwrap();
     assert_eq!(answer, canned_answer());
+    assert_eq!(fingerprint, FP);
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 2);
     assert_eq!(seen[0].device_id, "tablet-7");
     assert_eq!(seen[0].device_name, "Alto 2");
     assert_eq!(seen[0].offer_sdp, OFFER);
     assert_eq!(seen[0].auth, JoinAuth::Token);
+    assert_eq!(seen[1].device_id, "d2");
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn code_joins_with_and_without_password() {
-    let (server, seen) = fake_server(policy(None)).await;
+    let (server, seen) = fake_server(session(None)).await;
     // Typed the way people type codes.
     let answer = join(server.local_addr(), &by_code("abcd efgh", None))
         .await
@@ -126,12 +205,21 @@ async fn code_joins_with_and_without_password() {
     assert_eq!(seen.lock().unwrap()[0].auth, JoinAuth::Code);
     server.shutdown().await;
 
-    let (server, _) = fake_server(policy(Some("sopranos"))).await;
+    let (server, _) = fake_server(session(Some("sopranos"))).await;
     let addr = server.local_addr();
     assert_eq!(
         join(addr, &by_code(CODE, Some("sopranos"))).await.unwrap(),
         canned_answer()
     );
+    // The token still works on a session with a password.
+    assert!(join(addr, &by_token(TOKEN)).await.is_ok());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_wrong_password_fails_with_invalid_password() {
+    let (server, seen) = fake_server(session(Some("sopranos"))).await;
+    let addr = server.local_addr();
     assert_eq!(
         rejected(join(addr, &by_code(CODE, Some("tenors"))).await),
         RejectReason::InvalidPassword
@@ -140,14 +228,16 @@ async fn code_joins_with_and_without_password() {
         rejected(join(addr, &by_code(CODE, None)).await),
         RejectReason::InvalidPassword
     );
-    // The token still works on a session with a password.
-    assert!(join(addr, &by_token(TOKEN)).await.is_ok());
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "the app saw a refused offer"
+    );
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn wrong_secrets_and_codes_are_rejected_specifically() {
-    let (server, seen) = fake_server(policy(None)).await;
+    let (server, seen) = fake_server(session(None)).await;
     let addr = server.local_addr();
     assert_eq!(
         rejected(join(addr, &by_token("ffeeddccbbaa99887766554433221100")).await),
@@ -162,6 +252,11 @@ async fn wrong_secrets_and_codes_are_rejected_specifically() {
         rejected(join(addr, &by_code(CODE, Some("guess"))).await),
         RejectReason::InvalidToken
     );
+    // A member secret for a device that is no member looks like any wrong secret.
+    assert_eq!(
+        rejected(join(addr, &by_member(MEMBER_SECRET)).await),
+        RejectReason::InvalidToken
+    );
     assert!(
         seen.lock().unwrap().is_empty(),
         "the app saw a refused offer"
@@ -170,20 +265,51 @@ async fn wrong_secrets_and_codes_are_rejected_specifically() {
 }
 
 #[tokio::test]
-async fn ended_and_full_sessions_refuse_joins() {
-    let policy = policy(None);
-    let (server, _) = fake_server(policy.clone()).await;
+async fn a_member_rejoins_with_its_secret_only() {
+    let s = session(None);
+    s.lock()
+        .unwrap()
+        .members
+        .insert("tablet-7".into(), MEMBER_SECRET.into());
+    let (server, seen) = fake_server(s.clone()).await;
     let addr = server.local_addr();
-    policy.write().unwrap().full = true;
+    assert!(join(addr, &by_member(MEMBER_SECRET)).await.is_ok());
+    assert_eq!(seen.lock().unwrap()[0].auth, JoinAuth::Member);
+    assert_eq!(
+        rejected(join(addr, &by_member("ffffffffffffffffffffffffffffffff")).await),
+        RejectReason::InvalidToken
+    );
+    // Another device cannot use tablet-7's secret: the key binds the device id.
+    let r = request_join(addr, &by_member(MEMBER_SECRET), None, "tablet-8", "", OFFER).await;
+    assert!(
+        matches!(r, Err(SignalingError::Rejected(RejectReason::InvalidToken))),
+        "{r:?}"
+    );
+    // A member is let back into a full session.
+    s.lock().unwrap().full = true;
+    assert!(join(addr, &by_member(MEMBER_SECRET)).await.is_ok());
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn ended_and_full_sessions_refuse_joins() {
+    let s = session(None);
+    let (server, _) = fake_server(s.clone()).await;
+    let addr = server.local_addr();
+    s.lock().unwrap().full = true;
     assert_eq!(
         rejected(join(addr, &by_token(TOKEN)).await),
         RejectReason::SessionFull
     );
     // A participant of the session ("tablet-7") may always come back, full or not.
-    policy.write().unwrap().members.insert("tablet-7".into());
+    s.lock()
+        .unwrap()
+        .members
+        .insert("tablet-7".into(), MEMBER_SECRET.into());
     assert!(join(addr, &by_token(TOKEN)).await.is_ok());
-    policy.write().unwrap().members.clear();
-    policy.write().unwrap().ended = true;
+    s.lock().unwrap().members.clear();
+    s.lock().unwrap().ended = true;
     assert_eq!(
         rejected(join(addr, &by_token(TOKEN)).await),
         RejectReason::SessionEnded
@@ -194,17 +320,90 @@ async fn ended_and_full_sessions_refuse_joins() {
         RejectReason::InvalidToken
     );
     {
-        let mut p = policy.write().unwrap();
-        p.ended = false;
-        p.full = false;
+        let mut s = s.lock().unwrap();
+        s.ended = false;
+        s.full = false;
     }
     assert!(join(addr, &by_token(TOKEN)).await.is_ok());
     server.shutdown().await;
 }
 
 #[tokio::test]
+async fn the_verdict_is_taken_when_the_offer_arrives() {
+    // The session ends between the two round trips: the join request sees it.
+    let s = session(None);
+    let (server, seen) = fake_server(s.clone()).await;
+    let addr = server.local_addr();
+    let request = token_request(addr, "tablet-7").await;
+    s.lock().unwrap().ended = true;
+    let (status, body) = post_json(addr, "/v1/join", &request).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (410, Some("session_ended"))
+    );
+    assert!(seen.lock().unwrap().is_empty());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_replayed_join_request_is_refused_and_makes_no_answer() {
+    let (server, seen) = fake_server(session(None)).await;
+    let addr = server.local_addr();
+    let request = token_request(addr, "tablet-7").await;
+    let (status, body) = post_json(addr, "/v1/join", &request).await;
+    assert_eq!(status, 200, "{body}");
+    // The same bytes again, as a sniffer on the LAN would send them.
+    for _ in 0..5 {
+        let (status, body) = post_json(addr, "/v1/join", &request).await;
+        assert_eq!((status, body["error"].as_str()), (403, Some("stale_nonce")));
+    }
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "a replay reached the application"
+    );
+    // A nonce that was never issued is no better.
+    let mut forged = request.clone();
+    forged["nonce"] = "ab".repeat(32).into();
+    let (status, body) = post_json(addr, "/v1/join", &forged).await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("stale_nonce")));
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_proof_for_another_device_id_fails() {
+    let (server, seen) = fake_server(session(None)).await;
+    let addr = server.local_addr();
+    // A sniffed request re-sent under the victim's device id (before the real one).
+    let mut stolen = token_request(addr, "tablet-7").await;
+    stolen["device_id"] = "victim".into();
+    let (status, body) = post_json(addr, "/v1/join", &stolen).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("invalid_token"))
+    );
+    // A valid proof for another id than the start named.
+    let mut switched = token_request(addr, "tablet-7").await;
+    let nonce = auth::unhex(switched["nonce"].as_str().unwrap()).unwrap();
+    let proof = auth::proof(&auth::token_key(TOKEN), &nonce, "victim", OFFER);
+    switched["device_id"] = "victim".into();
+    switched["proof"] = auth::hex(&proof).into();
+    let (status, body) = post_json(addr, "/v1/join", &switched).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("invalid_token"))
+    );
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "the app saw a forged device id"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn app_callback_rejection_reaches_the_client() {
-    let server = serve(localhost(), policy(None), |_offer: OfferIn| async {
+    let server = serve(localhost(), door(session(None)), |_offer: OfferIn| async {
         Err(RejectReason::SessionFull)
     })
     .await
@@ -218,25 +417,49 @@ async fn app_callback_rejection_reaches_the_client() {
 
 #[tokio::test]
 async fn malformed_requests_are_bad_requests() {
-    let (server, _) = fake_server(policy(None)).await;
+    let (server, _) = fake_server(session(None)).await;
     let addr = server.local_addr();
 
-    let (status, body) = post_raw(addr, b"{\"v\":1,\"auth\":".to_vec()).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("bad_request")));
-
-    let (status, body) = post_raw(
-        addr,
-        serde_json::json!({"v": 2, "whatever": "a later version"})
-            .to_string()
-            .into_bytes(),
-    )
-    .await;
+    for path in ["/v1/join/start", "/v1/join"] {
+        let (status, body) = post_raw(addr, path, b"{\"v\":2,\"auth\":".to_vec()).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some("bad_request")));
+        let (status, body) = post_json(
+            addr,
+            path,
+            &serde_json::json!({"v": 3, "whatever": "a later version"}),
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("version_mismatch"))
+        );
+    }
+    // Version 1 requests (one round trip) are a version mismatch now.
+    let v1 = serde_json::json!({
+        "v": 1, "auth": "token", "device_id": "d1", "device_name": "x",
+        "offer": OFFER, "proof": "00".repeat(32),
+    });
+    let (status, body) = post_json(addr, "/v1/join", &v1).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("version_mismatch"))
     );
+    // A code start without its PAKE message.
+    let (status, body) = post_json(
+        addr,
+        "/v1/join/start",
+        &serde_json::json!({"v": 2, "auth": "code", "session_code": CODE, "device_id": "d1"}),
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("bad_request")));
+    assert!(join(addr, &by_token(TOKEN)).await.is_ok());
+    server.shutdown().await;
+}
 
-    // Oversize fields through the client.
+#[tokio::test]
+async fn oversize_fields_through_the_client_are_bad_requests() {
+    let (server, _) = fake_server(session(None)).await;
+    let addr = server.local_addr();
     let long_id = "d".repeat(65);
     let r = request_join(addr, &by_token(TOKEN), None, &long_id, "x", OFFER).await;
     assert!(matches!(r, Err(SignalingError::BadRequest(_))), "{r:?}");
@@ -255,25 +478,10 @@ async fn malformed_requests_are_bad_requests() {
 }
 
 #[tokio::test]
-async fn version_mismatch_through_a_well_formed_request() {
-    let (server, _) = fake_server(policy(None)).await;
-    let req = serde_json::json!({
-        "v": 2, "auth": "token", "device_id": "d1", "device_name": "x",
-        "offer": OFFER, "proof": "00".repeat(32),
-    });
-    let (status, body) = post_raw(server.local_addr(), req.to_string().into_bytes()).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("version_mismatch"))
-    );
-    server.shutdown().await;
-}
-
-#[tokio::test]
 async fn one_mebibyte_body_is_too_large_and_the_server_carries_on() {
-    let (server, seen) = fake_server(policy(None)).await;
+    let (server, seen) = fake_server(session(None)).await;
     let addr = server.local_addr();
-    let (status, body) = post_raw(addr, vec![b' '; 1024 * 1024]).await;
+    let (status, body) = post_raw(addr, "/v1/join", vec![b' '; 1024 * 1024]).await;
     assert_eq!((status, body["error"].as_str()), (413, Some("too_large")));
     // Through the client: an offer of 1 MiB.
     let huge = "a".repeat(1024 * 1024);
@@ -286,7 +494,7 @@ async fn one_mebibyte_body_is_too_large_and_the_server_carries_on() {
 
 #[tokio::test]
 async fn a_flood_is_rate_limited_and_the_bucket_refills() {
-    let (server, _) = fake_server(policy(None)).await;
+    let (server, _) = fake_server(session(None)).await;
     let addr = server.local_addr();
     let mut limited = 0;
     let mut answered = 0;
@@ -298,8 +506,9 @@ async fn a_flood_is_rate_limited_and_the_bucket_refills() {
         }
     }
     assert!(limited > 0, "no request was rate limited");
-    assert!(answered >= 10, "the burst was not served ({answered})");
-    // Poll until the bucket has a token again: a valid join then succeeds.
+    // Two requests a join: the burst of 10 serves 5 joins.
+    assert!(answered >= 5, "the burst was not served ({answered})");
+    // Poll until the bucket has tokens again: a valid join then succeeds.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         match join(addr, &by_token(TOKEN)).await {
@@ -308,48 +517,13 @@ async fn a_flood_is_rate_limited_and_the_bucket_refills() {
                 break;
             }
             Err(SignalingError::RateLimited) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // A join takes two tokens: wait for the bucket, do not drain it by polling.
+                tokio::time::sleep(Duration::from_millis(1000)).await;
             }
             Err(e) => panic!("no recovery from rate limiting: {e:?}"),
         }
     }
     server.shutdown().await;
-}
-
-/// An impostor on the LAN: an HTTP endpoint that takes any request and answers with a MAC made
-/// with the key of `token` (a real MAC for the wrong secret), or with `mac` verbatim.
-async fn impostor(token: &'static str, mac: Option<&'static str>) -> SocketAddr {
-    use hmac::{Hmac, Mac};
-    use sha2::{Digest, Sha256};
-    let listener = tokio::net::TcpListener::bind(localhost()).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new().route(
-        "/v1/join",
-        axum::routing::post(move |_body: axum::body::Bytes| async move {
-            let answer = canned_answer();
-            let mac = match mac {
-                Some(mac) => mac.to_string(),
-                None => {
-                    let key = Sha256::new()
-                        .chain_update(b"lansync join token\0")
-                        .chain_update(token.as_bytes())
-                        .finalize();
-                    let mut m = Hmac::<Sha256>::new_from_slice(&key).unwrap();
-                    m.update(answer.as_bytes());
-                    m.finalize()
-                        .into_bytes()
-                        .iter()
-                        .map(|b| format!("{b:02x}"))
-                        .collect()
-                }
-            };
-            axum::Json(serde_json::json!({ "answer": answer, "mac": mac }))
-        }),
-    );
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    addr
 }
 
 #[tokio::test]
@@ -359,44 +533,23 @@ async fn a_generous_rate_limit_serves_many_joins_from_one_address() {
         per_sec: 1000.0,
         burst: 100.0,
     };
-    let server = serve_with_rate_limit(localhost(), policy(None), rate, |_o: OfferIn| async {
-        Ok(canned_answer())
-    })
+    let server = serve_with_rate_limit(
+        localhost(),
+        door(session(None)),
+        rate,
+        |_o: OfferIn| async { Ok(canned_answer()) },
+    )
     .await
     .unwrap();
-    for _ in 0..50 {
+    for _ in 0..40 {
         join(server.local_addr(), &by_token(TOKEN)).await.unwrap();
     }
     server.shutdown().await;
 }
 
 #[tokio::test]
-async fn an_impostor_master_is_bad_binding() {
-    // Sanity: the impostor's MAC construction is right — a follower sharing its token accepts.
-    let same = impostor("deadbeefdeadbeefdeadbeefdeadbeef", None).await;
-    assert!(join(same, &by_token("deadbeefdeadbeefdeadbeefdeadbeef"))
-        .await
-        .is_ok());
-    // A follower of our session: the impostor cannot sign with our token.
-    let other = impostor("deadbeefdeadbeefdeadbeefdeadbeef", None).await;
-    let r = join(other, &by_token(TOKEN)).await;
-    assert!(matches!(r, Err(SignalingError::BadBinding)), "{r:?}");
-    let r = join(other, &by_code(CODE, Some("pw"))).await;
-    assert!(matches!(r, Err(SignalingError::BadBinding)), "{r:?}");
-    // Garbage or missing MACs.
-    for mac in ["", "zz", "1111"] {
-        let addr = impostor(TOKEN, Some(mac)).await;
-        let r = join(addr, &by_token(TOKEN)).await;
-        assert!(
-            matches!(r, Err(SignalingError::BadBinding)),
-            "{mac:?}: {r:?}"
-        );
-    }
-}
-
-#[tokio::test]
 async fn fingerprint_mismatch_is_bad_binding() {
-    let (server, _) = fake_server(policy(None)).await;
+    let (server, _) = fake_server(session(None)).await;
     let other = FP.replace("0A:1B", "FF:FF");
     let r = request_join(
         server.local_addr(),
@@ -436,7 +589,7 @@ async fn no_master_is_unreachable() {
 
 #[tokio::test]
 async fn join_link_carries_what_request_join_needs() {
-    let (server, _) = fake_server(policy(None)).await;
+    let (server, _) = fake_server(session(None)).await;
     let link = lansync::invite::JoinLink {
         addr: server.local_addr().ip(),
         port: server.local_addr().port(),
@@ -455,7 +608,7 @@ async fn join_link_carries_what_request_join_needs() {
     )
     .await
     .unwrap();
-    assert_eq!(answer, canned_answer());
+    assert_eq!(answer.answer, canned_answer());
     server.shutdown().await;
 }
 
@@ -469,7 +622,7 @@ async fn real_webrtc_link_through_the_join_endpoint() {
         ..Default::default()
     };
     let (links_tx, mut links_rx) = tokio::sync::mpsc::unbounded_channel();
-    let server = serve(localhost(), policy(None), move |offer: OfferIn| {
+    let server = serve(localhost(), door(session(None)), move |offer: OfferIn| {
         let cfg = master_cfg.clone();
         let links = links_tx.clone();
         async move {
@@ -500,7 +653,7 @@ async fn real_webrtc_link_through_the_join_endpoint() {
     )
     .await
     .unwrap();
-    let mut follower_link = pending.accept_answer(&answer).await.unwrap();
+    let mut follower_link = pending.accept_answer(&answer.answer).await.unwrap();
     let (device_id, mut master_link) =
         tokio::time::timeout(Duration::from_secs(20), links_rx.recv())
             .await
@@ -518,5 +671,253 @@ async fn real_webrtc_link_through_the_join_endpoint() {
     assert_eq!(got, Some(transport::LinkEvent::Control("hello".into())));
     follower_link.close().await;
     master_link.close().await;
+    server.shutdown().await;
+}
+
+/// What an impostor on the LAN signs its answers with.
+#[derive(Clone, Copy)]
+enum Forge {
+    /// The key of this token (a real MAC for the wrong secret).
+    Token(&'static str),
+    /// The PAKE run with the session code and this password guess.
+    Code(&'static str),
+    /// This text, verbatim.
+    Mac(&'static str),
+}
+
+/// An impostor master: speaks the protocol, answers every join with the canned answer, and signs
+/// it as `forge` says, ignoring the follower's proof.
+async fn impostor(forge: Forge) -> SocketAddr {
+    let keys: Arc<Mutex<BTreeMap<String, auth::Key>>> = Default::default();
+    let start_keys = keys.clone();
+    let start = move |axum::Json(req): axum::Json<serde_json::Value>| {
+        let keys = start_keys.clone();
+        async move {
+            let nonce = auth::hex(&[7u8; 32]);
+            let mut reply = serde_json::json!({ "nonce": nonce });
+            if let (Forge::Code(guess), Some(msg)) = (forge, req["pake"].as_str()) {
+                let msg = auth::unhex(msg).unwrap();
+                let (key, pake) = auth::pake_master(CODE, guess, &msg, [9; 32]).unwrap();
+                keys.lock().unwrap().insert(nonce, key);
+                reply["pake"] = auth::hex(&pake).into();
+            }
+            axum::Json(reply)
+        }
+    };
+    let join = move |axum::Json(req): axum::Json<serde_json::Value>| async move {
+        let answer = canned_answer();
+        let nonce = req["nonce"].as_str().unwrap_or_default().to_string();
+        let raw_nonce = auth::unhex(&nonce).unwrap_or_default();
+        let mac = match forge {
+            Forge::Mac(mac) => mac.to_string(),
+            Forge::Token(token) => auth::hex(&auth::answer_mac(
+                &auth::token_key(token),
+                &raw_nonce,
+                &answer,
+            )),
+            Forge::Code(_) => {
+                let key = keys.lock().unwrap().get(&nonce).copied().unwrap_or([0; 32]);
+                auth::hex(&auth::answer_mac(&key, &raw_nonce, &answer))
+            }
+        };
+        axum::Json(serde_json::json!({ "answer": answer, "mac": mac }))
+    };
+    let listener = tokio::net::TcpListener::bind(localhost()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new()
+        .route("/v1/join/start", axum::routing::post(start))
+        .route("/v1/join", axum::routing::post(join));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_impostor_master_is_bad_binding() {
+    // Sanity: the impostor's MAC construction is right — a follower sharing its token accepts.
+    let same = impostor(Forge::Token("deadbeefdeadbeefdeadbeefdeadbeef")).await;
+    assert!(join(same, &by_token("deadbeefdeadbeefdeadbeefdeadbeef"))
+        .await
+        .is_ok());
+    // A follower of our session: the impostor cannot sign with our token.
+    let r = join(same, &by_token(TOKEN)).await;
+    assert!(matches!(r, Err(SignalingError::BadBinding)), "{r:?}");
+    // Garbage or missing MACs.
+    for mac in ["", "zz", "1111"] {
+        let addr = impostor(Forge::Mac(mac)).await;
+        let r = join(addr, &by_token(TOKEN)).await;
+        assert!(
+            matches!(r, Err(SignalingError::BadBinding)),
+            "{mac:?}: {r:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_impostor_endpoint_cannot_answer_a_code_password_joiner() {
+    let joiner = by_code(CODE, Some("sopranos"));
+    // An impostor re-hosting the advertised code, without a password or with another one, and
+    // signing its answer with the key its own PAKE run gave it: one wrong guess, no link.
+    for guess in ["", "altos", "sopranos "] {
+        let addr = impostor(Forge::Code(guess)).await;
+        let r = join(addr, &joiner).await;
+        assert!(
+            matches!(r, Err(SignalingError::BadBinding)),
+            "{guess:?}: {r:?}"
+        );
+    }
+    // Sanity: an impostor that guessed the password is accepted — one guess per handshake.
+    let lucky = impostor(Forge::Code("sopranos")).await;
+    assert!(join(lucky, &joiner).await.is_ok());
+
+    // A second lansync master with the same code and another password (or none) refuses the
+    // joiner: nothing it returns can be taken for an answer.
+    for password in [None, Some("altos")] {
+        let (server, seen) = fake_server(session(password)).await;
+        let r = join(server.local_addr(), &joiner).await;
+        assert!(
+            matches!(r, Err(SignalingError::Rejected(_))),
+            "{password:?}: {r:?}"
+        );
+        assert!(seen.lock().unwrap().is_empty());
+        server.shutdown().await;
+    }
+}
+
+/// A TCP relay that records every byte each way: what a sniffer on the LAN sees.
+async fn sniffer(to: SocketAddr) -> (SocketAddr, Arc<Mutex<(Vec<u8>, Vec<u8>)>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let seen: Arc<Mutex<(Vec<u8>, Vec<u8>)>> = Default::default();
+    let listener = tokio::net::TcpListener::bind(localhost()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = tokio::net::TcpStream::connect(to).await.unwrap();
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            let (up, down) = (log.clone(), log.clone());
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = cr.read(&mut buf).await {
+                    up.lock().unwrap().0.extend_from_slice(&buf[..n]);
+                    if sw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = sr.read(&mut buf).await {
+                    down.lock().unwrap().1.extend_from_slice(&buf[..n]);
+                    if cw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// Every JSON object that starts a line or a body in `bytes` (HTTP bodies here are one object).
+fn json_objects(bytes: &[u8]) -> Vec<serde_json::Value> {
+    let mut found = Vec::new();
+    for (i, b) in bytes.iter().enumerate() {
+        if *b == b'{' && (i == 0 || bytes[i - 1] == b'\n') {
+            let mut it = serde_json::Deserializer::from_slice(&bytes[i..]).into_iter();
+            if let Some(Ok(v)) = it.next() {
+                found.push(v);
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn a_sniffed_code_join_cannot_be_checked_offline() {
+    let password = "sopranos";
+    let (server, _) = fake_server(session(Some(password))).await;
+    let (relay, seen) = sniffer(server.local_addr()).await;
+    join(relay, &by_code(CODE, Some(password))).await.unwrap();
+    let (up, down) = seen.lock().unwrap().clone();
+    let requests = json_objects(&up);
+    let replies = json_objects(&down);
+    let request = requests
+        .iter()
+        .find(|v| v.get("proof").is_some())
+        .expect("the join request was seen");
+    let answer = replies
+        .iter()
+        .find(|v| v.get("mac").is_some())
+        .expect("the answer was seen");
+    let proof = auth::unhex(request["proof"].as_str().unwrap()).unwrap();
+    let mac = auth::unhex(answer["mac"].as_str().unwrap()).unwrap();
+    let nonce = auth::unhex(request["nonce"].as_str().unwrap_or_default()).unwrap_or_default();
+    let offer = request["offer"].as_str().unwrap();
+    let device = request["device_id"].as_str().unwrap();
+    let sdp = answer["answer"].as_str().unwrap();
+
+    // An offline guesser holding the right password: every key made from the code and password
+    // alone, over every transcript the wire shows, must fail to verify what it captured.
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+    let candidate_keys: Vec<Vec<u8>> = [
+        &b"lansync join code\0"[..],
+        &b"lansync join token\0"[..],
+        &b""[..],
+    ]
+    .iter()
+    .map(|label| {
+        Sha256::new()
+            .chain_update(label)
+            .chain_update(CODE.as_bytes())
+            .chain_update(b"\0")
+            .chain_update(password.as_bytes())
+            .finalize()
+            .to_vec()
+    })
+    .collect();
+    let mut transcripts: Vec<Vec<u8>> = vec![offer.as_bytes().to_vec(), sdp.as_bytes().to_vec()];
+    for label in [&b"lansync join v2\0"[..], &b"lansync answer v2\0"[..]] {
+        let mut t = label.to_vec();
+        t.extend_from_slice(&nonce);
+        t.extend_from_slice(device.as_bytes());
+        t.push(0);
+        t.extend_from_slice(offer.as_bytes());
+        transcripts.push(t);
+        let mut t = label.to_vec();
+        t.extend_from_slice(&nonce);
+        t.extend_from_slice(sdp.as_bytes());
+        transcripts.push(t);
+    }
+    for key in &candidate_keys {
+        for data in &transcripts {
+            for captured in [&proof, &mac] {
+                let mut m = Hmac::<Sha256>::new_from_slice(key).unwrap();
+                m.update(data);
+                assert!(
+                    m.verify_slice(captured).is_err(),
+                    "a captured MAC verifies under a key made from the password alone"
+                );
+            }
+        }
+    }
+    // The PAKE messages on the wire change with every join, with the same password.
+    let pake = |reqs: &[serde_json::Value]| {
+        reqs.iter()
+            .find_map(|v| v["pake"].as_str().map(str::to_string))
+            .expect("a code join carries its PAKE message")
+    };
+    let first = pake(&requests);
+    join(relay, &by_code(CODE, Some(password))).await.unwrap();
+    let (up, _) = seen.lock().unwrap().clone();
+    let again: Vec<String> = json_objects(&up)
+        .iter()
+        .filter_map(|v| v["pake"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(again.len(), 2);
+    assert_ne!(again[1], first);
     server.shutdown().await;
 }

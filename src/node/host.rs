@@ -77,7 +77,7 @@ impl Host {
             ..opts.transport
         };
         let accepting = node.clone();
-        let server = signaling::serve_with_door(opts.bind, door, opts.rate, move |offer| {
+        let server = signaling::serve_with_rate_limit(opts.bind, door, opts.rate, move |offer| {
             let (cfg, node) = (cfg.clone(), accepting.clone());
             let device_id = offer.device_id.clone();
             async move {
@@ -185,7 +185,7 @@ pub fn follower_dialer(
                 other => DialError::Failed(other.to_string()),
             })?;
             let mut link = pending
-                .accept_answer(&answer)
+                .accept_answer(&answer.answer)
                 .await
                 .map_err(|e| e.to_string())?;
             link.wait_open(OPEN_TIMEOUT)

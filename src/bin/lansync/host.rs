@@ -19,6 +19,10 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
+/// Said to the person hosting a session without a password (PROTOCOL.md §9.6).
+const OPEN_SESSION: &str = "Open session: anyone on this network who sees the code can join, and \
+followers joining by code cannot tell this master from an impostor. --password closes it.\n";
+
 /// Options of `lansync host`.
 #[derive(clap::Args, Clone)]
 pub struct HostArgs {
@@ -176,10 +180,10 @@ async fn host(args: &HostArgs, out: &Out) -> Result<bool, String> {
     out.emit(
         json!({"event":"hosting_link","session_code":rec.session_code.as_str(),
                "session_id":rec.session_id,"session_name":rec.session_name,"link":link,
-               "port":port}),
+               "port":port,"open":rec.password.is_none()}),
         || {
             format!(
-                "{}\n\"{}\" — session code {}{}\nJoin link: {link}\n",
+                "{}\n\"{}\" — session code {}{}\nJoin link: {link}\n{}",
                 lansync::invite::qr::qr_terminal(&link),
                 rec.session_name,
                 rec.session_code.as_str(),
@@ -187,6 +191,11 @@ async fn host(args: &HostArgs, out: &Out) -> Result<bool, String> {
                     " (password set)"
                 } else {
                     ""
+                },
+                if rec.password.is_some() {
+                    ""
+                } else {
+                    OPEN_SESSION
                 },
             )
         },
