@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes, HttpBody};
@@ -39,6 +39,12 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
+
+mod listener;
+mod slots;
+
+#[cfg(unix)]
+pub use listener::raise_fd_limit;
 
 use crate::protocol::{check_id, RejectReason, MAX_NAME_LEN};
 use crate::session::{JoinCredentials, SessionCode};
@@ -95,6 +101,26 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long [`JoinServer::shutdown`] waits for requests in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// Open connections of the join endpoint, in total and per source address (PROTOCOL.md §9.3):
+/// a room of followers joining at once needs a few dozen; each costs a descriptor.
+pub const MAX_CONNECTIONS: usize = 512;
+/// Open connections per source address (one device needs one).
+pub const MAX_CONNECTIONS_PER_SOURCE: usize = 8;
+/// Time for a request head to arrive, from the connection's start: a LAN client sends it at once.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(3);
+/// Time for a whole connection: head, body (its own 10 s limit) and the answer.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(15);
+/// Answers pending their link (being made, or sent and waiting for the link to open), in total.
+/// Each holds a peer connection (sockets, memory) until its link opens or it is dropped.
+pub const MAX_PENDING_ANSWERS: usize = 64;
+/// Answers pending their link per source address.
+pub const MAX_PENDING_PER_SOURCE: usize = 4;
+/// How long an answer may wait for its link, from the request: on a LAN a link opens within
+/// milliseconds of the answer, and within 3 s even after two lost DTLS flights (retransmitted
+/// after 1 s, then 2 s); a follower whose link did not open dials again. Longer only lets a
+/// flood of answers that never open hold their slots.
+pub const PENDING_TIMEOUT: Duration = Duration::from_secs(5);
+
 const TOKEN_KEY_LABEL: &[u8] = b"lansync join token\0";
 const CODE_KEY_LABEL: &[u8] = b"lansync join code\0";
 
@@ -143,6 +169,52 @@ pub struct OfferIn {
     pub offer_sdp: String,
     /// Which secret the follower proved.
     pub auth: JoinAuth,
+    /// This answer's slot among the answers pending their link: [`hold`](PendingAnswer::hold)
+    /// it until the link opens.
+    pub pending: PendingAnswer,
+}
+
+/// An answer's slot among the endpoint's capped answers pending their link (PROTOCOL.md §9.3).
+/// The server takes it before the application's callback runs and holds it while the callback
+/// runs; to keep it until the link opens, the callback calls [`hold`](Self::hold) before it
+/// returns. The slot is freed when no [`PendingHold`] is left, when it expires
+/// ([`PENDING_TIMEOUT`] after the request), or when a request from a source holding fewer slots
+/// takes it while all are in use.
+#[derive(Debug, Clone)]
+pub struct PendingAnswer(Weak<slots::Slot>);
+
+impl PendingAnswer {
+    /// Keeps the slot (if it is still this answer's) until the returned hold is dropped.
+    pub fn hold(&self) -> PendingHold {
+        PendingHold(self.0.upgrade())
+    }
+}
+
+impl PartialEq for PendingAnswer {
+    /// The same slot.
+    fn eq(&self, other: &Self) -> bool {
+        Weak::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for PendingAnswer {}
+
+/// A hold on an answer's slot ([`PendingAnswer::hold`]); dropping it lets the slot go.
+#[derive(Debug)]
+pub struct PendingHold(Option<Arc<slots::Slot>>);
+
+impl PendingHold {
+    /// Runs `opening` (the link's opening) while holding the slot; `None` when the slot expired
+    /// or was taken first (or was already gone): the application then drops the link.
+    pub async fn run<F: Future>(self, opening: F) -> Option<F::Output> {
+        let slot = self.0?;
+        let deadline = tokio::time::Instant::from_std(slot.expires());
+        tokio::select! {
+            out = opening => Some(out),
+            _ = slot.evicted() => None,
+            _ = tokio::time::sleep_until(deadline) => None,
+        }
+    }
 }
 
 /// Errors of the join endpoint and its client.
@@ -157,6 +229,9 @@ pub enum SignalingError {
     /// The request was larger than the endpoint accepts.
     #[error("the join request is too large")]
     TooLarge,
+    /// The master has too many answers waiting for their link; try again in a moment.
+    #[error("the master is busy answering other joins; try again in a moment")]
+    Busy,
     /// The request was malformed (or, on the client, could not be made from what was given).
     #[error("bad join request: {0}")]
     BadRequest(String),
@@ -219,6 +294,7 @@ struct Shared {
     policy: Arc<RwLock<JoinPolicy>>,
     on_offer: OfferHandler,
     limiter: Mutex<RateLimiter>,
+    pending: slots::Slots,
 }
 
 /// Starts the join endpoint on `bind` (the master's LAN address; port 0 picks a free port).
@@ -240,6 +316,10 @@ where
 
 /// [`serve`] with another rate limit: for benchmarks and demos where many followers join from
 /// one address (loopback). Rates that are not positive finite numbers fall back to the default.
+///
+/// Raising the burst above the default says that followers share one address, so the
+/// per-address caps of connections and pending answers are lifted to the total ones; the
+/// totals still hold, shared fairly between addresses.
 pub async fn serve_with_rate_limit<F, Fut>(
     bind: SocketAddr,
     policy: Arc<RwLock<JoinPolicy>>,
@@ -256,6 +336,14 @@ where
     } else {
         RateLimit::default()
     };
+    let shared_source = rate.burst > RATE_BURST;
+    let per_source = |cap: usize, total: usize| if shared_source { total } else { cap };
+    let conn_limits = listener::ConnLimits {
+        total: MAX_CONNECTIONS,
+        per_source: per_source(MAX_CONNECTIONS_PER_SOURCE, MAX_CONNECTIONS),
+        head_timeout: HEAD_TIMEOUT,
+        lifetime: CONNECTION_LIFETIME,
+    };
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .map_err(|e| SignalingError::Unreachable(format!("cannot listen on {bind}: {e}")))?;
@@ -266,23 +354,17 @@ where
         policy,
         on_offer: Box::new(move |offer| Box::pin(on_offer(offer))),
         limiter: Mutex::new(RateLimiter::new(rate)),
+        pending: slots::Slots::new(
+            MAX_PENDING_ANSWERS,
+            per_source(MAX_PENDING_PER_SOURCE, MAX_PENDING_ANSWERS),
+            PENDING_TIMEOUT,
+        ),
     });
     let app = Router::new()
         .route(JOIN_PATH, post(join_handler))
         .with_state(shared);
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = stopped.await;
-    });
-    let task = tokio::spawn(async move {
-        if let Err(e) = server.await {
-            tracing::warn!(error = %e, "join endpoint failed");
-        }
-    });
+    let task = tokio::spawn(listener::run(listener, app, conn_limits, stopped));
     tracing::info!(addr = %local_addr, "join endpoint listening");
     Ok(JoinServer {
         local_addr,
@@ -327,6 +409,7 @@ enum Refusal {
     BadRequest(String),
     TooLarge,
     RateLimited,
+    Busy,
 }
 
 impl IntoResponse for Refusal {
@@ -336,12 +419,13 @@ impl IntoResponse for Refusal {
             Refusal::BadRequest(d) => (StatusCode::BAD_REQUEST, "bad_request", Some(d)),
             Refusal::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", None),
             Refusal::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", None),
+            Refusal::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy", None),
         };
         let body = Json(ErrorBody {
             error: error.to_string(),
             detail,
         });
-        if status == StatusCode::TOO_MANY_REQUESTS {
+        if status == StatusCode::TOO_MANY_REQUESTS || error == "busy" {
             (status, [(header::RETRY_AFTER, "1")], body).into_response()
         } else {
             (status, body).into_response()
@@ -412,20 +496,37 @@ async fn handle_join(
         check_request(&policy, &req)?
     };
 
+    let held = take_pending(shared, peer)?;
     let offer = OfferIn {
         device_id: req.device_id,
         device_name: req.device_name,
         offer_sdp: req.offer,
         auth: req.auth,
+        pending: PendingAnswer(held.0.as_ref().map_or_else(Weak::new, Arc::downgrade)),
     };
     let device_id = offer.device_id.clone();
-    let answer = (shared.on_offer)(offer).await.map_err(|r| {
-        tracing::info!(%peer, device_id = %device_id, reason = r.code(), "join rejected by the application");
-        Refusal::Reject(r)
-    })?;
+    let answer = held
+        .run((shared.on_offer)(offer))
+        .await
+        .ok_or(Refusal::Busy)?
+        .map_err(|r| {
+            tracing::info!(%peer, device_id = %device_id, reason = r.code(), "join rejected by the application");
+            Refusal::Reject(r)
+        })?;
     let mac = hex(&hmac_sha256(&key, answer.as_bytes()));
     tracing::info!(%peer, device_id = %device_id, "join answered");
     Ok(JoinAnswer { answer, mac })
+}
+
+/// A slot among the answers pending their link, or `busy` (PROTOCOL.md §9.3).
+fn take_pending(shared: &Shared, peer: SocketAddr) -> Result<PendingHold, Refusal> {
+    match shared.pending.take(peer.ip(), Instant::now()) {
+        Some(slot) => Ok(PendingHold(Some(Arc::new(slot)))),
+        None => {
+            tracing::info!(%peer, "join refused: too many answers pending their link");
+            Err(Refusal::Busy)
+        }
+    }
 }
 
 /// Reads the body, refusing anything over [`MAX_BODY`] as soon as that is known: from
@@ -648,6 +749,7 @@ pub async fn request_join(
         return Err(match err.error.as_str() {
             "rate_limited" => SignalingError::RateLimited,
             "too_large" => SignalingError::TooLarge,
+            "busy" => SignalingError::Busy,
             "bad_request" => SignalingError::BadRequest(err.detail.unwrap_or_default()),
             other => SignalingError::Rejected(
                 serde_json::from_value(serde_json::Value::String(other.to_string()))

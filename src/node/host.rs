@@ -82,6 +82,10 @@ impl Host {
             certificate: Some(opts.identity.clone()),
             ..opts.transport
         };
+        // The join endpoint's caps, not the default descriptor limit, bound its connections.
+        if let Err(e) = signaling::raise_fd_limit() {
+            tracing::warn!(%e, "cannot raise the open-file limit");
+        }
         let accepting = node.clone();
         let server = signaling::serve_with_rate_limit(opts.bind, policy, opts.rate, move |offer| {
             let (cfg, node) = (cfg.clone(), accepting.clone());
@@ -92,11 +96,14 @@ impl Host {
                         tracing::warn!(%e, "cannot answer a follower's offer");
                         RejectReason::Unknown
                     })?;
-                // The follower hears the answer first; the link joins the node once it opens.
+                // The follower hears the answer first; the link joins the node once it opens,
+                // holding its pending-answer slot until then (PROTOCOL.md §9.3).
+                let held = offer.pending.hold();
                 tokio::spawn(async move {
-                    match link.wait_open(OPEN_TIMEOUT).await {
-                        Ok(()) => node.add_link(link),
-                        Err(e) => tracing::info!(%e, "a follower's link never opened"),
+                    match held.run(link.wait_open(OPEN_TIMEOUT)).await {
+                        Some(Ok(())) => node.add_link(link),
+                        Some(Err(e)) => tracing::info!(%e, "a follower's link never opened"),
+                        None => tracing::info!("a follower's link did not open in time"),
                     }
                 });
                 Ok(answer)
