@@ -112,7 +112,7 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(3);
 pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(15);
 /// Answers pending their link (being made, or sent and waiting for the link to open), in total.
 /// Each holds a peer connection (sockets, memory) until its link opens or it is dropped.
-pub const MAX_PENDING_ANSWERS: usize = 64;
+pub const MAX_PENDING_ANSWERS: usize = 128;
 /// Answers pending their link per source address.
 pub const MAX_PENDING_PER_SOURCE: usize = 4;
 /// How long an answer may wait for its link, from the request: on a LAN a link opens within
@@ -120,6 +120,9 @@ pub const MAX_PENDING_PER_SOURCE: usize = 4;
 /// after 1 s, then 2 s); a follower whose link did not open dials again. Longer only lets a
 /// flood of answers that never open hold their slots.
 pub const PENDING_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a request that finds no slot for its answer waits for one before it is refused
+/// `busy`: followers joining at once get in as the first links open.
+pub const PENDING_WAIT: Duration = Duration::from_secs(1);
 
 const TOKEN_KEY_LABEL: &[u8] = b"lansync join token\0";
 const CODE_KEY_LABEL: &[u8] = b"lansync join code\0";
@@ -496,7 +499,7 @@ async fn handle_join(
         check_request(&policy, &req)?
     };
 
-    let held = take_pending(shared, peer)?;
+    let held = take_pending(shared, peer).await?;
     let offer = OfferIn {
         device_id: req.device_id,
         device_name: req.device_name,
@@ -519,8 +522,8 @@ async fn handle_join(
 }
 
 /// A slot among the answers pending their link, or `busy` (PROTOCOL.md §9.3).
-fn take_pending(shared: &Shared, peer: SocketAddr) -> Result<PendingHold, Refusal> {
-    match shared.pending.take(peer.ip(), Instant::now()) {
+async fn take_pending(shared: &Shared, peer: SocketAddr) -> Result<PendingHold, Refusal> {
+    match shared.pending.take_within(peer.ip(), PENDING_WAIT).await {
         Some(slot) => Ok(PendingHold(Some(Arc::new(slot)))),
         None => {
             tracing::info!(%peer, "join refused: too many answers pending their link");

@@ -12,12 +12,19 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 /// The table; cheap to clone (shared).
 #[derive(Debug, Clone)]
 pub(crate) struct Slots {
-    inner: Arc<Mutex<Table>>,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    table: Mutex<Table>,
+    /// Told whenever a slot is freed, for [`Slots::take_within`].
+    freed: Notify,
 }
 
 #[derive(Debug)]
@@ -41,7 +48,7 @@ struct Entry {
 /// One slot; dropping it frees it.
 #[derive(Debug)]
 pub(crate) struct Slot {
-    table: Arc<Mutex<Table>>,
+    table: Arc<Inner>,
     source: IpAddr,
     id: u64,
     expires: Instant,
@@ -54,20 +61,42 @@ impl Slots {
     pub(crate) fn new(total: usize, per_source: usize, lifetime: Duration) -> Slots {
         let total = total.max(1);
         Slots {
-            inner: Arc::new(Mutex::new(Table {
-                total,
-                per_source: per_source.clamp(1, total),
-                lifetime,
-                held: 0,
-                next_id: 0,
-                by_source: HashMap::new(),
-            })),
+            inner: Arc::new(Inner {
+                table: Mutex::new(Table {
+                    total,
+                    per_source: per_source.clamp(1, total),
+                    lifetime,
+                    held: 0,
+                    next_id: 0,
+                    by_source: HashMap::new(),
+                }),
+                freed: Notify::new(),
+            }),
+        }
+    }
+
+    /// A slot for `source`, waiting up to `wait` for one to be freed when its share is used up:
+    /// a room joining at once gets in as the first links open, instead of being refused.
+    pub(crate) async fn take_within(&self, source: IpAddr, wait: Duration) -> Option<Slot> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let freed = self.inner.freed.notified();
+            tokio::pin!(freed);
+            // Registered before trying, so a slot freed in between still wakes us.
+            freed.as_mut().enable();
+            if let Some(slot) = self.take(source, Instant::now()) {
+                return Some(slot);
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                // Expired slots are reclaimed by a take: one last try.
+                return self.take(source, Instant::now());
+            }
         }
     }
 
     /// A slot for `source` at `now`, or `None` when its share is used up.
     pub(crate) fn take(&self, source: IpAddr, now: Instant) -> Option<Slot> {
-        let mut t = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut t = self.inner.table.lock().unwrap_or_else(|e| e.into_inner());
         let own = t.by_source.get(&source).map_or(0, VecDeque::len);
         if own >= t.per_source {
             return None;
@@ -100,7 +129,11 @@ impl Slots {
     /// Slots held now.
     #[cfg(test)]
     pub(crate) fn held(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).held
+        self.inner
+            .table
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .held
     }
 }
 
@@ -159,7 +192,7 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let mut t = self.table.table.lock().unwrap_or_else(|e| e.into_inner());
         let mut removed = false;
         if let Some(entries) = t.by_source.get_mut(&self.source) {
             if let Some(i) = entries.iter().position(|e| e.id == self.id) {
@@ -172,6 +205,8 @@ impl Drop for Slot {
         }
         if removed {
             t.held -= 1;
+            drop(t);
+            self.table.freed.notify_waiters();
         }
     }
 }
@@ -215,6 +250,27 @@ mod tests {
         drop((newcomer, second));
         drop(held);
         assert_eq!(slots.held(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_request_gets_the_next_freed_slot() {
+        let slots = Slots::new(1, 1, Duration::from_secs(5));
+        let first = slots.take(ip(1), Instant::now()).unwrap();
+        let waiting = tokio::spawn({
+            let slots = slots.clone();
+            async move {
+                slots
+                    .take_within(ip(1), Duration::from_secs(10))
+                    .await
+                    .is_some()
+            }
+        });
+        tokio::task::yield_now().await;
+        drop(first);
+        assert!(waiting.await.unwrap());
+        let _held = slots.take(ip(1), Instant::now());
+        let refused = slots.take_within(ip(1), Duration::from_millis(10)).await;
+        assert!(refused.is_none(), "nothing freed within the wait");
     }
 
     #[test]
