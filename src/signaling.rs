@@ -22,13 +22,15 @@
 //! PROTOCOL.md §9 is the normative description of the wire format.
 
 mod client;
+mod listener;
 mod nonces;
+mod slots;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes, HttpBody};
@@ -45,6 +47,8 @@ use crate::protocol::{check_id, RejectReason, MAX_NAME_LEN};
 use crate::session::{DoorAuth, DoorQuery, DoorReply, DoorSecret};
 
 pub use client::{request_join, VerifiedAnswer};
+#[cfg(unix)]
+pub use listener::raise_fd_limit;
 use nonces::{Nonce, Nonces, Pending};
 pub use nonces::{MAX_PENDING, MAX_PENDING_PER_SOURCE, NONCE_TTL};
 
@@ -54,6 +58,28 @@ pub const START_PATH: &str = "/v1/join/start";
 pub const JOIN_PATH: &str = "/v1/join";
 /// Version of the join requests (`"v"`); anything else is answered `version_mismatch`.
 pub const JOIN_VERSION: u64 = 2;
+/// Open connections of the join endpoint, in total and per source address (PROTOCOL.md §9.3):
+/// a room of followers joining at once needs a few dozen; each costs a descriptor.
+pub const MAX_CONNECTIONS: usize = 512;
+/// Open connections per source address (one device needs one).
+pub const MAX_CONNECTIONS_PER_SOURCE: usize = 8;
+/// Time for a request head to arrive, from the connection's start: a LAN client sends it at once.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(3);
+/// Time for a whole connection: head, body (its own 10 s limit) and the answer.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(15);
+/// Answers pending their link (being made, or sent and waiting for the link to open), in total.
+/// Each holds a peer connection (sockets, memory) until its link opens or it is dropped.
+pub const MAX_PENDING_ANSWERS: usize = 128;
+/// Answers pending their link per source address.
+pub const MAX_PENDING_ANSWERS_PER_SOURCE: usize = 4;
+/// How long an answer may wait for its link, from the request: on a LAN a link opens within
+/// milliseconds of the answer, and within 3 s even after two lost DTLS flights (retransmitted
+/// after 1 s, then 2 s); a follower whose link did not open dials again. Longer only lets a
+/// flood of answers that never open hold their slots.
+pub const PENDING_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a request that finds no slot for its answer waits for one before it is refused
+/// `busy`: followers joining at once get in as the first links open.
+pub const PENDING_WAIT: Duration = Duration::from_secs(1);
 /// Largest request body, in bytes; larger ones are answered `too_large` without being read.
 pub const MAX_BODY: usize = 64 * 1024;
 /// Largest offer SDP, in bytes.
@@ -133,6 +159,52 @@ pub struct OfferIn {
     pub offer_sdp: String,
     /// Which secret the follower proved.
     pub auth: JoinAuth,
+    /// This answer's slot among the answers pending their link: [`hold`](PendingAnswer::hold)
+    /// it until the link opens.
+    pub pending: PendingAnswer,
+}
+
+/// An answer's slot among the endpoint's capped answers pending their link (PROTOCOL.md §9.3).
+/// The server takes it before the application's callback runs and holds it while the callback
+/// runs; to keep it until the link opens, the callback calls [`hold`](Self::hold) before it
+/// returns. The slot is freed when no [`PendingHold`] is left, when it expires
+/// ([`PENDING_TIMEOUT`] after the request), or when a request from a source holding fewer slots
+/// takes it while all are in use.
+#[derive(Debug, Clone)]
+pub struct PendingAnswer(Weak<slots::Slot>);
+
+impl PendingAnswer {
+    /// Keeps the slot (if it is still this answer's) until the returned hold is dropped.
+    pub fn hold(&self) -> PendingHold {
+        PendingHold(self.0.upgrade())
+    }
+}
+
+impl PartialEq for PendingAnswer {
+    /// The same slot.
+    fn eq(&self, other: &Self) -> bool {
+        Weak::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for PendingAnswer {}
+
+/// A hold on an answer's slot ([`PendingAnswer::hold`]); dropping it lets the slot go.
+#[derive(Debug)]
+pub struct PendingHold(Option<Arc<slots::Slot>>);
+
+impl PendingHold {
+    /// Runs `opening` (the link's opening) while holding the slot; `None` when the slot expired
+    /// or was taken first (or was already gone): the application then drops the link.
+    pub async fn run<F: Future>(self, opening: F) -> Option<F::Output> {
+        let slot = self.0?;
+        let deadline = tokio::time::Instant::from_std(slot.expires());
+        tokio::select! {
+            out = opening => Some(out),
+            _ = slot.evicted() => None,
+            _ = tokio::time::sleep_until(deadline) => None,
+        }
+    }
 }
 
 /// Errors of the join endpoint and its client.
@@ -144,6 +216,9 @@ pub enum SignalingError {
     /// Too many requests from this device (or pending joins); try again in a moment.
     #[error("too many join requests; try again in a moment")]
     RateLimited,
+    /// The master has too many answers or starts waiting; try again in a moment.
+    #[error("the master is busy answering other joins; try again in a moment")]
+    Busy,
     /// The nonce was used, expired, or never issued: start again.
     #[error("the join took too long or was replayed; start again")]
     StaleNonce,
@@ -219,6 +294,7 @@ struct Shared {
     on_offer: OfferHandler,
     limiter: Mutex<RateLimiter>,
     nonces: Mutex<Nonces>,
+    pending: slots::Slots,
 }
 
 /// Starts the join endpoint on `bind` (the master's LAN address; port 0 picks a free port).
@@ -257,6 +333,14 @@ where
     } else {
         RateLimit::default()
     };
+    let shared_source = rate.burst > RATE_BURST;
+    let per_source = |cap: usize, total: usize| if shared_source { total } else { cap };
+    let conn_limits = listener::ConnLimits {
+        total: MAX_CONNECTIONS,
+        per_source: per_source(MAX_CONNECTIONS_PER_SOURCE, MAX_CONNECTIONS),
+        head_timeout: HEAD_TIMEOUT,
+        lifetime: CONNECTION_LIFETIME,
+    };
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .map_err(|e| SignalingError::Unreachable(format!("cannot listen on {bind}: {e}")))?;
@@ -269,24 +353,18 @@ where
         limiter: Mutex::new(RateLimiter::new(rate)),
         // A burst of joins from one address (allowed by the rate limit) each holds a nonce.
         nonces: Mutex::new(Nonces::new(rate.burst as usize)),
+        pending: slots::Slots::new(
+            MAX_PENDING_ANSWERS,
+            per_source(MAX_PENDING_ANSWERS_PER_SOURCE, MAX_PENDING_ANSWERS),
+            PENDING_TIMEOUT,
+        ),
     });
     let app = Router::new()
         .route(START_PATH, post(start_handler))
         .route(JOIN_PATH, post(join_handler))
         .with_state(shared);
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = stopped.await;
-    });
-    let task = tokio::spawn(async move {
-        if let Err(e) = server.await {
-            tracing::warn!(error = %e, "join endpoint failed");
-        }
-    });
+    let task = tokio::spawn(listener::run(listener, app, conn_limits, stopped));
     tracing::info!(addr = %local_addr, "join endpoint listening");
     Ok(JoinServer {
         local_addr,
@@ -543,20 +621,37 @@ async fn handle_join(
     }
     door.verdict.map_err(Refusal::Reject)?;
 
+    let held = take_pending(shared, peer).await?;
     let offer = OfferIn {
         device_id: pending.device_id,
         device_name: req.device_name,
         offer_sdp: req.offer,
         auth: pending.auth,
+        pending: PendingAnswer(held.0.as_ref().map_or_else(Weak::new, Arc::downgrade)),
     };
     let device_id = offer.device_id.clone();
-    let answer = (shared.on_offer)(offer).await.map_err(|r| {
-        tracing::info!(%peer, device_id = %device_id, reason = r.code(), "join rejected by the application");
-        Refusal::Reject(r)
-    })?;
+    let answer = held
+        .run((shared.on_offer)(offer))
+        .await
+        .ok_or(Refusal::Busy)?
+        .map_err(|r| {
+            tracing::info!(%peer, device_id = %device_id, reason = r.code(), "join rejected by the application");
+            Refusal::Reject(r)
+        })?;
     let mac = hex(&auth::answer_mac(&key, &nonce, &answer));
     tracing::info!(%peer, device_id = %device_id, "join answered");
     Ok(JoinAnswer { answer, mac })
+}
+
+/// A slot among the answers pending their link, or `busy` (PROTOCOL.md §9.3).
+async fn take_pending(shared: &Shared, peer: SocketAddr) -> Result<PendingHold, Refusal> {
+    match shared.pending.take_within(peer.ip(), PENDING_WAIT).await {
+        Some(slot) => Ok(PendingHold(Some(Arc::new(slot)))),
+        None => {
+            tracing::info!(%peer, "join refused: too many answers pending their link");
+            Err(Refusal::Busy)
+        }
+    }
 }
 
 /// The refusal for a proof that does not hold: `invalid_password` when the session has a

@@ -76,6 +76,10 @@ impl Host {
             certificate: Some(opts.identity.clone()),
             ..opts.transport
         };
+        // The join endpoint's caps, not the default descriptor limit, bound its connections.
+        if let Err(e) = signaling::raise_fd_limit() {
+            tracing::warn!(%e, "cannot raise the open-file limit");
+        }
         let accepting = node.clone();
         let server = signaling::serve_with_rate_limit(opts.bind, door, opts.rate, move |offer| {
             let (cfg, node) = (cfg.clone(), accepting.clone());
@@ -88,11 +92,14 @@ impl Host {
                         RejectReason::Unknown
                     })?;
                 // The follower hears the answer first; the link joins the node once it opens,
-                // bound to the device id it was admitted as.
+                // bound to the device id it was admitted as, holding its pending-answer slot
+                // until then (PROTOCOL.md §9.3).
+                let held = offer.pending.hold();
                 tokio::spawn(async move {
-                    match link.wait_open(OPEN_TIMEOUT).await {
-                        Ok(()) => node.add_admitted_link(link, device_id),
-                        Err(e) => tracing::info!(%e, "a follower's link never opened"),
+                    match held.run(link.wait_open(OPEN_TIMEOUT)).await {
+                        Some(Ok(())) => node.add_admitted_link(link, device_id),
+                        Some(Err(e)) => tracing::info!(%e, "a follower's link never opened"),
+                        None => tracing::info!("a follower's link did not open in time"),
                     }
                 });
                 Ok(answer)

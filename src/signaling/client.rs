@@ -204,7 +204,8 @@ async fn post(
         )));
     };
     Err(match err.error.as_str() {
-        "rate_limited" | "busy" => SignalingError::RateLimited,
+        "rate_limited" => SignalingError::RateLimited,
+        "busy" => SignalingError::Busy,
         "stale_nonce" => SignalingError::StaleNonce,
         "too_large" => SignalingError::TooLarge,
         "bad_request" => SignalingError::BadRequest(err.detail.unwrap_or_default()),

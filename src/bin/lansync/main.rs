@@ -67,6 +67,10 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    // A master serves many connections and links: lift the default soft limit (often 1024).
+    if let Err(e) = lansync::signaling::raise_fd_limit() {
+        tracing::warn!(%e, "cannot raise the open-file limit");
+    }
     let cli = Cli::parse();
     let ok = match cli.command {
         Cmd::Demo(args) => demo::run(&args),
