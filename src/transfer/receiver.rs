@@ -312,6 +312,30 @@ impl Receiver {
         }
     }
 
+    /// Refuses an offer for a reason of the driver's (its storage quota, free disk space, a
+    /// link that is not the host's): TRANSFER_ABORT with the code; nothing held changes.
+    pub fn refuse_offer(&mut self, transfer: u32, err: TransferError) {
+        let _ = self.refuse(transfer, err);
+    }
+
+    /// The driver could not keep file `file` (its bytes did not reach a safe place): it counts
+    /// as missing again, so the next round asks for it, and the current round ends with `err`.
+    pub fn storage_failed(&mut self, file: u32, err: TransferError) {
+        if let Some(st) = self.files.get_mut(file as usize) {
+            *st = FileState::Missing;
+        }
+        match self.round.take() {
+            Some(r) => self.send_abort(r.transfer, &err, Some(file)),
+            None => self
+                .out
+                .push_back(ReceiverOutput::Event(TransferEvent::Failed {
+                    transfer: 0,
+                    code: err.code().into(),
+                    message: err.to_string(),
+                })),
+        }
+    }
+
     /// Refuses an offer without touching what is held.
     fn refuse(&mut self, transfer: u32, err: TransferError) -> Result<(), TransferError> {
         self.send_abort(transfer, &err, None);
