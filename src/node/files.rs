@@ -610,7 +610,8 @@ impl Actor {
                     return;
                 };
                 let kind = offer.manifest.kind;
-                self.rounds.retain(|(p, _), _| *p != peer);
+                // One round per kind and link: a new offer supersedes the last (bounded map).
+                self.rounds.retain(|(p, _), k| !(*p == peer && *k == kind));
                 self.rounds.insert((peer, offer.transfer), kind);
                 let now = self.clock.now();
                 let room = Room {

@@ -164,10 +164,9 @@ impl Store {
             .files
             .iter()
             .filter(|f| {
-                !self
-                    .written
+                self.written
                     .get(&f.name)
-                    .is_some_and(|w| w.sha256 == f.sha256)
+                    .is_none_or(|w| w.sha256 != f.sha256)
             })
             .map(|f| f.size)
             .fold(0, u64::saturating_add);
