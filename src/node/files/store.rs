@@ -184,7 +184,7 @@ impl Store {
     /// The working directory is private and nothing but our own part files sit where the
     /// manifest's part files go.
     fn check_work_dir(&self, m: &Manifest) -> Result<(), TransferError> {
-        disk::private_dir(&self.dir)?;
+        // The download directory is the user's (left as it is); the working one is ours.
         disk::private_dir(&self.work_dir())?;
         for f in &m.files {
             let part = self.part_path(&f.sha256);
@@ -274,8 +274,10 @@ impl Store {
         if disk::private_dir(&self.work_dir()).is_err() {
             return;
         }
-        if let Some(list) = disk::read_private(&self.written_path(), MAX_STATE_FILE)
-            .and_then(|b| serde_json::from_slice::<Vec<Written>>(&b).ok())
+        let record = disk::read_private(&self.written_path(), MAX_STATE_FILE);
+        if let Some(list) = record
+            .as_ref()
+            .and_then(|b| serde_json::from_slice::<Vec<Written>>(b).ok())
         {
             self.written = list
                 .into_iter()
@@ -291,6 +293,15 @@ impl Store {
         };
         if self.receiver.restore(manifest.clone()).is_err() {
             return;
+        }
+        if record.is_none() {
+            // Kept by a version that recorded nothing: a file at its name with exactly the
+            // verified content is the one lansync wrote.
+            for f in &manifest.files {
+                if disk::holds(&self.dir.join(&f.name), f.size, &f.sha256) {
+                    self.record(&f.name, &f.name, &f.sha256, f.size);
+                }
+            }
         }
         for (i, f) in manifest.files.iter().enumerate() {
             let part = self.part_path(&f.sha256);

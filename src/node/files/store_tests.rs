@@ -298,3 +298,35 @@ fn an_offer_larger_than_the_free_disk_space_is_refused_with_its_code() {
     let err = store.offer(Time(1), HOST, &msg, room).unwrap_err();
     assert_eq!(err.code(), "insufficient-storage");
 }
+
+#[test]
+fn files_kept_before_the_record_existed_are_still_resumed_not_duplicated() {
+    let dir = test_dir("legacy");
+    let score = pdf("l", 20_000);
+    let files: &[(&str, &[u8])] = &[("score.pdf", &score)];
+    let mut store = open_store(&dir);
+    deliver(&mut store, 1, files);
+    drop(store);
+    std::fs::remove_file(dir.join(".lansync/written.json")).unwrap();
+    let mut store = open_store(&dir);
+    assert!(store.receiver.is_complete());
+    let seen = deliver(&mut store, 2, files);
+    assert!(seen.committed.is_empty());
+    assert_eq!(names_in(&dir), ["score.pdf"]);
+}
+
+#[test]
+fn default_directories_are_private_and_never_reused() {
+    use std::os::unix::fs::PermissionsExt;
+    let (a, b) = (
+        disk::random_temp_dir("lansync-test"),
+        disk::random_temp_dir("lansync-test"),
+    );
+    assert_ne!(a, b);
+    for d in [&a, &b] {
+        let meta = std::fs::symlink_metadata(d).unwrap();
+        assert!(meta.file_type().is_dir());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+        std::fs::remove_dir(d).unwrap();
+    }
+}
