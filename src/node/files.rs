@@ -691,22 +691,21 @@ impl Actor {
             // A solo partner that offers under another name gets a fresh store.
             self.stores.remove(&kind);
         }
-        if !self.stores.contains_key(&kind) {
-            let dir = match kind {
-                ManifestKind::Stream => match &self.opts.stream_dir {
-                    Some(d) => d.clone(),
-                    None => self
-                        .temp_stream
-                        .get_or_insert_with(|| disk::random_temp_dir("lansync-stream"))
-                        .clone(),
-                },
-                ManifestKind::Pack => self.download_dir(),
-                ManifestKind::Media => self.download_dir().join("media"),
-            };
-            let store = Store::open(kind, dir, host, self.opts.limits);
-            self.stores.insert(kind, store);
-        }
-        self.stores.get_mut(&kind).expect("inserted above")
+        let dir = match kind {
+            ManifestKind::Stream => match &self.opts.stream_dir {
+                Some(d) => d.clone(),
+                None => self
+                    .temp_stream
+                    .get_or_insert_with(|| disk::random_temp_dir("lansync-stream"))
+                    .clone(),
+            },
+            ManifestKind::Pack => self.download_dir(),
+            ManifestKind::Media => self.download_dir().join("media"),
+        };
+        let limits = self.opts.limits;
+        self.stores
+            .entry(kind)
+            .or_insert_with(|| Store::open(kind, dir, host, limits))
     }
 
     fn download_dir(&mut self) -> PathBuf {
