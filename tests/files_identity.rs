@@ -11,7 +11,7 @@ mod cli;
 use cli::Proc;
 use lansync::node::{Files, FilesOptions, Node, NodeOptions};
 use lansync::protocol::{Envelope, Message, TransferOffer};
-use lansync::session::{Master, MasterConfig, Time};
+use lansync::session::{Master, MasterConfig, Solo, SoloConfig, Time};
 use lansync::transfer::{
     encode_chunk, sha256_hex, FileEntry, Manifest, ManifestKind, MANIFEST_SCHEMA_VERSION,
     MAX_CHUNK_PAYLOAD,
@@ -138,25 +138,35 @@ async fn raw_link_to(node: &Node) -> Link {
     ours
 }
 
-/// The next `TRANSFER_*` message on `link`, if one comes before the deadline.
-async fn next_transfer_message(link: &mut Link) -> Option<Message> {
+/// The next reply to our round `transfer` on `link` (REQUEST, DONE or ABORT), if one comes
+/// before the deadline. Offers the node makes of its own sets are skipped.
+async fn reply_to(link: &mut Link, transfer: u32) -> Option<Message> {
     let end = tokio::time::Instant::now() + DEADLINE;
     loop {
         let ev = tokio::time::timeout_at(end, link.recv()).await.ok()??;
-        if let LinkEvent::Control(text) = ev {
-            if let Ok(env) = Envelope::decode(text.as_bytes()) {
-                if env.msg.type_name().starts_with("TRANSFER_") {
-                    return Some(env.msg);
-                }
-            }
+        let LinkEvent::Control(text) = ev else {
+            continue;
+        };
+        let Ok(env) = Envelope::decode(text.as_bytes()) else {
+            continue;
+        };
+        let ours = match &env.msg {
+            Message::TransferRequest(r) => r.transfer == transfer,
+            Message::TransferDone(d) => d.transfer == transfer,
+            Message::TransferAbort(a) => a.transfer == transfer,
+            _ => false,
+        };
+        if ours {
+            return Some(env.msg);
         }
     }
 }
 
-fn envelope(seq: u64, msg: Message) -> String {
+/// An envelope claiming to come from `claimed` (the node's own id: a lie).
+fn envelope(claimed: &str, seq: u64, msg: Message) -> String {
     Envelope {
         session_id: String::new(),
-        sender_id: "master".into(), // the master's own id: a lie
+        sender_id: claimed.into(),
         ts: Time::from_millis(1_735_689_600_000).as_millis(),
         seq,
         msg,
@@ -165,35 +175,25 @@ fn envelope(seq: u64, msg: Message) -> String {
     .unwrap()
 }
 
-/// A master (nothing published, or a pack published) gets an offer and every chunk from a peer
-/// claiming to be the master itself; its download directory must stay empty.
-async fn spoofed_offer_to_a_master(published: bool) {
-    let name = if published { "published" } else { "bare" };
-    let (downloads, pack) = (
-        temp_dir(&format!("{name}-dl")),
-        temp_dir(&format!("{name}-pack")),
-    );
-    std::fs::write(pack.join("hymn.pdf"), unique_pdf("hymn", 1000)).unwrap();
-    let mut opts = FilesOptions::new("master");
-    opts.download_dir = Some(downloads.clone());
-    let (files, _files_events) = Files::spawn(opts);
-    let master = Master::new(
-        MasterConfig::new("master"),
-        Time::from_millis(1_735_689_600_000),
-        [9; 32],
-    );
-    let (node, _events) = Node::spawn(
-        master,
-        NodeOptions {
-            files: Some(files),
-            ..Default::default()
-        },
-    );
-    if published {
-        node.publish_pack(pack.clone()).await.expect("publish");
-    }
+/// Files with the options every node here uses: downloads into `downloads`.
+fn files_into(device: &str, downloads: &Path) -> Files {
+    let mut opts = FilesOptions::new(device);
+    opts.download_dir = Some(downloads.to_path_buf());
+    Files::spawn(opts).0
+}
 
-    let mut link = raw_link_to(&node).await;
+/// A pack of one score to publish, under `name`.
+fn a_pack(name: &str) -> PathBuf {
+    let pack = temp_dir(&format!("{name}-pack"));
+    std::fs::write(pack.join("hymn.pdf"), unique_pdf("hymn", 1000)).unwrap();
+    pack
+}
+
+/// A peer on a link to `node` offers a pack claiming to be `claimed` (the node's own device
+/// id) and sends every chunk; the node's download directory must stay empty and the peer be
+/// told `forbidden-not-host`.
+async fn spoofed_offer(node: &Node, downloads: &Path, claimed: &str, name: &str) {
+    let mut link = raw_link_to(node).await;
     let payload = unique_pdf(name, 3 * MAX_CHUNK_PAYLOAD);
     let manifest = Manifest {
         schema_version: MANIFEST_SCHEMA_VERSION,
@@ -207,61 +207,96 @@ async fn spoofed_offer_to_a_master(published: bool) {
             media_refs: Vec::new(),
         }],
         updated_at: 1,
-        uploaded_by: "master".into(),
+        uploaded_by: claimed.into(),
     };
-    let offer = Message::TransferOffer(TransferOffer {
-        transfer: 7,
-        manifest,
-    });
+    let transfer = 700;
+    let offer = Message::TransferOffer(TransferOffer { transfer, manifest });
     let sender = link.sender();
-    sender.send_control(&envelope(1, offer)).await.unwrap();
-    // The chunks go whatever the answer: a master must drop them too.
-    let reply = next_transfer_message(&mut link).await;
+    sender
+        .send_control(&envelope(claimed, 1, offer))
+        .await
+        .unwrap();
+    // The chunks go whatever the answer: a host must drop them too.
+    let reply = reply_to(&mut link, transfer).await;
     for (i, c) in payload.chunks(MAX_CHUNK_PAYLOAD).enumerate() {
         sender
-            .send_binary(&encode_chunk(7, i as u32, c).unwrap())
+            .send_binary(&encode_chunk(transfer, i as u32, c).unwrap())
             .await
             .unwrap();
     }
     if matches!(reply, Some(Message::TransferRequest(_))) {
-        // Today's bug: wait for the master to confirm, then the disk check below fails.
-        let _ = next_transfer_message(&mut link).await;
+        // Accepted (the bug): wait for the confirmation, so the disk check below sees it.
+        let _ = reply_to(&mut link, transfer).await;
     }
-    let landed = files_under(&downloads);
+    let landed = files_under(downloads);
     assert!(
         landed.is_empty(),
-        "{name}: a peer's files landed on the master: {landed:?}"
+        "{name}: a peer's files landed on the host: {landed:?}"
     );
     match reply {
         Some(Message::TransferAbort(a)) => assert_eq!(a.code, "forbidden-not-host", "{name}"),
         other => panic!("{name}: expected TRANSFER_ABORT forbidden-not-host, got {other:?}"),
     }
-    // The refused chunks were dropped, not written after the check: ask again and look again.
-    let offer_again = Message::TransferOffer(TransferOffer {
-        transfer: 8,
+    // Chunks were dropped, not kept for later: one more round trip, and look again.
+    let again = Message::TransferOffer(TransferOffer {
+        transfer: transfer + 1,
         manifest: Manifest {
             schema_version: MANIFEST_SCHEMA_VERSION,
             kind: ManifestKind::Media,
             files: Vec::new(),
             updated_at: 2,
-            uploaded_by: "master".into(),
+            uploaded_by: claimed.into(),
         },
     });
     sender
-        .send_control(&envelope(2, offer_again))
+        .send_control(&envelope(claimed, 2, again))
         .await
         .unwrap();
     assert!(matches!(
-        next_transfer_message(&mut link).await,
+        reply_to(&mut link, transfer + 1).await,
         Some(Message::TransferAbort(_))
     ));
-    assert!(files_under(&downloads).is_empty());
+    assert!(files_under(downloads).is_empty(), "{name}");
 }
 
+/// A master with a pack published, and one with nothing published.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_claiming_the_masters_id_cannot_put_files_on_a_master() {
-    spoofed_offer_to_a_master(true).await;
-    spoofed_offer_to_a_master(false).await;
+    for published in [true, false] {
+        let name = if published { "published" } else { "bare" };
+        let downloads = temp_dir(&format!("{name}-dl"));
+        let master = Master::new(
+            MasterConfig::new("master"),
+            Time::from_millis(1_735_689_600_000),
+            [9; 32],
+        );
+        let (node, _events) = Node::spawn(
+            master,
+            NodeOptions {
+                files: Some(files_into("master", &downloads)),
+                ..Default::default()
+            },
+        );
+        if published {
+            node.publish_pack(a_pack(name)).await.expect("publish");
+        }
+        spoofed_offer(&node, &downloads, "master", name).await;
+    }
+}
+
+/// The sending side of a solo pair, paired on the link, with the partner claiming its id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_solo_partner_cannot_put_files_on_the_sending_side() {
+    let downloads = temp_dir("solo-dl");
+    let (node, _events) = Node::spawn(
+        Solo::new(SoloConfig::new("tablet-a"), 5),
+        NodeOptions {
+            files: Some(files_into("tablet-a", &downloads)),
+            ..Default::default()
+        },
+    );
+    node.publish_pack(a_pack("solo")).await.expect("publish");
+    spoofed_offer(&node, &downloads, "tablet-a", "solo").await;
 }
 
 /// Files under the system's temporary directory (a few levels deep) with exactly these bytes,
