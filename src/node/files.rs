@@ -783,20 +783,14 @@ impl Actor {
             return (to_send, events);
         };
         let now = self.clock.now();
-        loop {
-            let Some(out) = store.receiver.poll_output() else {
-                // Bytes that could not be kept safely: the receiver forgets them and ends the
-                // round with the code, reported like any failure.
-                let failures = store.take_failures();
-                if failures.is_empty() {
-                    break;
-                }
-                for (file, e) in failures {
-                    store.receiver.storage_failed(file, e);
-                }
-                continue;
-            };
-            match store.apply(out) {
+        while let Some(out) = store.receiver.poll_output() {
+            let done = store.apply(out);
+            // Bytes that could not be kept safely: the receiver forgets them and ends the round
+            // with the code (withdrawing a DONE it queued), reported like any failure.
+            for (file, e) in store.take_failures() {
+                store.receiver.storage_failed(file, e);
+            }
+            match done {
                 Done::Nothing => {}
                 Done::Send(m) => to_send.push(*m),
                 Done::Committed(path) if kind == ManifestKind::Stream => {

@@ -60,18 +60,12 @@ struct Seen {
 
 /// Drains the receiver through the store as the actor does.
 fn drain(store: &mut Store, seen: &mut Seen) {
-    loop {
-        let Some(out) = store.receiver.poll_output() else {
-            let failures = store.take_failures();
-            if failures.is_empty() {
-                return;
-            }
-            for (file, e) in failures {
-                store.receiver.storage_failed(file, e);
-            }
-            continue;
-        };
-        match store.apply(out) {
+    while let Some(out) = store.receiver.poll_output() {
+        let done = store.apply(out);
+        for (file, e) in store.take_failures() {
+            store.receiver.storage_failed(file, e);
+        }
+        match done {
             Done::Send(m) => seen.sent.push(*m),
             Done::Committed(p) => seen.committed.push(p),
             Done::Event(crate::transfer::TransferEvent::Failed { code, .. }) => {
@@ -329,4 +323,52 @@ fn default_directories_are_private_and_never_reused() {
         assert_eq!(meta.permissions().mode() & 0o777, 0o700);
         std::fs::remove_dir(d).unwrap();
     }
+}
+
+#[test]
+fn a_part_file_swapped_for_a_link_before_its_commit_is_not_moved_nor_reported_done() {
+    let dir = test_dir("swap-before-commit");
+    let victim = dir.join("victim.txt");
+    std::fs::write(&victim, b"precious").unwrap();
+    let score = pdf("s", 20_000);
+    let files: &[(&str, &[u8])] = &[("score.pdf", &score)];
+    let dl = dir.join("dl");
+    let mut store = open_store(&dl);
+    let mut seen = Seen::default();
+    assert!(offer(&mut store, 1, files, &mut seen));
+    let part = dl.join(format!(".lansync/{}.part", sha256_hex(&score)));
+    for (i, payload) in score.chunks(MAX_CHUNK_PAYLOAD).enumerate() {
+        let msg = encode_chunk(1, i as u32, payload).unwrap();
+        let _ = store.receiver.handle_chunk(Time(1), &msg);
+        while let Some(out) = store.receiver.poll_output() {
+            if matches!(out, ReceiverOutput::Commit { .. }) {
+                std::fs::remove_file(&part).unwrap();
+                std::os::unix::fs::symlink(&victim, &part).unwrap();
+            }
+            let done = store.apply(out);
+            for (file, e) in store.take_failures() {
+                store.receiver.storage_failed(file, e);
+            }
+            match done {
+                Done::Send(m) => seen.sent.push(*m),
+                Done::Committed(p) => seen.committed.push(p),
+                Done::Event(crate::transfer::TransferEvent::Failed { code, .. }) => {
+                    seen.failed.push(code)
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(seen.committed.is_empty(), "{seen:?}");
+    assert!(!seen
+        .sent
+        .iter()
+        .any(|m| matches!(m, Message::TransferDone(_))));
+    assert!(seen
+        .sent
+        .iter()
+        .any(|m| matches!(m, Message::TransferAbort(a) if a.code == "unsafe-path")));
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert!(!dl.join("score.pdf").exists());
+    assert!(!store.receiver.is_complete());
 }
