@@ -24,9 +24,6 @@ use crate::session::{
 use crate::transfer::{ManifestKind, TransferError};
 use crate::transport::{Link, LinkEvent, LinkSender};
 use files::{Req, SessionRole};
-
-/// The solo state in which the partner's link is up (PROTOCOL.md §6.1).
-const SOLO_PAIRED: &str = "SOLO_PAIRED_CONNECTED";
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -398,6 +395,8 @@ impl<M: Machine> Driver<M> {
     /// Passes the session facts the file service needs: its role, the link it was admitted on,
     /// what the host publishes, and which links are admitted.
     fn tell_files(&mut self, e: &Event) {
+        /// The solo state in which the partner's link is up: files come on that link only.
+        const SOLO_PAIRED: &str = "SOLO_PAIRED_CONNECTED";
         let Some(files) = &self.opts.files else {
             return;
         };
