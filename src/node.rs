@@ -24,7 +24,7 @@ use crate::session::{
 };
 use crate::transfer::{ManifestKind, TransferError};
 use crate::transport::{Link, LinkEvent, LinkSender};
-use files::Req;
+use files::{Req, SessionRole};
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -417,9 +417,11 @@ impl<M: Machine> Driver<M> {
         }
     }
 
-    /// Passes the session facts the file service needs: who the host is, what it publishes,
-    /// and which links are admitted.
+    /// Passes the session facts the file service needs: its role, the link it was admitted on,
+    /// what the host publishes, and which links are admitted.
     fn tell_files(&mut self, e: &Event) {
+        /// The solo state in which the partner's link is up: files come on that link only.
+        const SOLO_PAIRED: &str = "SOLO_PAIRED_CONNECTED";
         let Some(files) = &self.opts.files else {
             return;
         };
@@ -435,8 +437,9 @@ impl<M: Machine> Driver<M> {
             } => files.tell(Req::Session {
                 session_id: session_id.clone(),
                 session_code: session_code.clone(),
-                host_id: None,
+                role: SessionRole::Host,
             }),
+            // Admitted on the link last reported connected: the only one files come from.
             Event::Joined {
                 session_id,
                 session_code,
@@ -445,8 +448,11 @@ impl<M: Machine> Driver<M> {
             } => files.tell(Req::Session {
                 session_id: session_id.clone(),
                 session_code: session_code.clone(),
-                host_id: Some(host_id.clone()),
+                role: SessionRole::Follower {
+                    host_id: host_id.clone(),
+                },
             }),
+            Event::State { state, .. } if state == SOLO_PAIRED => files.tell(Req::Paired),
             Event::SessionFiles(f) => files.tell(Req::HostFiles(f.clone())),
             Event::StreamPrepared(info) => files.tell(Req::StreamPrepared(info.stream_id.clone())),
             Event::StreamCleared | Event::SessionEnded => files.tell(Req::StreamCleared),

@@ -39,6 +39,8 @@ pub use chunk::{
     MAX_CHUNK_PAYLOAD,
 };
 pub use error::TransferError;
+#[cfg(feature = "native")]
+pub(crate) use manifest::check_name as check_file_name;
 pub use manifest::{
     authorize_upload, is_sha256_hex, normalize_session_code, pack_hash, sha256_hex,
     start_gate_fingerprint, start_gate_open, FileEntry, Limits, Manifest, ManifestKind,

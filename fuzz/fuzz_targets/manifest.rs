@@ -1,5 +1,6 @@
-//! `lansync::transfer::Manifest::decode` on arbitrary bytes: must never panic, and whatever it
-//! accepts must survive its canonical JSON unchanged (same manifest, same pack hash).
+//! `lansync::transfer::Manifest::decode` on arbitrary bytes: must never panic, whatever it
+//! accepts must survive its canonical JSON unchanged (same manifest, same pack hash), and every
+//! name it accepts must be safe on every OS (PROTOCOL.md §11.1).
 
 #![no_main]
 
@@ -15,6 +16,22 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(back, m);
             assert_eq!(back.hash(), m.hash());
             let _ = (m.pack_meta(), m.media_meta(), m.chunk_bases());
+            let mut seen = std::collections::HashSet::new();
+            // Names equal ignoring case collide (the rule also normalises to NFC first).
+            for f in &m.files {
+                let n = &f.name;
+                assert!(
+                    !n.contains(['<', '>', ':', '"', '/', '\\', '|', '?', '*']),
+                    "{n:?}"
+                );
+                assert!(!n.ends_with('.') && n.trim() == n, "{n:?}");
+                assert!(!n
+                    .chars()
+                    .any(|c| c.is_control() || ('\u{202A}'..='\u{202E}').contains(&c)));
+                let stem = n.split('.').next().unwrap_or("").to_ascii_uppercase();
+                assert!(!["CON", "PRN", "AUX", "NUL", "COM1", "LPT1"].contains(&stem.trim_end()));
+                assert!(seen.insert(n.to_lowercase()), "names collide: {n:?}");
+            }
         }
     }
 });

@@ -7,7 +7,8 @@
 //!   pack, the session media and the streamed score — to each admitted peer from a task of its
 //!   own ([`serve`]), in that order: stream, pack, media;
 //! - as a **participant** keeps one [`store::Store`] per kind: temporary files, verified
-//!   renames, resume from disk after a restart;
+//!   renames, resume from disk after a restart — accepting sets only on the one link the
+//!   session admitted as its host's (a host accepts none), PROTOCOL.md §11.5;
 //! - tells the app what happens as [`FilesEvent`]s: progress, files received, the start gate.
 //!
 //! ```text
@@ -16,12 +17,13 @@
 //!                        └──▶ FilesEvent (progress, received, gate) ──▶ app
 //! ```
 
+mod disk;
 mod publish;
 mod serve;
 mod store;
 
 use crate::node::Clock;
-use crate::protocol::{Envelope, Message, SessionFiles, StreamInfo};
+use crate::protocol::{Envelope, Message, SessionFiles, StreamInfo, TransferAbort};
 use crate::session::{PeerId, Time};
 use crate::transfer::{
     start_gate_fingerprint, start_gate_open, Limits, ManifestKind, Progress, SenderConfig,
@@ -35,8 +37,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use store::{Done, Store};
+use store::{Done, Room, Store};
 use tokio::sync::{mpsc, oneshot, watch};
+
+/// Default of [`FilesOptions::quota_bytes`].
+pub const DEFAULT_QUOTA: u64 = 4 << 30;
 
 /// How often progress is reported per round.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
@@ -46,15 +51,20 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 pub struct FilesOptions {
     /// This device's id: `uploadedBy` of what it publishes.
     pub device_id: String,
-    /// Where received pack files land (media in `media/` under it). `None`: a directory named
-    /// after the device under the system's temporary directory.
+    /// Where received pack files land (media in `media/` under it). `None`: a new private
+    /// directory with a random name under the system's temporary directory (nothing resumes
+    /// across restarts then).
     pub download_dir: Option<PathBuf>,
     /// Where a streamed score is kept while shown; removed on STREAM_CLEAR and SESSION_END.
-    /// Default: a directory named after the process and device under the system's temporary
+    /// Default: a new private directory with a random name under the system's temporary
     /// directory.
     pub stream_dir: Option<PathBuf>,
-    /// Size limits for what is published and accepted.
+    /// Size limits for what is published and accepted (per manifest).
     pub limits: Limits,
+    /// Most bytes this device holds for one session over every set it received (pack, media,
+    /// streamed score); an offer that would go over is refused with `quota-exceeded`.
+    /// Default 4 GiB.
+    pub quota_bytes: u64,
     /// Bytes a sender may have outstanding per peer (default 2 MiB).
     pub max_in_flight: u64,
 }
@@ -67,6 +77,7 @@ impl FilesOptions {
             download_dir: None,
             stream_dir: None,
             limits: Limits::default(),
+            quota_bytes: DEFAULT_QUOTA,
             max_in_flight: SenderConfig::default().max_in_flight,
         }
     }
@@ -91,7 +102,8 @@ pub enum FilesEvent {
     FileReceived {
         /// Which set.
         kind: ManifestKind,
-        /// Where it is.
+        /// Where it is: `<dir>/<name>`, or `<dir>/<stem> (n).<ext>` when a file lansync did not
+        /// write already has the name (PROTOCOL.md §11.5).
         path: PathBuf,
     },
     /// A whole set is held and verified (participant) or confirmed by a peer (host).
@@ -235,15 +247,40 @@ impl LinkOut {
     }
 }
 
+/// What the session says this device is, for files (PROTOCOL.md §11.5).
+pub(crate) enum SessionRole {
+    /// A choir master: serves its sets, accepts none.
+    Host,
+    /// A follower admitted by the master `host_id`: accepts sets only on the link it was
+    /// admitted on (the last link the session reported connected).
+    Follower { host_id: String },
+}
+
+/// The role the file service acts in.
+enum Role {
+    /// No session yet: accepts nothing.
+    Unknown,
+    /// Master, or the sending side of a solo pair: accepts nothing.
+    Host,
+    /// Accepts sets only on `link` (`None` while that link is gone), labelled `host_id` (a
+    /// solo partner's: the `uploadedBy` of what it offers on that link).
+    Participant {
+        link: Option<PeerId>,
+        host_id: Option<String>,
+    },
+}
+
 /// What the node driver and the app ask of the actor.
 pub(crate) enum Req {
-    /// The session this device is in, and its host (`None`: whoever offers on the link, for a
-    /// solo pair whose link the pairing codes authenticated).
+    /// The session this device is in, and its role in it.
     Session {
         session_id: String,
         session_code: String,
-        host_id: Option<String>,
+        role: SessionRole,
     },
+    /// A solo pair is connected on the last link reported connected: the side that publishes
+    /// sends, the other receives on that link.
+    Paired,
     /// The host's published files changed (from a snapshot).
     HostFiles(SessionFiles),
     /// A link is open: transfer replies may go out on it.
@@ -331,7 +368,9 @@ struct Actor {
     // Session facts.
     session_id: Arc<str>,
     session_code: String,
-    host_id: Option<String>,
+    role: Role,
+    /// The last link the session reported connected (admitted).
+    last_connected: Option<PeerId>,
     host_files: SessionFiles,
     // Host side.
     published: HashMap<ManifestKind, Arc<Published>>,
@@ -345,6 +384,9 @@ struct Actor {
     stream_id: String,
     throttle: HashMap<ManifestKind, ProgressThrottle>,
     gate: Option<bool>,
+    /// Random private directories made when none was configured.
+    temp_download: Option<PathBuf>,
+    temp_stream: Option<PathBuf>,
 }
 
 impl Actor {
@@ -355,7 +397,8 @@ impl Actor {
             events,
             session_id: Arc::from(""),
             session_code: String::new(),
-            host_id: None,
+            role: Role::Unknown,
+            last_connected: None,
             host_files: SessionFiles::default(),
             published: HashMap::new(),
             sets: watch::channel(Vec::new()).0,
@@ -366,6 +409,8 @@ impl Actor {
             stream_id: String::new(),
             throttle: HashMap::new(),
             gate: None,
+            temp_download: None,
+            temp_stream: None,
         }
     }
 
@@ -375,16 +420,32 @@ impl Actor {
                 Req::Session {
                     session_id,
                     session_code,
-                    host_id,
+                    role,
                 } => {
                     self.session_id = Arc::from(session_id.as_str());
                     self.session_code = session_code;
-                    if let Some(host) = &host_id {
-                        // Stores are bound to their host; a new host's are opened afresh.
-                        self.stores.retain(|_, s| s.host == *host);
-                    }
-                    self.host_id = host_id;
+                    self.role = match role {
+                        SessionRole::Host => Role::Host,
+                        SessionRole::Follower { host_id } => {
+                            // Stores are bound to their host; a new host's are opened afresh.
+                            self.stores.retain(|_, s| s.host == host_id);
+                            Role::Participant {
+                                link: self.last_connected,
+                                host_id: Some(host_id),
+                            }
+                        }
+                    };
                     self.update_gate();
+                }
+                Req::Paired => {
+                    self.role = if self.published.is_empty() {
+                        Role::Participant {
+                            link: self.last_connected,
+                            host_id: None,
+                        }
+                    } else {
+                        Role::Host
+                    };
                 }
                 Req::HostFiles(files) => {
                     self.host_files = files;
@@ -394,7 +455,10 @@ impl Actor {
                     let out = self.link_out(sender);
                     self.links.insert(peer, out);
                 }
-                Req::Serve(peer) => self.serve(peer),
+                Req::Serve(peer) => {
+                    self.last_connected = Some(peer);
+                    self.serve(peer)
+                }
                 Req::LinkGone(peer) => self.link_gone(peer),
                 Req::Control(peer, env) => self.on_control(peer, env).await,
                 Req::Chunk(peer, bytes) => self.on_chunk(peer, &bytes).await,
@@ -406,6 +470,7 @@ impl Actor {
                 Req::StreamCleared => {
                     if let Some(mut s) = self.stores.remove(&ManifestKind::Stream) {
                         s.remove_all();
+                        self.temp_stream = None;
                         self.emit(FilesEvent::StreamRemoved);
                     }
                     self.stream_id.clear();
@@ -456,6 +521,14 @@ impl Actor {
     fn link_gone(&mut self, peer: PeerId) {
         self.peers.remove(&peer);
         self.links.remove(&peer);
+        if self.last_connected == Some(peer) {
+            self.last_connected = None;
+        }
+        if let Role::Participant { link, .. } = &mut self.role {
+            if *link == Some(peer) {
+                *link = None;
+            }
+        }
         let kinds: Vec<ManifestKind> = self
             .rounds
             .iter()
@@ -530,14 +603,24 @@ impl Actor {
     async fn on_control(&mut self, peer: PeerId, env: Box<Envelope>) {
         match &env.msg {
             Message::TransferOffer(offer) => {
+                // The link decides who offers, never the envelope's `sender_id`.
+                let Some(host) = self.host_on(peer, &offer.manifest.uploaded_by) else {
+                    tracing::info!(peer, "offer refused: not the host's link");
+                    self.refuse(peer, offer.transfer).await;
+                    return;
+                };
                 let kind = offer.manifest.kind;
+                // One round per kind and link: a new offer supersedes the last (bounded map).
+                self.rounds.retain(|(p, _), k| !(*p == peer && *k == kind));
                 self.rounds.insert((peer, offer.transfer), kind);
                 let now = self.clock.now();
-                let store = self.store(kind, &env.sender_id);
-                if let Err(e) = store.receiver.handle_control(now, &env.sender_id, &env.msg) {
+                let room = Room {
+                    held_elsewhere: self.held_except(kind),
+                    quota: self.opts.quota_bytes,
+                };
+                let store = self.store(kind, &host);
+                if let Err(e) = store.offer(now, &host, &env.msg, room) {
                     tracing::info!(peer, %e, "offer refused");
-                } else if kind != ManifestKind::Stream {
-                    store.save_manifest();
                 }
                 self.flush(peer, kind).await;
             }
@@ -545,7 +628,8 @@ impl Actor {
                 let kind = self.rounds[&(peer, a.transfer)];
                 let now = self.clock.now();
                 if let Some(s) = self.stores.get_mut(&kind) {
-                    let _ = s.receiver.handle_control(now, &env.sender_id, &env.msg);
+                    let host = s.host.clone();
+                    let _ = s.receiver.handle_control(now, &host, &env.msg);
                 }
                 self.flush(peer, kind).await;
             }
@@ -558,41 +642,80 @@ impl Actor {
         }
     }
 
-    /// The store for `kind`, opened on first use. Without a known host (solo), the device that
-    /// offers on the link is the host.
-    fn store(&mut self, kind: ManifestKind, sender_id: &str) -> &mut Store {
-        let host = self
-            .host_id
-            .clone()
-            .unwrap_or_else(|| sender_id.to_string());
+    /// The identity sets are accepted from on `peer`'s link, or `None` when this device
+    /// accepts nothing there: a host never does, a participant only on the link its session
+    /// admitted as the host's (a solo partner is named by what it offers on that link).
+    fn host_on(&self, peer: PeerId, uploaded_by: &str) -> Option<String> {
+        match &self.role {
+            Role::Participant {
+                link: Some(link),
+                host_id,
+            } if *link == peer && self.published.is_empty() => {
+                Some(host_id.clone().unwrap_or_else(|| uploaded_by.to_string()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Answers an offer this device does not accept: TRANSFER_ABORT `forbidden-not-host`,
+    /// nothing stored.
+    async fn refuse(&self, peer: PeerId, transfer: u32) {
+        let Some(link) = self.links.get(&peer) else {
+            return;
+        };
+        let err = TransferError::ForbiddenNotHost;
+        let abort = Message::TransferAbort(TransferAbort {
+            transfer,
+            code: err.code().into(),
+            file: None,
+            message: String::new(),
+        });
+        if let Err(e) = link.send(abort).await {
+            tracing::debug!(peer, %e, "refusal not sent");
+        }
+    }
+
+    /// Bytes the session's sets other than `kind` hold (their manifests' sizes).
+    fn held_except(&self, kind: ManifestKind) -> u64 {
+        self.stores
+            .iter()
+            .filter(|(k, _)| **k != kind)
+            .filter_map(|(_, s)| s.receiver.manifest())
+            .map(|m| m.total_bytes())
+            .fold(0, u64::saturating_add)
+    }
+
+    /// The store for `kind`, opened on first use for sets from `host`.
+    fn store(&mut self, kind: ManifestKind, host: &str) -> &mut Store {
+        if self.stores.get(&kind).is_some_and(|s| s.host != host) {
+            // A solo partner that offers under another name gets a fresh store.
+            self.stores.remove(&kind);
+        }
         let dir = match kind {
-            ManifestKind::Stream => self.opts.stream_dir.clone().unwrap_or_else(|| {
-                std::env::temp_dir().join(format!(
-                    "lansync-stream-{}-{}",
-                    std::process::id(),
-                    self.opts.device_id
-                ))
-            }),
+            ManifestKind::Stream => match &self.opts.stream_dir {
+                Some(d) => d.clone(),
+                None => self
+                    .temp_stream
+                    .get_or_insert_with(|| disk::random_temp_dir("lansync-stream"))
+                    .clone(),
+            },
             ManifestKind::Pack => self.download_dir(),
             ManifestKind::Media => self.download_dir().join("media"),
         };
         let limits = self.opts.limits;
-        // A device that publishes is the host: it accepts nobody's files (its own id never
-        // offers to it, so every offer is `forbidden-not-host`).
-        let host = if self.published.is_empty() {
-            host
-        } else {
-            self.opts.device_id.clone()
-        };
         self.stores
             .entry(kind)
-            .or_insert_with(|| Store::open(kind, dir, &host, limits))
+            .or_insert_with(|| Store::open(kind, dir, host, limits))
     }
 
-    fn download_dir(&self) -> PathBuf {
-        self.opts.download_dir.clone().unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("lansync-files-{}", self.opts.device_id))
-        })
+    fn download_dir(&mut self) -> PathBuf {
+        match &self.opts.download_dir {
+            Some(d) => d.clone(),
+            None => self
+                .temp_download
+                .get_or_insert_with(|| disk::random_temp_dir("lansync-files"))
+                .clone(),
+        }
     }
 
     async fn on_chunk(&mut self, peer: PeerId, bytes: &[u8]) {
@@ -600,6 +723,7 @@ impl Actor {
             return;
         };
         let transfer = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+        // Rounds exist only for offers accepted on the host's link.
         let Some(&kind) = self.rounds.get(&(peer, transfer)) else {
             tracing::debug!(peer, transfer, "chunk of no known round");
             return;
@@ -660,7 +784,13 @@ impl Actor {
         };
         let now = self.clock.now();
         while let Some(out) = store.receiver.poll_output() {
-            match store.apply(out) {
+            let done = store.apply(out);
+            // Bytes that could not be kept safely: the receiver forgets them and ends the round
+            // with the code (withdrawing a DONE it queued), reported like any failure.
+            for (file, e) in store.take_failures() {
+                store.receiver.storage_failed(file, e);
+            }
+            match done {
                 Done::Nothing => {}
                 Done::Send(m) => to_send.push(*m),
                 Done::Committed(path) if kind == ManifestKind::Stream => {
@@ -698,7 +828,13 @@ impl Actor {
 
     /// Re-evaluates the start gate and reports it when it changes.
     fn update_gate(&mut self) {
-        if self.host_id.is_none() {
+        if !matches!(
+            self.role,
+            Role::Participant {
+                host_id: Some(_),
+                ..
+            }
+        ) {
             return;
         }
         let host = &self.host_files;

@@ -107,6 +107,26 @@ pub enum TransferError {
     /// The link went down mid-transfer; a new offer resumes.
     #[error("the link went down; the transfer will resume on reconnect")]
     LinkLost,
+    /// Accepting the offer would take what this device holds for the session over its quota.
+    #[error("over the session's storage quota: {needed} bytes, quota {quota}")]
+    QuotaExceeded {
+        /// Bytes the session would hold.
+        needed: u64,
+        /// The quota.
+        quota: u64,
+    },
+    /// The disk has less free space than the offer still needs.
+    #[error("not enough free disk space: {needed} bytes needed, {available} available")]
+    InsufficientStorage {
+        /// Bytes the offer still needs.
+        needed: u64,
+        /// Bytes free for this user.
+        available: u64,
+    },
+    /// A temporary or working path is not the private regular file or directory it must be
+    /// (e.g. a planted symbolic link); it was not followed.
+    #[error("unsafe path refused: {0}")]
+    UnsafePath(String),
 }
 
 impl TransferError {
@@ -134,6 +154,9 @@ impl TransferError {
             TransferError::UnexpectedMessage(_) => "unexpected-message",
             TransferError::Aborted(_) => "transfer-aborted",
             TransferError::LinkLost => "link-lost",
+            TransferError::QuotaExceeded { .. } => "quota-exceeded",
+            TransferError::InsufficientStorage { .. } => "insufficient-storage",
+            TransferError::UnsafePath(_) => "unsafe-path",
         }
     }
 
@@ -160,5 +183,8 @@ impl TransferError {
         "unexpected-message",
         "transfer-aborted",
         "link-lost",
+        "quota-exceeded",
+        "insufficient-storage",
+        "unsafe-path",
     ];
 }

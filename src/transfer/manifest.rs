@@ -36,7 +36,7 @@ pub enum ManifestKind {
 pub struct FileEntry {
     /// Stable identity of the file (identifier alphabet, 1–64 bytes); media refs name it.
     pub id: String,
-    /// File name to store it under: 1–255 bytes, no `/ \ :`, no `..`, no control characters.
+    /// File name to store it under, safe on every OS (PROTOCOL.md §11.1).
     pub name: String,
     /// Size in bytes (at least 1).
     pub size: u64,
@@ -109,13 +109,50 @@ pub fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// Whether a file name is safe to create inside a directory on any OS.
-fn check_name(name: &str) -> Result<(), &'static str> {
+/// Device names Windows reserves in every directory, whatever the extension (PROTOCOL.md §11.1).
+const WINDOWS_RESERVED: [&str; 28] = [
+    "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
+    "COM9", "COM¹", "COM²", "COM³", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8",
+    "LPT9", "LPT¹", "LPT²", "LPT³",
+];
+
+/// Characters Windows, macOS or Android file systems refuse or treat as separators.
+const INVALID_CHARS: [char; 9] = ['<', '>', ':', '"', '/', '\\', '|', '?', '*'];
+
+/// Invisible format characters (Unicode category Cf) that can make a name read as another one
+/// (bidi overrides turn `gpj.exe` into `exe.jpg` on screen).
+fn is_format_char(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}'
+        | '\u{0600}'..='\u{0605}'
+        | '\u{061C}'
+        | '\u{06DD}'
+        | '\u{070F}'
+        | '\u{0890}'..='\u{0891}'
+        | '\u{08E2}'
+        | '\u{180E}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206F}'
+        | '\u{FEFF}'
+        | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{110BD}'
+        | '\u{110CD}'
+        | '\u{13430}'..='\u{1343F}'
+        | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0001}'
+        | '\u{E0020}'..='\u{E007F}')
+}
+
+/// Whether a file name is safe to create inside a directory on any OS (PROTOCOL.md §11.1).
+pub(crate) fn check_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() || name.len() > MAX_FILE_NAME_LEN {
         return Err("file name must be 1 to 255 bytes");
     }
-    if name.contains(['/', '\\', ':']) {
-        return Err("file name contains a path separator");
+    if name.contains(INVALID_CHARS) {
+        return Err("file name contains a character invalid on some systems (< > : \" / \\ | ? *)");
     }
     if name.contains("..") {
         return Err("file name contains `..`");
@@ -123,10 +160,31 @@ fn check_name(name: &str) -> Result<(), &'static str> {
     if name.chars().any(char::is_control) {
         return Err("file name contains control characters");
     }
+    if name.chars().any(is_format_char) {
+        return Err("file name contains invisible format or bidi characters");
+    }
     if name.trim() != name {
         return Err("file name starts or ends with whitespace");
     }
+    if name.ends_with('.') {
+        return Err("file name ends with a dot");
+    }
+    // `CON`, `con.pdf`, `Com1.tar.gz`: the part before the first dot names a device on Windows.
+    let stem = name.split('.').next().unwrap_or(name).trim_end();
+    if WINDOWS_RESERVED
+        .iter()
+        .any(|r| r.eq_ignore_ascii_case(stem))
+    {
+        return Err("file name is a device name reserved on Windows");
+    }
     Ok(())
+}
+
+/// The form two names are compared in: NFC, then lower case (an approximation of Unicode case
+/// folding that covers what case-insensitive file systems merge in practice).
+pub(crate) fn name_key(name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    name.nfc().collect::<String>().to_lowercase()
 }
 
 impl Manifest {
@@ -241,8 +299,8 @@ impl Manifest {
                 return Err(self.invalid(format!("duplicate file id {:?}", f.id)));
             }
             check_name(&f.name).map_err(|r| self.invalid(format!("{r}: {:?}", f.name)))?;
-            // Case-insensitive file systems would merge names differing only by case.
-            if !names.insert(f.name.to_lowercase()) {
+            // Normalising or case-insensitive file systems would merge these names.
+            if !names.insert(name_key(&f.name)) {
                 return Err(self.invalid(format!("duplicate file name {:?}", f.name)));
             }
             if !is_sha256_hex(&f.sha256) {

@@ -312,6 +312,44 @@ impl Receiver {
         }
     }
 
+    /// Refuses an offer for a reason of the driver's (its storage quota, free disk space, a
+    /// link that is not the host's): TRANSFER_ABORT with the code; nothing held changes.
+    pub fn refuse_offer(&mut self, transfer: u32, err: TransferError) {
+        let _ = self.refuse(transfer, err);
+    }
+
+    /// The driver could not keep file `file` (its bytes did not reach a safe place): it counts
+    /// as missing again, so the next round asks for it, and the current round ends with `err`.
+    /// Outputs already queued that claim the file or the round done are withdrawn.
+    pub fn storage_failed(&mut self, file: u32, err: TransferError) {
+        if let Some(st) = self.files.get_mut(file as usize) {
+            *st = FileState::Missing;
+        }
+        // A round that just finished has queued its DONE: take it back.
+        let mut finished = None;
+        self.out.retain(|o| match o {
+            ReceiverOutput::Control(Message::TransferDone(d)) => {
+                finished = Some(d.transfer);
+                false
+            }
+            ReceiverOutput::Event(TransferEvent::Done { .. }) => false,
+            ReceiverOutput::Commit { file: f, .. }
+            | ReceiverOutput::Event(TransferEvent::FileDone { file: f, .. }) => *f != file,
+            _ => true,
+        });
+        let transfer = self.round.take().map(|r| r.transfer).or(finished);
+        match transfer {
+            Some(t) => self.send_abort(t, &err, Some(file)),
+            None => self
+                .out
+                .push_back(ReceiverOutput::Event(TransferEvent::Failed {
+                    transfer: 0,
+                    code: err.code().into(),
+                    message: err.to_string(),
+                })),
+        }
+    }
+
     /// Refuses an offer without touching what is held.
     fn refuse(&mut self, transfer: u32, err: TransferError) -> Result<(), TransferError> {
         self.send_abort(transfer, &err, None);

@@ -151,3 +151,128 @@ fn upload_is_host_only() {
         "forbidden-not-host"
     );
 }
+
+/// A one-file pack manifest whose file is called `name` (PDF by extension when it has one).
+fn manifest_named(names: &[&str]) -> Manifest {
+    Manifest {
+        schema_version: MANIFEST_SCHEMA_VERSION,
+        kind: ManifestKind::Pack,
+        files: names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| FileEntry {
+                id: format!("f{i}"),
+                name: n.to_string(),
+                size: 10,
+                mime: "application/pdf".into(),
+                sha256: "ab".repeat(32),
+                media_refs: Vec::new(),
+            })
+            .collect(),
+        updated_at: 1,
+        uploaded_by: "host".into(),
+    }
+}
+
+fn name_refused(names: &[&str]) -> bool {
+    let mut m = manifest_named(names);
+    match m.validate(&Limits::default()) {
+        Err(e) => e.code() == "invalid-session-pack",
+        Ok(()) => false,
+    }
+}
+
+#[test]
+fn plain_names_pass() {
+    for n in [
+        "Ave Maria.pdf",
+        "ave.maria.v2.pdf",
+        "Dvořák – Rusalka.pdf",
+        "CONCERT.pdf",
+        "com10.pdf",
+        "nul-score.pdf",
+    ] {
+        assert!(!name_refused(&[n]), "{n} should pass");
+    }
+}
+
+#[test]
+fn windows_device_names_are_refused_with_any_extension_and_case() {
+    for n in [
+        "CON.pdf",
+        "con.pdf",
+        "Prn.pdf",
+        "aux.tar.pdf",
+        "NUL.pdf",
+        "COM1.pdf",
+        "com9.pdf",
+        "LPT1.pdf",
+        "lpt9.x.pdf",
+        "COM¹.pdf",
+        "con .pdf",
+    ] {
+        assert!(name_refused(&[n]), "{n} should be refused");
+    }
+}
+
+#[test]
+fn characters_invalid_on_other_systems_are_refused() {
+    for n in [
+        "a<b.pdf",
+        "a>b.pdf",
+        "a:b.pdf",
+        "a\"b.pdf",
+        "a/b.pdf",
+        "a\\b.pdf",
+        "a|b.pdf",
+        "a?.pdf",
+        "a*.pdf",
+        "a\u{7}.pdf",
+        "a\u{85}b.pdf",
+        "../x.pdf",
+    ] {
+        assert!(name_refused(&[n]), "{n:?} should be refused");
+    }
+}
+
+#[test]
+fn trailing_dots_and_spaces_are_refused() {
+    for n in [
+        "score.pdf.",
+        "score.pdf ",
+        " score.pdf",
+        "score.pdf\u{3000}",
+    ] {
+        assert!(name_refused(&[n]), "{n:?} should be refused");
+    }
+}
+
+#[test]
+fn bidi_and_format_characters_are_refused() {
+    for c in [
+        '\u{200B}',
+        '\u{200E}',
+        '\u{200F}',
+        '\u{202A}',
+        '\u{202E}',
+        '\u{2060}',
+        '\u{2064}',
+        '\u{2066}',
+        '\u{2069}',
+        '\u{FEFF}',
+        '\u{00AD}',
+        '\u{E0041}',
+    ] {
+        let n = format!("score{c}fdp.pdf");
+        assert!(name_refused(&[&n]), "U+{:04X} should be refused", c as u32);
+    }
+}
+
+#[test]
+fn names_equal_after_normalisation_or_case_folding_collide() {
+    // "é" precomposed (NFC) and as e + combining acute (NFD) are one name on macOS.
+    assert!(name_refused(&["caf\u{e9}.pdf", "cafe\u{301}.pdf"]));
+    assert!(name_refused(&["Score.pdf", "score.PDF"]));
+    assert!(name_refused(&["STRASSE.pdf", "strasse.pdf"]));
+    assert!(!name_refused(&["a.pdf", "b.pdf"]));
+}
