@@ -50,6 +50,25 @@ const IDLE_AFTER: Duration = Duration::from_secs(1);
 /// so a coarser tick only delays keepalives and loss detection by up to this much.
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
+/// Bytes that may arrive without any message coming out of the engine before the link is
+/// closed as a flood (PROTOCOL.md §1, §3). The engine (`rtc` 0.21) refuses a message over the
+/// negotiated `max-message-size` only once it is reassembled whole, and keeps taking the chunks
+/// of an unfinished message past its receive window (to avoid a deadlock), so a peer that
+/// ignores the limit could otherwise make it buffer without bound. An honest peer has at most a
+/// receive window ([`RECEIVE_WINDOW`](super::RECEIVE_WINDOW)) in flight, so four windows leave
+/// room for retransmissions and headers.
+const FLOOD_LIMIT: usize = 4 * super::RECEIVE_WINDOW as usize;
+/// The same while the application lags (reads paused): the engine may then also hold up to 256
+/// finished messages of at most 64 KiB in its own queue.
+const FLOOD_LIMIT_BACKLOGGED: usize = 256 * super::MAX_CONTROL_MESSAGE + FLOOD_LIMIT;
+/// An inbound datagram this small may be a SACK of our data: it is free while we have sent
+/// data datagrams that it could acknowledge (a sender sees nothing but SACKs for a long while).
+const SACK_SIZE: usize = 200;
+/// Outbound datagrams at least this large carry data and earn one free SACK each.
+const DATA_DATAGRAM: usize = 1000;
+/// Most SACK allowances kept.
+const MAX_SACK_CREDIT: u32 = 1 << 16;
+
 /// State shared by the driver task, the [`Link`](super::Link) and its senders.
 pub(crate) struct Shared {
     core: Mutex<Core>,
@@ -98,6 +117,14 @@ pub(crate) struct Core {
     last_activity: Instant,
     /// Datagrams taken out of the engine by `flush`, kept to reuse the allocation.
     out_batch: Vec<(usize, SocketAddr, BytesMut)>,
+    /// Inbound bytes since a message last came out of the engine (see [`FLOOD_LIMIT`]).
+    undelivered: usize,
+    /// Small inbound datagrams still allowed free as SACKs of data we sent.
+    sack_credit: u32,
+    /// Reads were paused since a message last came out.
+    backlogged: bool,
+    /// The peer broke a size limit: the link is being closed, inbound datagrams are dropped.
+    refused: bool,
 }
 
 impl Shared {
@@ -125,6 +152,10 @@ impl Shared {
                 armed: None,
                 last_activity: Instant::now(),
                 out_batch: Vec::new(),
+                undelivered: 0,
+                sack_credit: 0,
+                backlogged: false,
+                refused: false,
             }),
             wake: Notify::new(),
             space: Notify::new(),
@@ -285,6 +316,9 @@ impl Core {
                 trace!(%local, "no socket for outgoing datagram");
                 continue;
             };
+            if m.message.len() >= DATA_DATAGRAM {
+                self.sack_credit = (self.sack_credit + 1).min(MAX_SACK_CREDIT);
+            }
             batch.push((sock, m.transport.peer_addr, m.message));
         }
         let mut start = 0;
@@ -308,6 +342,28 @@ impl Core {
         let Some(local_addr) = self.sockets.get(socket).map(|s| s.addr) else {
             return;
         };
+        if self.refused {
+            return;
+        }
+        if data.len() <= SACK_SIZE && self.sack_credit > 0 {
+            self.sack_credit -= 1;
+        } else {
+            self.undelivered = self.undelivered.saturating_add(data.len());
+        }
+        let limit = if self.backlogged {
+            FLOOD_LIMIT_BACKLOGGED
+        } else {
+            FLOOD_LIMIT
+        };
+        if self.undelivered > limit {
+            warn!(
+                bytes = self.undelivered,
+                "closing the link: the peer sent more than {limit} bytes without completing a \
+                 message (over the size limit?)"
+            );
+            self.refused = true;
+            return;
+        }
         let msg = TaggedBytesMut {
             now: Instant::now(),
             transport: TransportContext {
@@ -346,6 +402,8 @@ impl Core {
                 while let Some(m) = self.pc.poll_read() {
                     self.on_message(m, out);
                 }
+            } else {
+                self.backlogged = true;
             }
             self.flush();
             if !raised {
@@ -354,6 +412,7 @@ impl Core {
             self.timeout();
         }
         self.flush();
+        ended |= self.refused;
         if ended && !self.closed {
             out.push_back(LinkEvent::Closed);
             self.shutdown();
@@ -432,7 +491,26 @@ impl Core {
         let RTCMessage::DataChannelMessage(id, msg) = m.message else {
             return;
         };
+        if self.refused {
+            return;
+        }
         self.last_activity = Instant::now();
+        self.undelivered = 0;
+        self.backlogged = false;
+        // The limits of PROTOCOL.md §1/§3: a peer that breaks them is not one to keep talking to.
+        let limit = if id == self.control {
+            super::MAX_CONTROL_MESSAGE
+        } else {
+            super::MAX_BINARY_MESSAGE
+        };
+        if msg.data.len() > limit {
+            warn!(
+                len = msg.data.len(),
+                limit, "closing the link: the peer sent a message over the limit"
+            );
+            self.refused = true;
+            return;
+        }
         if id == self.control {
             match String::from_utf8(msg.data.to_vec()) {
                 Ok(s) if !self.open_reported && s == READY_MARKER => {
