@@ -123,6 +123,9 @@ pub(crate) struct Core {
     sack_credit: u32,
     /// Reads were paused since a message last came out.
     backlogged: bool,
+    /// Where our DTLS records go: only DTLS from there can feed the engine's SCTP, so only it
+    /// is counted (a stranger's junk is dropped by the engine and must not close the link).
+    dtls_peer: Option<SocketAddr>,
     /// The peer broke a size limit: the link is being closed, inbound datagrams are dropped.
     refused: bool,
 }
@@ -155,6 +158,7 @@ impl Shared {
                 undelivered: 0,
                 sack_credit: 0,
                 backlogged: false,
+                dtls_peer: None,
                 refused: false,
             }),
             wake: Notify::new(),
@@ -316,8 +320,11 @@ impl Core {
                 trace!(%local, "no socket for outgoing datagram");
                 continue;
             };
-            if m.message.len() >= DATA_DATAGRAM {
-                self.sack_credit = (self.sack_credit + 1).min(MAX_SACK_CREDIT);
+            if is_dtls(&m.message) {
+                self.dtls_peer = Some(m.transport.peer_addr);
+                if m.message.len() >= DATA_DATAGRAM {
+                    self.sack_credit = (self.sack_credit + 1).min(MAX_SACK_CREDIT);
+                }
             }
             batch.push((sock, m.transport.peer_addr, m.message));
         }
@@ -345,7 +352,9 @@ impl Core {
         if self.refused {
             return;
         }
-        if data.len() <= SACK_SIZE && self.sack_credit > 0 {
+        if self.dtls_peer != Some(from) || !is_dtls(data) {
+            // Not counted: STUN, or not from the peer.
+        } else if data.len() <= SACK_SIZE && self.sack_credit > 0 {
             self.sack_credit -= 1;
         } else {
             self.undelivered = self.undelivered.saturating_add(data.len());
@@ -524,6 +533,11 @@ impl Core {
             out.push_back(LinkEvent::Binary(msg.data.freeze()));
         }
     }
+}
+
+/// A DTLS record by its first byte (RFC 7983 demultiplexing: 20–63).
+fn is_dtls(datagram: &[u8]) -> bool {
+    datagram.first().is_some_and(|b| (20..=63).contains(b))
 }
 
 /// End (exclusive) of the longest run from `start` that one segmented send can carry: same
