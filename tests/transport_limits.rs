@@ -27,7 +27,9 @@ const DEADLINE: Duration = Duration::from_secs(30);
 /// What the hostile peer sends once the link is open.
 #[derive(Clone, Copy)]
 enum Attack {
-    /// 256 KiB messages on `control` (stream 0), four times the limit, `total` bytes in all.
+    /// 256 KiB messages on `control` (stream 0), four times the limit, `total` bytes in all,
+    /// each followed by a small, valid message on `binary`: deliveries in between must not
+    /// excuse the bytes of the refused ones.
     HugeControl { total: usize },
     /// One 20 KiB message on `binary` (stream 1), over its 16 KiB limit.
     BigBinary,

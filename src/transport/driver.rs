@@ -50,20 +50,34 @@ const IDLE_AFTER: Duration = Duration::from_secs(1);
 /// so a coarser tick only delays keepalives and loss detection by up to this much.
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
-/// Bytes that may arrive without any message coming out of the engine before the link is
-/// closed as a flood (PROTOCOL.md §1, §3). The engine (`rtc` 0.21) refuses a message over the
-/// negotiated `max-message-size` only once it is reassembled whole, and keeps taking the chunks
-/// of an unfinished message past its receive window (to avoid a deadlock), so a peer that
-/// ignores the limit could otherwise make it buffer without bound. An honest peer has at most a
-/// receive window ([`RECEIVE_WINDOW`](super::RECEIVE_WINDOW)) in flight, so four windows leave
-/// room for retransmissions and headers.
+/// Inbound bytes the engine may hold for messages not yet delivered before the link is closed
+/// as a flood (PROTOCOL.md §1). The engine (`rtc` 0.21) refuses a message over the negotiated
+/// `max-message-size` only once it is reassembled whole, and keeps taking the chunks of an
+/// unfinished message past its receive window (to avoid a deadlock), so a peer that ignores the
+/// limit could otherwise make it buffer without bound. The estimate counts each DTLS datagram
+/// from the peer (less [`DATAGRAM_ALLOWANCE`]) and takes off what each delivered message accounts
+/// for ([`delivered_credit`]), never going below zero. An honest peer keeps at most a receive
+/// window ([`RECEIVE_WINDOW`](super::RECEIVE_WINDOW)) in flight, so four windows leave room for
+/// retransmissions and the estimate's drift.
 const FLOOD_LIMIT: usize = 4 * super::RECEIVE_WINDOW as usize;
+/// Taken off each counted datagram: less than the least overhead of a datagram carrying data
+/// (DTLS record 37 bytes, SCTP header 12, DATA chunk header 16), so data always counts.
+const DATAGRAM_ALLOWANCE: usize = 48;
 /// The same while the application lags (reads paused): the engine may then also hold up to 256
 /// finished messages of at most 64 KiB in its own queue.
 const FLOOD_LIMIT_BACKLOGGED: usize = 256 * super::MAX_CONTROL_MESSAGE + FLOOD_LIMIT;
 /// An inbound datagram this small may be a SACK of our data: it is free while we have sent
 /// data datagrams that it could acknowledge (a sender sees nothing but SACKs for a long while).
 const SACK_SIZE: usize = 200;
+/// What a delivered message takes off the estimate: its length, plus a little for its share of
+/// headers — less than the 16-byte chunk header a bundled message costs, so that a stream of
+/// small messages can never make room for an unfinished one; the `len / 64` covers the
+/// per-datagram overhead of a message split over several datagrams (about 17 bytes each after
+/// the allowance, one per 1.2 KB at least).
+fn delivered_credit(len: usize) -> usize {
+    len + len / 64 + 12
+}
+
 /// Outbound datagrams at least this large carry data and earn one free SACK each.
 const DATA_DATAGRAM: usize = 1000;
 /// Most SACK allowances kept.
@@ -117,7 +131,7 @@ pub(crate) struct Core {
     last_activity: Instant,
     /// Datagrams taken out of the engine by `flush`, kept to reuse the allocation.
     out_batch: Vec<(usize, SocketAddr, BytesMut)>,
-    /// Inbound bytes since a message last came out of the engine (see [`FLOOD_LIMIT`]).
+    /// Estimate of the inbound bytes held for messages not yet delivered (see [`FLOOD_LIMIT`]).
     undelivered: usize,
     /// Small inbound datagrams still allowed free as SACKs of data we sent.
     sack_credit: u32,
@@ -357,7 +371,8 @@ impl Core {
         } else if data.len() <= SACK_SIZE && self.sack_credit > 0 {
             self.sack_credit -= 1;
         } else {
-            self.undelivered = self.undelivered.saturating_add(data.len());
+            let counted = data.len().saturating_sub(DATAGRAM_ALLOWANCE);
+            self.undelivered = self.undelivered.saturating_add(counted);
         }
         let limit = if self.backlogged {
             FLOOD_LIMIT_BACKLOGGED
@@ -367,8 +382,8 @@ impl Core {
         if self.undelivered > limit {
             warn!(
                 bytes = self.undelivered,
-                "closing the link: the peer sent more than {limit} bytes without completing a \
-                 message (over the size limit?)"
+                "closing the link: the peer sent about {limit} bytes more than the messages it \
+                 completed (one over the size limit?)"
             );
             self.refused = true;
             return;
@@ -504,13 +519,13 @@ impl Core {
             return;
         }
         self.last_activity = Instant::now();
-        self.undelivered = 0;
-        self.backlogged = false;
         // The limits of PROTOCOL.md §1/§3: a peer that breaks them is not one to keep talking to.
         let limit = if id == self.control {
             super::MAX_CONTROL_MESSAGE
-        } else {
+        } else if id == self.binary {
             super::MAX_BINARY_MESSAGE
+        } else {
+            return; // a channel the peer opened in band: not ours, and no credit for it
         };
         if msg.data.len() > limit {
             warn!(
@@ -520,6 +535,10 @@ impl Core {
             self.refused = true;
             return;
         }
+        self.undelivered = self
+            .undelivered
+            .saturating_sub(delivered_credit(msg.data.len()));
+        self.backlogged = false;
         if id == self.control {
             match String::from_utf8(msg.data.to_vec()) {
                 Ok(s) if !self.open_reported && s == READY_MARKER => {
