@@ -21,6 +21,7 @@ mod keys;
 mod link;
 mod master;
 mod playback;
+mod records;
 mod solo;
 
 pub use backoff::{Backoff, BackoffConfig, Rng};
@@ -31,6 +32,7 @@ pub use keys::{KeyStore, Merge, DEFAULT_SYNC_GROUPS, PLAYBACK_GROUP};
 pub use link::{HeartbeatConfig, LinkState};
 pub use master::{Master, MasterConfig, MasterRecord, MasterState, MemberRecord, SessionCode};
 pub use playback::TIMER_MEDIA_ID;
+pub use records::RecordError;
 pub use solo::{Solo, SoloConfig, SoloState};
 
 use crate::protocol::{

@@ -29,7 +29,9 @@ use rtc::crypto::SignatureScheme;
 use rtc::data_channel::{RTCDataChannelId, RTCDataChannelInit};
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
-use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::configuration::setting_engine::{
+    SctpMaxMessageSize, SettingEngineBuilder,
+};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::transport::{
@@ -45,6 +47,10 @@ use driver::{Shared, Side};
 pub const MAX_CONTROL_MESSAGE: usize = 64 * 1024;
 /// Largest binary message accepted by [`LinkSender::send_binary`], in bytes.
 pub const MAX_BINARY_MESSAGE: usize = 16 * 1024;
+
+/// SCTP receive window (`a_rwnd`): what a peer may have in flight towards us. Also bounds, with
+/// the flood guard of the driver, what an unfinished message may hold (PROTOCOL.md §1).
+pub(crate) const RECEIVE_WINDOW: u32 = 512 * 1024;
 
 /// SCTP stream id of the `control` channel (negotiated out of band on both sides).
 pub const CONTROL_STREAM_ID: u16 = 0;
@@ -319,6 +325,11 @@ impl Setup {
             .with_ice_timeouts(None, Some(cfg.ice_failed_timeout), None)
             .with_include_loopback_candidate(true)
             .with_answering_dtls_role(RTCDtlsRole::Client)
+            // Advertised as `a=max-message-size:65536` (PROTOCOL.md §1): the largest message
+            // either channel accepts; the engine refuses bigger ones once reassembled and the
+            // driver closes the link before an unfinished one grows past a few windows.
+            .with_sctp_max_message_size(SctpMaxMessageSize::Bounded(MAX_CONTROL_MESSAGE as u32))
+            .with_sctp_max_receive_buffer_size(RECEIVE_WINDOW)
             .with_sctp_mtu(if cfg.loopback_only {
                 SCTP_MTU_LOOPBACK
             } else {

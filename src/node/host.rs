@@ -3,7 +3,7 @@
 
 use super::{DialError, DialFuture, Dialer, Node, NodeOptions};
 use crate::invite::JoinLink;
-use crate::node::{load_record, Clock};
+use crate::node::{load_record, BadRecord, Clock};
 use crate::protocol::RejectReason;
 use crate::session::{Event, JoinCredentials, Master, MasterConfig, MasterRecord, Record};
 use crate::signaling::{self, Door, JoinServer, RateLimit, SignalingError};
@@ -44,13 +44,19 @@ pub struct Host {
     server: JoinServer,
     record: MasterRecord,
     fingerprint: String,
+    bad_record: Option<BadRecord>,
 }
 
 impl Host {
     /// Starts (or resumes) the session, its node and its join endpoint.
     pub async fn start(opts: HostOptions) -> Result<Host, String> {
         let now = Clock::new().now();
-        let resumed = opts.record_path.as_deref().and_then(load_record);
+        // A bad record is reported (Host::bad_record) and moved aside; the session starts anew.
+        let (resumed, bad_record) = match opts.record_path.as_deref().map(load_record) {
+            Some(Ok(rec)) => (rec, None),
+            Some(Err(bad)) => (None, Some(bad)),
+            None => (None, None),
+        };
         let mut entropy = [0u8; 32];
         getrandom::fill(&mut entropy).map_err(|e| format!("no random source: {e}"))?;
         let machine = match resumed {
@@ -113,7 +119,13 @@ impl Host {
             server,
             record,
             fingerprint: opts.identity.fingerprint(),
+            bad_record,
         })
+    }
+
+    /// The record file found unusable at start (moved aside; the session started anew), if any.
+    pub fn bad_record(&self) -> Option<&BadRecord> {
+        self.bad_record.as_ref()
     }
 
     /// Takes the event stream (once; later calls get a closed stream).

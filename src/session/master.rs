@@ -192,7 +192,7 @@ pub struct MemberRecord {
 
 /// Most member secrets a master remembers: a few times the largest session, so joining devices
 /// that never come back cannot grow the record without bound.
-const MAX_REMEMBERED: usize = 4 * MAX_PARTICIPANTS;
+pub(crate) const MAX_REMEMBERED: usize = 4 * MAX_PARTICIPANTS;
 
 #[derive(Debug)]
 struct Member {

@@ -50,6 +50,39 @@ const IDLE_AFTER: Duration = Duration::from_secs(1);
 /// so a coarser tick only delays keepalives and loss detection by up to this much.
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
+/// Inbound bytes the engine may hold for messages not yet delivered before the link is closed
+/// as a flood (PROTOCOL.md §1). The engine (`rtc` 0.21) refuses a message over the negotiated
+/// `max-message-size` only once it is reassembled whole, and keeps taking the chunks of an
+/// unfinished message past its receive window (to avoid a deadlock), so a peer that ignores the
+/// limit could otherwise make it buffer without bound. The estimate counts each DTLS datagram
+/// from the peer (less [`DATAGRAM_ALLOWANCE`]) and takes off what each delivered message accounts
+/// for ([`delivered_credit`]), never going below zero. An honest peer keeps at most a receive
+/// window ([`RECEIVE_WINDOW`](super::RECEIVE_WINDOW)) in flight, so four windows leave room for
+/// retransmissions and the estimate's drift.
+const FLOOD_LIMIT: usize = 4 * super::RECEIVE_WINDOW as usize;
+/// Taken off each counted datagram: less than the least overhead of a datagram carrying data
+/// (DTLS record 37 bytes, SCTP header 12, DATA chunk header 16), so data always counts.
+const DATAGRAM_ALLOWANCE: usize = 48;
+/// The same while the application lags (reads paused): the engine may then also hold up to 256
+/// finished messages of at most 64 KiB in its own queue.
+const FLOOD_LIMIT_BACKLOGGED: usize = 256 * super::MAX_CONTROL_MESSAGE + FLOOD_LIMIT;
+/// An inbound datagram this small may be a SACK of our data: it is free while we have sent
+/// data datagrams that it could acknowledge (a sender sees nothing but SACKs for a long while).
+const SACK_SIZE: usize = 200;
+/// What a delivered message takes off the estimate: its length, plus a little for its share of
+/// headers — less than the 16-byte chunk header a bundled message costs, so that a stream of
+/// small messages can never make room for an unfinished one; the `len / 64` covers the
+/// per-datagram overhead of a message split over several datagrams (about 17 bytes each after
+/// the allowance, one per 1.2 KB at least).
+fn delivered_credit(len: usize) -> usize {
+    len + len / 64 + 12
+}
+
+/// Outbound datagrams at least this large carry data and earn one free SACK each.
+const DATA_DATAGRAM: usize = 1000;
+/// Most SACK allowances kept.
+const MAX_SACK_CREDIT: u32 = 1 << 16;
+
 /// State shared by the driver task, the [`Link`](super::Link) and its senders.
 pub(crate) struct Shared {
     core: Mutex<Core>,
@@ -98,6 +131,17 @@ pub(crate) struct Core {
     last_activity: Instant,
     /// Datagrams taken out of the engine by `flush`, kept to reuse the allocation.
     out_batch: Vec<(usize, SocketAddr, BytesMut)>,
+    /// Estimate of the inbound bytes held for messages not yet delivered (see [`FLOOD_LIMIT`]).
+    undelivered: usize,
+    /// Small inbound datagrams still allowed free as SACKs of data we sent.
+    sack_credit: u32,
+    /// Reads were paused since a message last came out.
+    backlogged: bool,
+    /// Where our DTLS records go: only DTLS from there can feed the engine's SCTP, so only it
+    /// is counted (a stranger's junk is dropped by the engine and must not close the link).
+    dtls_peer: Option<SocketAddr>,
+    /// The peer broke a size limit: the link is being closed, inbound datagrams are dropped.
+    refused: bool,
 }
 
 impl Shared {
@@ -125,6 +169,11 @@ impl Shared {
                 armed: None,
                 last_activity: Instant::now(),
                 out_batch: Vec::new(),
+                undelivered: 0,
+                sack_credit: 0,
+                backlogged: false,
+                dtls_peer: None,
+                refused: false,
             }),
             wake: Notify::new(),
             space: Notify::new(),
@@ -285,6 +334,12 @@ impl Core {
                 trace!(%local, "no socket for outgoing datagram");
                 continue;
             };
+            if is_dtls(&m.message) {
+                self.dtls_peer = Some(m.transport.peer_addr);
+                if m.message.len() >= DATA_DATAGRAM {
+                    self.sack_credit = (self.sack_credit + 1).min(MAX_SACK_CREDIT);
+                }
+            }
             batch.push((sock, m.transport.peer_addr, m.message));
         }
         let mut start = 0;
@@ -308,6 +363,31 @@ impl Core {
         let Some(local_addr) = self.sockets.get(socket).map(|s| s.addr) else {
             return;
         };
+        if self.refused {
+            return;
+        }
+        if self.dtls_peer != Some(from) || !is_dtls(data) {
+            // Not counted: STUN, or not from the peer.
+        } else if data.len() <= SACK_SIZE && self.sack_credit > 0 {
+            self.sack_credit -= 1;
+        } else {
+            let counted = data.len().saturating_sub(DATAGRAM_ALLOWANCE);
+            self.undelivered = self.undelivered.saturating_add(counted);
+        }
+        let limit = if self.backlogged {
+            FLOOD_LIMIT_BACKLOGGED
+        } else {
+            FLOOD_LIMIT
+        };
+        if self.undelivered > limit {
+            warn!(
+                bytes = self.undelivered,
+                "closing the link: the peer sent about {limit} bytes more than the messages it \
+                 completed (one over the size limit?)"
+            );
+            self.refused = true;
+            return;
+        }
         let msg = TaggedBytesMut {
             now: Instant::now(),
             transport: TransportContext {
@@ -346,6 +426,8 @@ impl Core {
                 while let Some(m) = self.pc.poll_read() {
                     self.on_message(m, out);
                 }
+            } else {
+                self.backlogged = true;
             }
             self.flush();
             if !raised {
@@ -354,6 +436,7 @@ impl Core {
             self.timeout();
         }
         self.flush();
+        ended |= self.refused;
         if ended && !self.closed {
             out.push_back(LinkEvent::Closed);
             self.shutdown();
@@ -432,7 +515,30 @@ impl Core {
         let RTCMessage::DataChannelMessage(id, msg) = m.message else {
             return;
         };
+        if self.refused {
+            return;
+        }
         self.last_activity = Instant::now();
+        // The limits of PROTOCOL.md §1/§3: a peer that breaks them is not one to keep talking to.
+        let limit = if id == self.control {
+            super::MAX_CONTROL_MESSAGE
+        } else if id == self.binary {
+            super::MAX_BINARY_MESSAGE
+        } else {
+            return; // a channel the peer opened in band: not ours, and no credit for it
+        };
+        if msg.data.len() > limit {
+            warn!(
+                len = msg.data.len(),
+                limit, "closing the link: the peer sent a message over the limit"
+            );
+            self.refused = true;
+            return;
+        }
+        self.undelivered = self
+            .undelivered
+            .saturating_sub(delivered_credit(msg.data.len()));
+        self.backlogged = false;
         if id == self.control {
             match String::from_utf8(msg.data.to_vec()) {
                 Ok(s) if !self.open_reported && s == READY_MARKER => {
@@ -446,6 +552,11 @@ impl Core {
             out.push_back(LinkEvent::Binary(msg.data.freeze()));
         }
     }
+}
+
+/// A DTLS record by its first byte (RFC 7983 demultiplexing: 20–63).
+fn is_dtls(datagram: &[u8]) -> bool {
+    datagram.first().is_some_and(|b| (20..=63).contains(b))
 }
 
 /// End (exclusive) of the longest run from `start` that one segmented send can carry: same

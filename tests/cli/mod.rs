@@ -54,6 +54,12 @@ impl Proc {
         self.stdin.flush().unwrap();
     }
 
+    /// Writes raw bytes to stdin (for malformed input).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stdin.write_all(bytes).unwrap();
+        self.stdin.flush().unwrap();
+    }
+
     /// Waits for the first event matching `pred`, skipping others.
     pub fn wait_for(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let end = Instant::now() + DEADLINE;

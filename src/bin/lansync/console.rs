@@ -6,7 +6,102 @@ use lansync::node::{FilesEvent, Node};
 use lansync::protocol::{FollowMode, Parity, PlaybackOp, Rate};
 use lansync::session::{Command, Event};
 use serde_json::{json, Value};
-use tokio::io::{BufReader, Lines, Stdin};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader, Stdin};
+
+/// Longest line of input read, in bytes (newline excluded). A longer line is skipped up to its
+/// newline without being buffered, and reported.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Why a line of input was skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BadLine {
+    /// Longer than [`MAX_LINE`] bytes.
+    TooLong,
+    /// Not UTF-8.
+    NotUtf8,
+}
+
+impl BadLine {
+    /// One sentence for the `bad-command` error.
+    pub fn message(&self) -> String {
+        match self {
+            BadLine::TooLong => format!("line longer than {MAX_LINE} bytes ignored"),
+            BadLine::NotUtf8 => "line that is not UTF-8 ignored".to_string(),
+        }
+    }
+}
+
+/// Lines of input read as bytes: each line is capped at [`MAX_LINE`] and checked for UTF-8 on
+/// its own, so one bad line never stops the lines after it. Cancel-safe (`next_line` may be
+/// dropped in a `select!` without losing input).
+pub struct InputLines<R = Stdin> {
+    reader: BufReader<R>,
+    /// The line read so far (empty once it is known to be too long).
+    line: Vec<u8>,
+    /// The current line went over [`MAX_LINE`]: the rest is skipped.
+    too_long: bool,
+}
+
+impl InputLines<Stdin> {
+    /// This process's standard input.
+    pub fn stdin() -> Self {
+        Self::new(tokio::io::stdin())
+    }
+}
+
+impl<R: AsyncRead + Unpin> InputLines<R> {
+    /// Lines of `reader`.
+    pub fn new(reader: R) -> Self {
+        InputLines {
+            reader: BufReader::new(reader),
+            line: Vec::new(),
+            too_long: false,
+        }
+    }
+
+    /// The next line without its line ending; `None` at the end of input (or on a read error).
+    pub async fn next_line(&mut self) -> Option<Result<String, BadLine>> {
+        loop {
+            let avail = match self.reader.fill_buf().await {
+                Ok(b) => b,
+                Err(_) => return None,
+            };
+            if avail.is_empty() {
+                // End of input: a last line without a newline still counts.
+                if self.line.is_empty() && !self.too_long {
+                    return None;
+                }
+                break;
+            }
+            let newline = avail.iter().position(|&b| b == b'\n');
+            let part = &avail[..newline.unwrap_or(avail.len())];
+            if !self.too_long {
+                if self.line.len() + part.len() > MAX_LINE {
+                    self.too_long = true;
+                    self.line = Vec::new();
+                } else {
+                    self.line.extend_from_slice(part);
+                }
+            }
+            let used = newline.map_or(avail.len(), |i| i + 1);
+            self.reader.consume(used);
+            if newline.is_some() {
+                break;
+            }
+        }
+        let line = std::mem::take(&mut self.line);
+        if std::mem::take(&mut self.too_long) {
+            return Some(Err(BadLine::TooLong));
+        }
+        let mut text = String::from_utf8(line).map_err(|_| BadLine::NotUtf8);
+        if let Ok(t) = &mut text {
+            if t.ends_with('\r') {
+                t.pop();
+            }
+        }
+        Some(text)
+    }
+}
 
 /// Which keys make sense.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +158,16 @@ impl Out {
     }
 }
 
+/// Reports a state record found unusable at start (moved aside; the program goes on without it).
+pub fn bad_record(out: &Out, bad: &lansync::node::BadRecord) {
+    out.emit(
+        json!({"event":"error","code":"bad-record","message":bad.to_string(),
+               "path":bad.path.display().to_string(),"problem":bad.problem,
+               "moved_to":bad.moved_to.as_ref().map(|p| p.display().to_string())}),
+        || format!("{bad}."),
+    );
+}
+
 /// What the keyboard loop remembers between lines.
 struct Keys {
     role: Role,
@@ -84,7 +189,7 @@ pub async fn session(
     node: Node,
     mut events: tokio::sync::mpsc::UnboundedReceiver<Event>,
     mut files: Option<tokio::sync::mpsc::UnboundedReceiver<FilesEvent>>,
-    mut stdin: Lines<BufReader<Stdin>>,
+    mut stdin: InputLines,
     role: Role,
 ) -> bool {
     let mut bars = Bars::default();
@@ -101,9 +206,16 @@ pub async fn session(
     loop {
         tokio::select! {
             line = stdin.next_line(), if stdin_open => {
-                let Some(line) = line.ok().flatten() else {
-                    stdin_open = false; // keep running: a sidecar may close stdin and just watch
-                    continue;
+                let line = match line {
+                    Some(Ok(line)) => line,
+                    Some(Err(bad)) => {
+                        out.error("bad-command", &bad.message());
+                        continue;
+                    }
+                    None => {
+                        stdin_open = false; // keep running: a sidecar may close stdin and just watch
+                        continue;
+                    }
                 };
                 match keys.parse(out.json, &line) {
                     Ok(Line::Session(cmd)) => node.command(cmd),

@@ -16,7 +16,6 @@ use serde_json::json;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
 /// Said to the person hosting a session without a password (PROTOCOL.md §9.6).
@@ -152,6 +151,9 @@ async fn host(args: &HostArgs, out: &Out) -> Result<bool, String> {
         files: Some(files),
     })
     .await?;
+    if let Some(bad) = host.bad_record() {
+        console::bad_record(out, bad);
+    }
     // Published before anyone can join, so every follower gets the files with its first snapshot.
     for (kind, dir) in [
         (ManifestKind::Pack, &args.pack),
@@ -227,7 +229,7 @@ async fn host(args: &HostArgs, out: &Out) -> Result<bool, String> {
         }));
     }
     let (events, advertising) = withdraw_on_end(host.take_events(), advert);
-    let stdin = BufReader::new(tokio::io::stdin()).lines();
+    let stdin = console::InputLines::stdin();
     let ok = console::session(
         out,
         host.node.clone(),

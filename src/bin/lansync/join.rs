@@ -21,7 +21,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// How long a master's link may take to open after its answer arrived.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -149,7 +148,11 @@ async fn join(args: &JoinArgs, out: &Out) -> Result<bool, (&'static str, String)
     let mut seed = [0u8; 8];
     let _ = getrandom::fill(&mut seed);
     let seed = u64::from_le_bytes(seed);
-    let machine = match (&creds, load_record(&record_path)) {
+    let stored = load_record(&record_path).unwrap_or_else(|bad| {
+        console::bad_record(out, &bad);
+        None
+    });
+    let machine = match (&creds, stored) {
         (None, Some(Record::Follower(rec))) => {
             Follower::restore(cfg.clone(), seed, Clock::new().now(), rec)
         }
@@ -196,7 +199,7 @@ async fn join(args: &JoinArgs, out: &Out) -> Result<bool, (&'static str, String)
     if let Some(creds) = creds {
         node.command(Command::Join(creds));
     }
-    let stdin = BufReader::new(tokio::io::stdin()).lines();
+    let stdin = console::InputLines::stdin();
     Ok(console::session(out, node, events, Some(files_events), stdin, Role::Follower).await)
 }
 

@@ -16,7 +16,6 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader, Lines, Stdin};
 
 /// Options shared by both sides of a pairing.
 #[derive(clap::Args, Clone)]
@@ -130,7 +129,7 @@ pub async fn run_with_files(cmd: PairCmd, transfer: FileTransfer) -> bool {
         PairCmd::Answer { args, .. } => (args.clone(), false),
     };
     let out = Out::new(args.json);
-    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin = console::InputLines::stdin();
     let cfg = transport_config(&args);
     let paired = match cmd {
         PairCmd::Offer(_) => offer(&cfg, &args, &out, &mut stdin).await,
@@ -226,7 +225,7 @@ async fn offer(
     cfg: &TransportConfig,
     args: &PairArgs,
     out: &Out,
-    stdin: &mut Lines<BufReader<Stdin>>,
+    stdin: &mut console::InputLines,
 ) -> Option<(Link, String)> {
     let pending = match transport::create_offer(cfg).await {
         Ok(p) => p,
@@ -245,7 +244,13 @@ async fn offer(
         if !out.json() {
             println!("Paste the answer code and press Enter:");
         }
-        let line = stdin.next_line().await.ok().flatten()?;
+        let line = match stdin.next_line().await? {
+            Ok(line) => line,
+            Err(bad) => {
+                out.error("bad-command", &bad.message());
+                continue;
+            }
+        };
         let text = if out.json() {
             match serde_json::from_str::<Value>(&line) {
                 Ok(v) if v["cmd"] == "answer" => v["code"].as_str().unwrap_or("").to_string(),
