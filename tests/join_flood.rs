@@ -515,7 +515,8 @@ async fn answers_pending_their_link_are_capped_per_source_with_busy() {
     let _serial = SERIAL.lock().await;
     const TOKEN: &str = "00112233445566778899aabbccddeeff";
     // The client takes the master's fingerprint from the verified answer: give it one.
-    const ANSWER: &str = "v=0\r\na=fingerprint:sha-256 00:01:02:03:04:05:06:07:08:09:0A:0B:0C:0D:0E:0F:\
+    const ANSWER: &str =
+        "v=0\r\na=fingerprint:sha-256 00:01:02:03:04:05:06:07:08:09:0A:0B:0C:0D:0E:0F:\
         10:11:12:13:14:15:16:17:18:19:1A:1B:1C:1D:1E:1F\r\n";
     let door: signaling::Door = Arc::new(|_| {
         Box::pin(async {
