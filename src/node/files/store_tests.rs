@@ -61,18 +61,21 @@ struct Seen {
 /// Drains the receiver through the store as the actor does.
 fn drain(store: &mut Store, seen: &mut Seen) {
     while let Some(out) = store.receiver.poll_output() {
-        let done = store.apply(out);
-        for (file, e) in store.take_failures() {
-            store.receiver.storage_failed(file, e);
-        }
-        match done {
-            Done::Send(m) => seen.sent.push(*m),
-            Done::Committed(p) => seen.committed.push(p),
-            Done::Event(crate::transfer::TransferEvent::Failed { code, .. }) => {
-                seen.failed.push(code)
-            }
-            _ => {}
-        }
+        apply(store, out, seen);
+    }
+}
+
+/// Applies one receiver output to the store (and disk) and records what came of it.
+fn apply(store: &mut Store, out: ReceiverOutput, seen: &mut Seen) {
+    let done = store.apply(out);
+    for (file, e) in store.take_failures() {
+        store.receiver.storage_failed(file, e);
+    }
+    match done {
+        Done::Send(m) => seen.sent.push(*m),
+        Done::Committed(p) => seen.committed.push(p),
+        Done::Event(crate::transfer::TransferEvent::Failed { code, .. }) => seen.failed.push(code),
+        _ => {}
     }
 }
 
@@ -345,18 +348,7 @@ fn a_part_file_swapped_for_a_link_before_its_commit_is_not_moved_nor_reported_do
                 std::fs::remove_file(&part).unwrap();
                 std::os::unix::fs::symlink(&victim, &part).unwrap();
             }
-            let done = store.apply(out);
-            for (file, e) in store.take_failures() {
-                store.receiver.storage_failed(file, e);
-            }
-            match done {
-                Done::Send(m) => seen.sent.push(*m),
-                Done::Committed(p) => seen.committed.push(p),
-                Done::Event(crate::transfer::TransferEvent::Failed { code, .. }) => {
-                    seen.failed.push(code)
-                }
-                _ => {}
-            }
+            apply(&mut store, out, &mut seen);
         }
     }
     assert!(seen.committed.is_empty(), "{seen:?}");
