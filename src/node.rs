@@ -538,7 +538,7 @@ pub fn load_record(path: &std::path::Path) -> Result<Option<Record>, BadRecord> 
 }
 
 /// Moves a bad record out of the way (a rename: the bytes stay as they were).
-fn set_aside(path: &std::path::Path, problem: String) -> BadRecord {
+pub(crate) fn set_aside(path: &std::path::Path, problem: String) -> BadRecord {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

@@ -124,3 +124,16 @@ async fn a_host_after_a_bad_record_starts_a_new_session_and_says_so() {
     assert!(host.bad_record().is_none());
     host.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_host_finding_another_roles_record_sets_it_aside_and_says_so() {
+    let d = dir("role");
+    let path = d.join("master.json");
+    let bytes = br#"{"role":"cleared"}"#;
+    std::fs::write(&path, bytes).unwrap();
+    let host = start_host(&path).await;
+    let bad = host.bad_record().expect("reported").clone();
+    assert!(bad.problem.contains("not a master's record"), "{bad}");
+    assert_eq!(std::fs::read(bad.moved_to.unwrap()).unwrap(), bytes);
+    host.shutdown().await;
+}

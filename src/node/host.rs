@@ -3,7 +3,7 @@
 
 use super::{DialError, DialFuture, Dialer, Node, NodeOptions};
 use crate::invite::JoinLink;
-use crate::node::{load_record, BadRecord, Clock};
+use crate::node::{load_record, set_aside, BadRecord, Clock};
 use crate::protocol::RejectReason;
 use crate::session::{Event, JoinCredentials, Master, MasterConfig, MasterRecord, Record};
 use crate::signaling::{self, Door, JoinServer, RateLimit, SignalingError};
@@ -52,9 +52,16 @@ impl Host {
     pub async fn start(opts: HostOptions) -> Result<Host, String> {
         let now = Clock::new().now();
         // A bad record is reported (Host::bad_record) and moved aside; the session starts anew.
-        let (resumed, bad_record) = match opts.record_path.as_deref().map(load_record) {
-            Some(Ok(rec)) => (rec, None),
-            Some(Err(bad)) => (None, Some(bad)),
+        let (resumed, bad_record) = match opts.record_path.as_deref() {
+            Some(path) => match load_record(path) {
+                // Another role's record is not this session's: set aside, never overwritten.
+                Ok(Some(rec)) if !matches!(rec, Record::Master(_)) => (
+                    None,
+                    Some(set_aside(path, "it is not a master's record".into())),
+                ),
+                Ok(rec) => (rec, None),
+                Err(bad) => (None, Some(bad)),
+            },
             None => (None, None),
         };
         let mut entropy = [0u8; 32];
