@@ -128,10 +128,17 @@ impl Hostile {
             if open == 2 && !attacked {
                 match attack {
                     Attack::HugeControl { total } => {
-                        let mut dc = self.pc.data_channel(0).unwrap();
+                        // Gone once the victim closed the link: the attack is over.
+                        let Some(mut dc) = self.pc.data_channel(0) else {
+                            return;
+                        };
                         if dc.outstanding_bytes() < 512 * 1024 {
-                            dc.send_text(Instant::now(), "x".repeat(256 * 1024))
-                                .unwrap();
+                            if dc
+                                .send_text(Instant::now(), "x".repeat(256 * 1024))
+                                .is_err()
+                            {
+                                return;
+                            }
                             sent += 256 * 1024;
                             attacked = sent >= total;
                         }

@@ -78,6 +78,19 @@ fn delivered_credit(len: usize) -> usize {
     len + len / 64 + 12
 }
 
+/// How fast the estimate forgets, in bytes per second. Control traffic on a healthy link drifts
+/// it upwards a little (the peer's SACKs of our small messages, its heartbeats: about 40 B/s on
+/// an idle link with the 1 s PING of PROTOCOL.md §6.4), which would otherwise close a link that
+/// stays up for a day (2 MiB / 40 B/s ≈ 15 h). A peer hiding an unfinished message gains no more
+/// than this rate: 11 MB a day.
+const FORGET_PER_SEC: u64 = 128;
+
+/// The estimate after `elapsed` of forgetting at [`FORGET_PER_SEC`].
+fn forget(undelivered: usize, elapsed: Duration) -> usize {
+    let forgotten = (elapsed.as_millis() as u64).saturating_mul(FORGET_PER_SEC) / 1000;
+    undelivered.saturating_sub(usize::try_from(forgotten).unwrap_or(usize::MAX))
+}
+
 /// Outbound datagrams at least this large carry data and earn one free SACK each.
 const DATA_DATAGRAM: usize = 1000;
 /// Most SACK allowances kept.
@@ -133,6 +146,8 @@ pub(crate) struct Core {
     out_batch: Vec<(usize, SocketAddr, BytesMut)>,
     /// Estimate of the inbound bytes held for messages not yet delivered (see [`FLOOD_LIMIT`]).
     undelivered: usize,
+    /// When the estimate last forgot ([`FORGET_PER_SEC`]).
+    forgot_at: Instant,
     /// Small inbound datagrams still allowed free as SACKs of data we sent.
     sack_credit: u32,
     /// Reads were paused since a message last came out.
@@ -170,6 +185,7 @@ impl Shared {
                 last_activity: Instant::now(),
                 out_batch: Vec::new(),
                 undelivered: 0,
+                forgot_at: Instant::now(),
                 sack_credit: 0,
                 backlogged: false,
                 dtls_peer: None,
@@ -371,8 +387,15 @@ impl Core {
         } else if data.len() <= SACK_SIZE && self.sack_credit > 0 {
             self.sack_credit -= 1;
         } else {
+            let now = Instant::now();
+            let held = forget(self.undelivered, now - self.forgot_at);
+            if self.undelivered == 0 || held != self.undelivered {
+                // Not moved while less than a byte was forgotten, so fractions add up; an empty
+                // estimate has nothing to forget, so time spent empty is no credit later.
+                self.forgot_at = now;
+            }
             let counted = data.len().saturating_sub(DATAGRAM_ALLOWANCE);
-            self.undelivered = self.undelivered.saturating_add(counted);
+            self.undelivered = held.saturating_add(counted);
         }
         let limit = if self.backlogged {
             FLOOD_LIMIT_BACKLOGGED
@@ -750,6 +773,13 @@ pub(crate) async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_flood_estimate_forgets_slowly_and_never_below_zero() {
+        assert_eq!(forget(10_000, Duration::from_secs(1)), 10_000 - 128);
+        assert_eq!(forget(10_000, Duration::from_millis(10)), 10_000 - 1);
+        assert_eq!(forget(100, Duration::from_secs(3600)), 0);
+    }
 
     fn batch(items: &[(usize, u16, usize)]) -> Vec<(usize, SocketAddr, BytesMut)> {
         items
