@@ -12,7 +12,8 @@
 //! The LAN: a bridge in the root namespace and 5 namespaces (a master and 4 followers), each on
 //! its own 1500-MTU veth. Loss is applied with nftables in each follower's namespace, on input
 //! and on output, so every follower's traffic loses `loss` % in each direction. The rule drops
-//! UDP (the WebRTC data channels) and TCP alike, so the TCP anchor crosses the same loss.
+//! UDP (the WebRTC data channels) and TCP alike, so the TCP anchor crosses the same loss;
+//! `LANSYNC_BENCH_TCP_LOSS=0` drops UDP only (then the anchor is the loss-free path).
 //!
 //! Page turns: `lansync host --json --no-mdns` in the master's namespace and one `lansync join
 //! LINK --json` per follower, kept for all loss levels. A turn is timed from the moment this
@@ -122,7 +123,7 @@ impl Lan {
     }
 
     /// Random loss of `percent` on each follower's input and output (none at 0).
-    fn set_loss(&self, percent: f64) -> Result<(), String> {
+    fn set_loss(&self, percent: f64, tcp_too: bool) -> Result<(), String> {
         let n = (percent * 100.0).round() as u32;
         for i in 1..=FOLLOWERS {
             let ns = ns_name(i);
@@ -134,7 +135,8 @@ impl Lan {
             if n == 0 {
                 continue;
             }
-            let rule = format!("meta l4proto {{ tcp, udp }} numgen random mod 10000 < {n} drop");
+            let protos = if tcp_too { "{ tcp, udp }" } else { "udp" };
+            let rule = format!("meta l4proto {protos} numgen random mod 10000 < {n} drop");
             let script = format!(
                 "table inet lossy {{\n\
                  chain input {{ type filter hook input priority 0; policy accept; {rule}; }}\n\
@@ -699,6 +701,8 @@ struct Plan {
     cadences: Vec<(usize, Duration, usize)>,
     bytes: u64,
     transfer_runs: usize,
+    /// Loss applies to TCP as well as UDP.
+    tcp_loss: bool,
 }
 
 fn page_turns(lan: &Lan, bin: &Path, plan: &Plan) {
@@ -711,7 +715,7 @@ fn page_turns(lan: &Lan, bin: &Path, plan: &Plan) {
         }
     };
     for &loss in &plan.losses {
-        if let Err(e) = lan.set_loss(loss) {
+        if let Err(e) = lan.set_loss(loss, plan.tcp_loss) {
             println!(
                 "{}",
                 json!({"bench": bench, "loss_percent": loss, "error": e})
@@ -737,14 +741,14 @@ fn page_turns(lan: &Lan, bin: &Path, plan: &Plan) {
             print_median(head(&bench, loss), &runs);
         }
     }
-    let _ = lan.set_loss(0.0);
+    let _ = lan.set_loss(0.0, plan.tcp_loss);
 }
 
 fn throughput(lan: &Lan, bin: &Path, plan: &Plan) {
     let bench = format!("lossy_send_receive_{}MiB", plan.bytes / MIB);
     let file = make_file(&temp_dir("send"), plan.bytes);
     for &loss in &plan.losses {
-        if let Err(e) = lan.set_loss(loss) {
+        if let Err(e) = lan.set_loss(loss, plan.tcp_loss) {
             println!(
                 "{}",
                 json!({"bench": bench, "loss_percent": loss, "error": e})
@@ -789,7 +793,7 @@ fn throughput(lan: &Lan, bin: &Path, plan: &Plan) {
         }
         print_median(head(&bench, loss), &runs);
     }
-    let _ = lan.set_loss(0.0);
+    let _ = lan.set_loss(0.0, plan.tcp_loss);
 }
 
 fn orchestrate(plan: &Plan) {
@@ -872,6 +876,7 @@ fn main() {
         },
         bytes: if quick { 16 * MIB } else { 64 * MIB },
         transfer_runs: if quick { 1 } else { 3 },
+        tcp_loss: std::env::var("LANSYNC_BENCH_TCP_LOSS").map_or(true, |v| v != "0"),
     };
     orchestrate(&plan);
 }
