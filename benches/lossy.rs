@@ -688,10 +688,12 @@ fn print_median(head: Map<String, Value>, runs: &[Map<String, Value>]) {
     println!("{}", Value::Object(line));
 }
 
-fn head(bench: &str, loss: f64) -> Map<String, Value> {
+/// The fields that name a measurement: what, at which loss, and whether TCP loses too.
+fn head(bench: &str, loss: f64, tcp_loss: bool) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("bench".into(), json!(bench));
     m.insert("loss_percent".into(), json!(loss));
+    m.insert("tcp_loss".into(), json!(tcp_loss));
     m
 }
 
@@ -729,7 +731,7 @@ fn page_turns(lan: &Lan, bin: &Path, plan: &Plan) {
                 match choir.turns(turns, every) {
                     Ok(samples) => {
                         let m = turn_figures(&samples);
-                        let mut line = head(&bench, loss);
+                        let mut line = head(&bench, loss, plan.tcp_loss);
                         line.insert("run".into(), json!(run));
                         line.extend(m.clone());
                         println!("{}", Value::Object(line));
@@ -738,7 +740,7 @@ fn page_turns(lan: &Lan, bin: &Path, plan: &Plan) {
                     Err(e) => println!("{}", json!({"bench": bench, "run": run, "error": e})),
                 }
             }
-            print_median(head(&bench, loss), &runs);
+            print_median(head(&bench, loss, plan.tcp_loss), &runs);
         }
     }
     let _ = lan.set_loss(0.0, plan.tcp_loss);
@@ -785,13 +787,13 @@ fn throughput(lan: &Lan, bin: &Path, plan: &Plan) {
                     m.insert("tcp_error".into(), json!(e));
                 }
             }
-            let mut line = head(&bench, loss);
+            let mut line = head(&bench, loss, plan.tcp_loss);
             line.insert("run".into(), json!(run));
             line.extend(m.clone());
             println!("{}", Value::Object(line));
             runs.push(m);
         }
-        print_median(head(&bench, loss), &runs);
+        print_median(head(&bench, loss, plan.tcp_loss), &runs);
     }
     let _ = lan.set_loss(0.0, plan.tcp_loss);
 }
