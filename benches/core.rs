@@ -1,6 +1,6 @@
 //! Costs of the pure core, without any network: envelope encode/decode, and the master's work
-//! per page turn with N joined followers (the part of DESIGN.md §6's "master CPU at 20 page
-//! turns/s" the core is responsible for). Prints one JSON object per line; medians of repeated
+//! per page turn with N joined followers (the core's part of the master's CPU at 20 page
+//! turns/s). Prints one JSON object per line; medians of repeated
 //! runs, as the machines are shared and noisy.
 //!
 //! `cargo bench --bench core`

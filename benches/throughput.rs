@@ -1,4 +1,4 @@
-//! Binary throughput between two OS processes (DESIGN.md §6): 16 KiB messages on the `binary`
+//! Binary throughput between two OS processes: 16 KiB messages on the `binary`
 //! channel, on loopback and across two network namespaces joined by a 1500-MTU veth pair, with a
 //! plain TCP copy of the same bytes over the same path and processes for comparison.
 //!

@@ -1,4 +1,4 @@
-//! Transport figures on loopback (DESIGN.md §6): link setup time, control round trip, idle CPU.
+//! Transport figures on loopback: link setup time, control round trip, idle CPU.
 //! Prints one JSON object per line. Run: `cargo bench --bench transport`.
 
 use std::time::{Duration, Instant};

@@ -252,7 +252,7 @@ pub enum Event {
     },
     /// The role's own state machine moved (e.g. `FOLLOWER_CONNECTED_FOLLOW`).
     State {
-        /// State name as in seed 002 §10.
+        /// State name as the role's rules name it (PROTOCOL.md §6).
         state: String,
         /// Why it moved.
         reason: String,
@@ -466,7 +466,7 @@ impl Outbox {
     }
 }
 
-/// A role state with the name seed 002 §10 gives it.
+/// A role state with the name the role's rules give it (PROTOCOL.md §6).
 pub(crate) trait StateName: Copy + PartialEq {
     fn name(self) -> &'static str;
 }

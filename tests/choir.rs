@@ -1,4 +1,4 @@
-//! Choir scenarios on the simulated network (seed 002 §10.3–10.4, §11–13). Each test reads as a
+//! Choir scenarios on the simulated network (PROTOCOL.md §6.2–6.4). Each test reads as a
 //! script: set up a master and followers, do something, check what every device shows.
 
 mod sim;

@@ -1,4 +1,4 @@
-//! L1: the generic link state machine (seed 002 §10.1) as the application sees it through
+//! L1: the generic link state machine (PROTOCOL.md §6.4) as the application sees it through
 //! `Event::Link`: IDLE → CONNECTING → CONNECTED → DEGRADED → RECONNECTING → CONNECTED, and
 //! → ENDED when the session closes or the user leaves.
 

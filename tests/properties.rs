@@ -1,4 +1,4 @@
-//! Property tests over random schedules on the simulated network (DESIGN.md §7).
+//! Property tests over random schedules on the simulated network.
 //!
 //! A schedule mixes page and song changes, followers toggling follow/free and navigating locally,
 //! up to 30 % loss, duplication, jitter (reordering), partitions, cut links and a master crash and

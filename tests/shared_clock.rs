@@ -1,4 +1,4 @@
-//! The shared clock on the simulated network (issue 6, PROTOCOL.md §12): clock offsets, shared
+//! The shared clock on the simulated network (PROTOCOL.md §12): clock offsets, shared
 //! playback, timed page turns, control modes, synced keys and their limits. Links carry 20 ms
 //! ± 10 ms of one-way delay and every follower's clock is skewed, as on a real LAN; `Sim` records
 //! the virtual (global) time of every event, so "together" is measured, not assumed.

@@ -1,4 +1,4 @@
-//! Solo scenarios (seed 002 §5.1, §10.2, §11.1, §12.2): two tablets, either may turn, they mirror
+//! Solo scenarios (PROTOCOL.md §6.1): two tablets, either may turn, they mirror
 //! each other, and after a split the latest change wins on both. Each test reads as a script.
 
 mod sim;

@@ -125,7 +125,7 @@ pub enum FilesEvent {
         /// The peer (host side only).
         #[serde(skip_serializing_if = "Option::is_none")]
         peer: Option<PeerId>,
-        /// Stable error code (seed 001 names, e.g. `hash-mismatch`).
+        /// Stable error code (PROTOCOL.md §11.6, e.g. `hash-mismatch`).
         code: String,
         /// Human message.
         message: String,

@@ -200,7 +200,7 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
-    /// The error code apps show (seed 001 style, kebab-case).
+    /// The error code apps show (PROTOCOL.md §8, kebab-case).
     pub fn code(self) -> &'static str {
         match self {
             RejectReason::InvalidToken => "invalid-token",
@@ -531,7 +531,7 @@ impl Validate for ChoirSnapshot {
 }
 
 /// What files the host has published: the metadata a participant's start gate compares with
-/// what it holds (seed 001 lot 7.7c).
+/// what it holds (PROTOCOL.md §11.5).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionFiles {
     /// The session pack, if one is published.
@@ -573,7 +573,7 @@ pub struct Stamp {
     pub sender_id: String,
 }
 
-/// Solo shared state (seed 002 §9.1).
+/// Solo shared state (PROTOCOL.md §5 "State", §6.1).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SoloSnapshot {
     /// Current song and page (epoch and revision unused).

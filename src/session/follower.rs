@@ -1,4 +1,4 @@
-//! The choir follower (seed 002 §10.4, §11.2–11.4, §12.3–12.4, §13).
+//! The choir follower (PROTOCOL.md §6.3).
 //!
 //! A follower tracks two things: the master's latest state (`master`, ordered by song epoch then
 //! page revision, so stale and duplicate updates fall away) and what it shows (`view`). In follow
@@ -76,7 +76,7 @@ impl FollowerConfig {
     }
 }
 
-/// Follower states (seed 002 §10.4).
+/// Follower states (PROTOCOL.md §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FollowerState {
     /// No session.

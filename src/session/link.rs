@@ -1,6 +1,6 @@
 //! One link's health: heartbeat, duplicate/stale filtering, rate limiting and round-trip time.
 //!
-//! Generic link states (seed 002 §10.1): `IDLE → CONNECTING → CONNECTED → DEGRADED →
+//! Generic link states (PROTOCOL.md §6.4): `IDLE → CONNECTING → CONNECTED → DEGRADED →
 //! RECONNECTING → CONNECTED`, and `→ ENDED`. This module owns CONNECTED ⇄ DEGRADED (silence on an
 //! open link) and "dead" (silence long enough to give the link up); the roles own the rest,
 //! because what happens after a loss (redial, wait, forget) depends on the role.

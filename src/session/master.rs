@@ -1,4 +1,4 @@
-//! The choir master (seed 002 §10.3): one session, many followers in a star.
+//! The choir master (PROTOCOL.md §6.2): one session, many followers in a star.
 //!
 //! The master owns the authoritative state — song epoch, page revision, streamed score — and
 //! broadcasts every change. It admits followers by token, or by session code plus password,
@@ -80,7 +80,7 @@ impl MasterConfig {
     }
 }
 
-/// Master states (seed 002 §10.3).
+/// Master states (PROTOCOL.md §6.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MasterState {
     /// No session.

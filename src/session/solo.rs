@@ -1,4 +1,4 @@
-//! Solo pairing (seed 002 §5.1, §10.2, §11.1, §12.2): two equal devices, either may turn.
+//! Solo pairing (PROTOCOL.md §6.1): two equal devices, either may turn.
 //!
 //! Conflicts resolve by last write wins on a stamp `(ts, sender_id)`: the newest `ts` wins and the
 //! lexicographically higher device id breaks ties. `ts` is a hybrid clock — never below the last
@@ -52,7 +52,7 @@ impl SoloConfig {
     }
 }
 
-/// Solo states (seed 002 §10.2).
+/// Solo states (PROTOCOL.md §6.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SoloState {
     /// No partner (never paired, or gave up reconnecting).

@@ -1,4 +1,4 @@
-//! The one error type of file transfer, with the stable codes of seed 001 (kebab-case).
+//! The one error type of file transfer, with the stable codes of PROTOCOL.md §11.6 (kebab-case).
 
 /// Why a transfer input was refused. Every variant has a stable [`code`](TransferError::code)
 /// shown to apps and sent in `TRANSFER_ABORT`.

@@ -376,7 +376,7 @@ pub fn pack_hash(manifest: &Manifest) -> String {
     manifest.hash()
 }
 
-/// `sessionPackMeta` of seed 001: what a room snapshot says about the published pack.
+/// `sessionPackMeta` (PROTOCOL.md §11.1): what a room snapshot says about the published pack.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionPackMeta {
@@ -394,7 +394,7 @@ pub struct SessionPackMeta {
     pub media_refs_count: u32,
 }
 
-/// `sessionMediaMeta` of seed 001: what a room snapshot says about the published media.
+/// `sessionMediaMeta` (PROTOCOL.md §11.1): what a room snapshot says about the published media.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionMediaMeta {
