@@ -18,6 +18,7 @@ use super::{
     earliest, ClockEstimate, Command, Event, HeartbeatConfig, Input, LinkState, Machine, Origin,
     Outbox, Output, PeerId, Record, StateName, Time,
 };
+use crate::auth::hex;
 use crate::protocol::{
     ChoirSnapshot, Control, ControlMode, DecodeError, Envelope, FollowMode, Hello, JoinAccept,
     JoinReject, JoinRequest, KeyEntry, KeyPolicy, Message, Mode, PageState, Participant, Playback,
@@ -264,10 +265,6 @@ fn derive(entropy: &[u8; 32], label: &str) -> [u8; 32] {
     h.update(label.as_bytes());
     h.update(entropy);
     h.finalize().into()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Equality that takes the same time wherever the strings differ, so a secret cannot be guessed

@@ -565,7 +565,7 @@ impl Receiver {
             self.files[file as usize] = state;
             return Ok(());
         };
-        let got = super::manifest::hex(&hasher.finalize());
+        let got = crate::auth::hex(&hasher.finalize());
         if got != sha {
             self.out.push_back(ReceiverOutput::Discard {
                 file,

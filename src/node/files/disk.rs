@@ -49,7 +49,7 @@ pub(crate) fn random_temp_dir(prefix: &str) -> PathBuf {
         if getrandom::fill(&mut bytes).is_err() {
             break;
         }
-        let suffix: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let suffix = crate::auth::hex(&bytes);
         let dir = tmp.join(format!("{prefix}-{suffix}"));
         if DirBuilder::new().mode(0o700).create(&dir).is_ok() {
             return dir;
@@ -134,12 +134,7 @@ pub(crate) fn holds(path: &Path, size: u64, sha256: &str) -> bool {
             Err(_) => return false,
         }
     }
-    let got: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    got == sha256
+    crate::auth::hex(&hasher.finalize()) == sha256
 }
 
 /// Writes a small file of ours (a manifest, the record of written files) through a new

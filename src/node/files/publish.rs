@@ -132,10 +132,6 @@ fn hash_file(path: &Path) -> std::io::Result<(u64, Vec<u8>, String)> {
         hasher.update(&buf[..n]);
         size += n as u64;
     }
-    let sha = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha = crate::auth::hex(&hasher.finalize());
     Ok((size, head, sha))
 }
