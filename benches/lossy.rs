@@ -26,6 +26,9 @@
 //! done and the rate so far. The TCP anchor is this bench re-executed (`--role tcp-send` /
 //! `--role tcp-recv`) in the same two namespaces.
 
+mod common;
+
+use common::{ip, run};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -47,36 +50,6 @@ const CAP: Duration = Duration::from_secs(60);
 const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------- the LAN
-
-fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<(), String> {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{program}: {e}"))?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes())
-            .map_err(|e| format!("{program}: {e}"))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("{program}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{program} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    run("ip", args, None)
-}
 
 fn ns_name(i: usize) -> String {
     format!("lslossy-{i}")
@@ -122,6 +95,18 @@ impl Lan {
         Ok(lan)
     }
 
+    /// [`set_loss`](Self::set_loss), saying on stdout (as `bench`'s line) when it fails.
+    fn loss_set(&self, bench: &str, percent: f64, tcp_too: bool) -> bool {
+        let set = self.set_loss(percent, tcp_too);
+        if let Err(e) = &set {
+            println!(
+                "{}",
+                json!({"bench": bench, "loss_percent": percent, "error": e})
+            );
+        }
+        set.is_ok()
+    }
+
     /// Random loss of `percent` on each follower's input and output (none at 0).
     fn set_loss(&self, percent: f64, tcp_too: bool) -> Result<(), String> {
         let n = (percent * 100.0).round() as u32;
@@ -157,28 +142,6 @@ impl Drop for Lan {
     fn drop(&mut self) {
         Self::remove();
     }
-}
-
-fn unavailable() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("needs root (network namespaces)".into());
-    }
-    if !Command::new("ip")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        return Some("iproute2 `ip` not found".into());
-    }
-    if !Command::new("nft")
-        .arg("-v")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        return Some("`nft` not found (apt-get install -y nftables)".into());
-    }
-    None
 }
 
 /// `target/release/lansync`, next to the directory of this bench's executable.
@@ -717,11 +680,7 @@ fn page_turns(lan: &Lan, bin: &Path, plan: &Plan) {
         }
     };
     for &loss in &plan.losses {
-        if let Err(e) = lan.set_loss(loss, plan.tcp_loss) {
-            println!(
-                "{}",
-                json!({"bench": bench, "loss_percent": loss, "error": e})
-            );
+        if !lan.loss_set(bench, loss, plan.tcp_loss) {
             continue;
         }
         for &(turns, every, n_runs) in &plan.cadences {
@@ -750,11 +709,7 @@ fn throughput(lan: &Lan, bin: &Path, plan: &Plan) {
     let bench = format!("lossy_send_receive_{}MiB", plan.bytes / MIB);
     let file = make_file(&temp_dir("send"), plan.bytes);
     for &loss in &plan.losses {
-        if let Err(e) = lan.set_loss(loss, plan.tcp_loss) {
-            println!(
-                "{}",
-                json!({"bench": bench, "loss_percent": loss, "error": e})
-            );
+        if !lan.loss_set(&bench, loss, plan.tcp_loss) {
             continue;
         }
         let mut runs = Vec::new();
@@ -799,7 +754,10 @@ fn throughput(lan: &Lan, bin: &Path, plan: &Plan) {
 }
 
 fn orchestrate(plan: &Plan) {
-    if let Some(why) = unavailable() {
+    if let Some(why) = common::unavailable(&[
+        ("ip", "-V", "apt-get install -y iproute2"),
+        ("nft", "-v", "apt-get install -y nftables"),
+    ]) {
         println!("{}", json!({"bench": "lossy", "skipped": why}));
         return;
     }

@@ -12,6 +12,9 @@
 //! orchestrating process, which relays the offer and answer SDP, the start signal and the TCP
 //! address, and collects each side's figures.
 
+mod common;
+
+use common::ip;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -574,23 +577,6 @@ fn measure(path: Path, total: u64) {
     println!("{}", Value::Object(line));
 }
 
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| format!("ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
 /// The two namespaces and their veth pair; deleted on drop.
 struct Namespaces;
 
@@ -626,17 +612,6 @@ impl Drop for Namespaces {
     }
 }
 
-fn veth_unavailable() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("needs root (network namespaces)".into());
-    }
-    match Command::new("ip").arg("-V").output() {
-        Ok(o) if o.status.success() => None,
-        _ => Some("iproute2 `ip` not found".into()),
-    }
-}
-
 fn orchestrate(quick: bool, only: Option<&str>) {
     let wants = |p: Path| only.is_none_or(|o| o == p.name());
     let sizes: &[u64] = if quick {
@@ -658,7 +633,7 @@ fn orchestrate(quick: bool, only: Option<&str>) {
             json!({"bench": "throughput_16KiB_veth", "skipped": why})
         );
     };
-    match veth_unavailable() {
+    match common::unavailable(&[("ip", "-V", "apt-get install -y iproute2")]) {
         Some(why) => skip(why),
         None => match Namespaces::create() {
             Ok(ns) => {
