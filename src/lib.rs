@@ -61,6 +61,7 @@ pub mod netwatch;
 #[cfg(feature = "native")]
 pub mod node;
 pub mod protocol;
+pub mod sctp;
 pub mod session;
 #[cfg(feature = "native")]
 pub mod signaling;

@@ -1,0 +1,1 @@
+//! The inbound half of an association.
