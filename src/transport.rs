@@ -19,6 +19,7 @@
 //! open when both are.
 
 mod driver;
+mod ice_dtls;
 mod net;
 
 use std::fmt;

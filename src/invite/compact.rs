@@ -230,6 +230,17 @@ impl SdpEssentials {
     /// it, with its candidates). Fails if the SDP has anything a compact code cannot rebuild
     /// (media sections, another mid or SCTP port, no SHA-256 fingerprint, no usable candidate).
     pub fn from_sdp(sdp: &str) -> Result<Self, InviteError> {
+        let essentials = Self::from_description(sdp)?;
+        if essentials.candidates.is_empty() {
+            return Err(InviteError::NoCandidates);
+        }
+        Ok(essentials)
+    }
+
+    /// Like [`from_sdp`](Self::from_sdp), but an SDP without a candidate a code can carry is
+    /// accepted with an empty list (a browser's mDNS-only candidates: the transport then meets
+    /// the peer through its connectivity checks, as a peer-reflexive candidate).
+    pub fn from_description(sdp: &str) -> Result<Self, InviteError> {
         let mut lines = sdp.lines().map(|l| l.trim_end_matches('\r'));
         if lines.next().map(str::trim) != Some("v=0") {
             return Err(bad_sdp("it does not start with v=0"));
@@ -322,9 +333,6 @@ impl SdpEssentials {
             .take(MAX_CANDIDATES)
             .map(|(_, c)| c)
             .collect();
-        if candidates.is_empty() {
-            return Err(InviteError::NoCandidates);
-        }
         Ok(SdpEssentials {
             ufrag,
             pwd,
