@@ -1,56 +1,51 @@
-//! WebRTC links between two devices: one peer connection carrying two data channels.
+//! WebRTC links between two devices: one ICE + DTLS + SCTP connection carrying two data
+//! channels.
 //!
-//! This is the only module that touches WebRTC. It drives the sans-IO core of the `rtc` crate
-//! (the engine under `webrtc` 0.21) from its own tokio task, one per link, instead of using the
-//! `webrtc` crate's async wrapper. Why: the wrapper only sends packets that the core queued while
-//! handling an event at its next timer wake-up (the 200 ms ICE check tick), which costs three
-//! such waits during setup (DTLS ClientHello, SCTP INIT, channel open). Our driver drains every
-//! outgoing datagram right after each input (datagram, timer, or send) and sleeps until the
-//! core's next deadline, so setup runs at network speed and an idle link only wakes for the
-//! ICE keepalive (every 2 s).
+//! This is the only module that touches WebRTC. The stack is assembled here, sans-IO, from
+//! `rtc`'s ICE agent and DTLS endpoint and our own SCTP association ([`crate::sctp`]), which
+//! measures the round trip and repairs losses in milliseconds where general-purpose stacks wait
+//! a second (`connection.rs`, `ice_dtls.rs`). One tokio task per link drives it (`driver.rs`):
+//! it drains every outgoing datagram right after each input (datagram, timer, or send) and
+//! sleeps until the next deadline, so setup runs at network speed and an idle link only wakes
+//! for the ICE keepalive.
 //!
 //! A link ([`Link`]) is made by a non-trickle offer/answer exchange:
 //! [`create_offer`] → (offer SDP to the other device) → [`accept_offer`] → (answer SDP back) →
 //! [`PendingOffer::accept_answer`]. Each SDP is complete: host candidates (and server-reflexive
-//! ones when ICE servers are configured) are gathered before it is produced.
+//! ones when ICE servers are configured) are gathered before it is produced. The SDP is the
+//! data-channel-only form of PROTOCOL.md §7.1.5 (`sdp.rs`): the offerer writes
+//! `a=setup:actpass` and controls ICE, the answerer writes `a=setup:active` (DTLS client).
 //!
-//! Both channels are created out of band (`negotiated`) with fixed SCTP stream ids, `control` = 0
-//! and `binary` = 1, so no DCEP round trip is needed: they open as soon as SCTP is up. A link is
-//! open when both are.
+//! Both channels are negotiated out of band with fixed SCTP stream ids, `control` = 0 and
+//! `binary` = 1, so no DCEP round trip is needed: they open as soon as SCTP is up.
 
+mod connection;
 mod driver;
 mod ice_dtls;
 mod net;
+mod sdp;
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use rtc::crypto::SignatureScheme;
-use rtc::data_channel::{RTCDataChannelId, RTCDataChannelInit};
-use rtc::ice::mdns::MulticastDnsMode;
 use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
-use rtc::peer_connection::configuration::setting_engine::{
-    SctpMaxMessageSize, SettingEngineBuilder,
-};
-use rtc::peer_connection::configuration::RTCConfigurationBuilder;
-use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::peer_connection::transport::{
-    CandidateConfig, CandidateHostConfig, CandidateServerReflexiveConfig, RTCDtlsRole,
-    RTCIceCandidate,
-};
-use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use driver::{Shared, Side};
+use crate::invite::compact::SetupRole;
+use connection::{Connection, ConnectionConfig, Side};
+use driver::Shared;
+use ice_dtls::{IceCandidate, IceDtlsConfig};
 
 /// Largest control message accepted by [`LinkSender::send_control`], in bytes (UTF-8).
 pub const MAX_CONTROL_MESSAGE: usize = 64 * 1024;
 /// Largest binary message accepted by [`LinkSender::send_binary`], in bytes.
 pub const MAX_BINARY_MESSAGE: usize = 16 * 1024;
 
-/// SCTP receive window (`a_rwnd`): what a peer may have in flight towards us. Also bounds, with
-/// the flood guard of the driver, what an unfinished message may hold (PROTOCOL.md §1).
+/// SCTP receive window (`a_rwnd`): what a peer may have in flight towards us, and so what an
+/// unfinished message may make us hold (PROTOCOL.md §1).
 pub(crate) const RECEIVE_WINDOW: u32 = 512 * 1024;
 
 /// SCTP stream id of the `control` channel (negotiated out of band on both sides).
@@ -67,10 +62,11 @@ const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(20);
 const ICE_MAX_BINDING_REQUESTS: u16 = 100;
 /// SCTP packet budget. 1415 + DTLS record overhead + UDP + IPv6 headers fits a 1500-byte MTU
 /// (a colleague measured 1435 as the largest that crosses a 1500-MTU veth over IPv4).
-const SCTP_MTU: u32 = 1415;
-/// SCTP packet budget on loopback (64 KiB MTU): as large as one DTLS record allows (16 KiB of
-/// plaintext). Ten times fewer packets than the LAN budget.
-const SCTP_MTU_LOOPBACK: u32 = 16 * 1024;
+const SCTP_MTU: usize = 1415;
+/// SCTP packet size probed for on loopback (64 KiB MTU): as large as one DTLS record allows
+/// (16 KiB of plaintext), ten times fewer packets than the LAN budget. Used only once the peer
+/// proved it takes them (some stacks read at most 1500 bytes per datagram).
+const SCTP_MTU_LOOPBACK: usize = 16 * 1024;
 
 /// Settings for making links.
 #[derive(Clone, Debug)]
@@ -216,6 +212,13 @@ impl Identity {
         }
     }
 
+    /// SHA-256 of the certificate (the `a=fingerprint:sha-256` value, raw).
+    fn fingerprint_bytes(&self) -> [u8; 32] {
+        let der = self.cert.dtls_certificate.certificate.first();
+        der.map(|d| Sha256::digest(d.as_ref()).into())
+            .unwrap_or_default()
+    }
+
     /// The identity used when [`TransportConfig::certificate`] is `None`: generated once per
     /// process, because key generation would otherwise dominate link setup.
     fn process_default() -> Result<Self, TransportError> {
@@ -249,8 +252,8 @@ fn expires_block_ok(s: &str) -> bool {
     false
 }
 
-/// An offer made by [`create_offer`], waiting for the peer's answer. It holds the bound sockets
-/// and the peer connection; dropping it abandons the attempt.
+/// An offer made by [`create_offer`], waiting for the peer's answer. It holds the bound sockets;
+/// dropping it abandons the attempt.
 pub struct PendingOffer {
     sdp: String,
     setup: Setup,
@@ -273,24 +276,22 @@ impl PendingOffer {
     /// Applies the peer's answer and starts connecting. Returns at once; use
     /// [`Link::wait_open`] to wait for the channels.
     pub async fn accept_answer(self, answer_sdp: &str) -> Result<Link, TransportError> {
-        let mut setup = self.setup;
-        let answer = RTCSessionDescription::answer(answer_sdp.to_owned())
-            .map_err(|e| TransportError::BadSdp(e.to_string()))?;
-        setup
-            .pc
-            .set_remote_description(Instant::now(), answer)
-            .map_err(|e| TransportError::BadSdp(e.to_string()))?;
-        Ok(setup.start(Side::Offerer))
+        let remote = sdp::read(answer_sdp)?;
+        // The answerer picks the DTLS role: `passive` makes us the client; `active` (what
+        // lansync and browsers answer) makes us the server.
+        let dtls_client = remote.setup == SetupRole::Passive;
+        self.setup.start(Side::Offerer, remote, dtls_client)
     }
 }
 
-/// Everything a link needs before its driver starts.
+/// Everything a link needs before the peer's description is known.
 struct Setup {
-    pc: RTCPeerConnection,
+    identity: Identity,
     sockets: Vec<net::HostSocket>,
-    control: RTCDataChannelId,
-    binary: RTCDataChannelId,
-    send_buffer_limit: usize,
+    candidates: Vec<IceCandidate>,
+    ufrag: String,
+    pwd: String,
+    cfg: TransportConfig,
 }
 
 /// Fresh ICE credentials of the RFC 8445 minimum lengths (4 and 22 characters, 24 and 132
@@ -299,7 +300,7 @@ fn ice_credentials() -> Result<(String, String), TransportError> {
     const ICE_CHARS: &[u8; 64] =
         b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut bytes = [0u8; 26];
-    getrandom::fill(&mut bytes).map_err(|e| TransportError::Webrtc(e.to_string()))?;
+    getrandom::fill(&mut bytes).map_err(webrtc_err)?;
     let text: String = bytes
         .iter()
         .map(|b| ICE_CHARS[usize::from(b % 64)] as char)
@@ -308,7 +309,7 @@ fn ice_credentials() -> Result<(String, String), TransportError> {
 }
 
 impl Setup {
-    /// Binds sockets, gathers candidates and builds the peer connection with both channels.
+    /// Binds sockets and gathers candidates.
     async fn new(cfg: &TransportConfig) -> Result<Self, TransportError> {
         let identity = match &cfg.certificate {
             Some(id) => id.clone(),
@@ -316,127 +317,84 @@ impl Setup {
         };
         let sockets = net::bind_host_sockets(cfg.loopback_only)?;
         let srflx = net::gather_srflx(&sockets, &cfg.ice_servers, cfg.gather_timeout).await;
-
+        let hosts: Vec<_> = sockets.iter().map(|s| s.addr).collect();
+        let candidates = sdp::local_candidates(&hosts, &srflx);
         let (ufrag, pwd) = ice_credentials()?;
-        let settings = SettingEngineBuilder::new()
-            .with_ice_credentials(ufrag, pwd)
-            .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_MAX_BINDING_REQUESTS))
-            // The engine's mDNS candidates need a multicast route; LAN addresses are fine here.
-            .with_multicast_dns_mode(MulticastDnsMode::Disabled)
-            .with_ice_timeouts(None, Some(cfg.ice_failed_timeout), None)
-            .with_include_loopback_candidate(true)
-            .with_answering_dtls_role(RTCDtlsRole::Client)
-            // Advertised as `a=max-message-size:65536` (PROTOCOL.md §1): the largest message
-            // either channel accepts; the engine refuses bigger ones once reassembled and the
-            // driver closes the link before an unfinished one grows past a few windows.
-            .with_sctp_max_message_size(SctpMaxMessageSize::Bounded(MAX_CONTROL_MESSAGE as u32))
-            .with_sctp_max_receive_buffer_size(RECEIVE_WINDOW)
-            .with_sctp_mtu(if cfg.loopback_only {
-                SCTP_MTU_LOOPBACK
-            } else {
-                SCTP_MTU
-            })
-            .build();
-        let config = RTCConfigurationBuilder::new()
-            .with_certificates(vec![identity.cert.clone()])
-            .build();
-        let mut pc = RTCPeerConnectionBuilder::new()
-            .with_configuration(config)
-            .with_setting_engine(settings)
-            .build(Instant::now())
-            .map_err(webrtc_err)?;
-
-        let control = create_channel(&mut pc, "control", CONTROL_STREAM_ID)?;
-        let binary = create_channel(&mut pc, "binary", BINARY_STREAM_ID)?;
-
-        for s in &sockets {
-            let addr = s.addr;
-            let cand = CandidateHostConfig {
-                base_config: CandidateConfig {
-                    network: "udp".to_owned(),
-                    address: addr.ip().to_string(),
-                    port: addr.port(),
-                    component: 1,
-                    ..Default::default()
-                },
-                ..Default::default()
-            }
-            .new_candidate_host()
-            .map_err(webrtc_err)?;
-            let init = RTCIceCandidate::from(&cand).to_json().map_err(webrtc_err)?;
-            pc.add_local_candidate(init).map_err(webrtc_err)?;
-        }
-        for (base, mapped) in srflx {
-            let cand = CandidateServerReflexiveConfig {
-                base_config: CandidateConfig {
-                    network: "udp".to_owned(),
-                    address: mapped.ip().to_string(),
-                    port: mapped.port(),
-                    component: 1,
-                    ..Default::default()
-                },
-                rel_addr: base.ip().to_string(),
-                rel_port: base.port(),
-                ..Default::default()
-            }
-            .new_candidate_server_reflexive()
-            .map_err(webrtc_err)?;
-            let init = RTCIceCandidate::from(&cand).to_json().map_err(webrtc_err)?;
-            pc.add_local_candidate(init).map_err(webrtc_err)?;
-        }
-
         Ok(Self {
-            pc,
+            identity,
             sockets,
-            control,
-            binary,
-            send_buffer_limit: cfg.send_buffer_limit,
+            candidates,
+            ufrag,
+            pwd,
+            cfg: cfg.clone(),
         })
     }
 
-    /// Spawns the driver task and returns the link handle.
-    fn start(self, side: Side) -> Link {
+    /// Our description with this `a=setup`.
+    fn sdp(&self, setup: SetupRole) -> String {
+        sdp::write(
+            &self.ufrag,
+            &self.pwd,
+            self.identity.fingerprint_bytes(),
+            setup,
+            &self.candidates,
+        )
+    }
+
+    /// Builds the connection and spawns its driver task.
+    fn start(
+        self,
+        side: Side,
+        remote: sdp::Remote,
+        dtls_client: bool,
+    ) -> Result<Link, TransportError> {
+        let mut seed = [0u8; 16];
+        getrandom::fill(&mut seed).map_err(webrtc_err)?;
+        let sctp = crate::sctp::Config {
+            mtu: SCTP_MTU,
+            probe_mtu: self.cfg.loopback_only.then_some(SCTP_MTU_LOOPBACK),
+            max_message_size: MAX_CONTROL_MESSAGE,
+            receive_window: RECEIVE_WINDOW,
+            priority_streams: vec![CONTROL_STREAM_ID],
+            ..Default::default()
+        };
+        let ice = IceDtlsConfig {
+            local_ufrag: self.ufrag,
+            local_pwd: self.pwd,
+            remote_ufrag: remote.ufrag,
+            remote_pwd: remote.pwd,
+            local_candidates: self.candidates,
+            remote_candidates: remote.candidates,
+            controlling: side == Side::Offerer,
+            dtls_client,
+            certificate: self.identity.cert.dtls_certificate.clone(),
+            remote_fingerprint: remote.fingerprint,
+            check_interval: ICE_CHECK_INTERVAL,
+            max_binding_requests: ICE_MAX_BINDING_REQUESTS,
+            failed_timeout: self.cfg.ice_failed_timeout,
+        };
+        let conn = Connection::new(
+            ConnectionConfig {
+                ice,
+                side,
+                sctp,
+                seed,
+                remote_max_message_size: remote.max_message_size,
+            },
+            Instant::now(),
+        )?;
         let (tx, rx) = mpsc::channel(driver::EVENT_CHANNEL_CAPACITY);
         let sockets: Arc<[net::HostSocket]> = self.sockets.into();
-        let shared = Shared::new(
-            self.pc,
-            sockets.clone(),
-            self.control,
-            self.binary,
-            self.send_buffer_limit,
-            side,
-        );
+        let shared = Shared::new(conn, sockets.clone(), self.cfg.send_buffer_limit);
         let task = tokio::spawn(driver::run(shared.clone(), sockets, tx));
-        Link {
+        Ok(Link {
             shared,
             events: rx,
             stash: std::collections::VecDeque::new(),
             open: false,
             task: Some(task),
-        }
+        })
     }
-}
-
-fn create_channel(
-    pc: &mut RTCPeerConnection,
-    label: &str,
-    id: u16,
-) -> Result<RTCDataChannelId, TransportError> {
-    let init = RTCDataChannelInit {
-        ordered: true,
-        negotiated: Some(id),
-        ..Default::default()
-    };
-    Ok(pc
-        .create_data_channel(label, Some(init))
-        .map_err(webrtc_err)?
-        .id())
-}
-
-fn local_sdp(pc: &RTCPeerConnection) -> Result<String, TransportError> {
-    pc.local_description()
-        .map(|d| d.sdp)
-        .ok_or_else(|| TransportError::Webrtc("no local description".into()))
 }
 
 /// Addresses of this machine's up, non-loopback interfaces (IPv4 first): where peers on the LAN
@@ -449,13 +407,8 @@ pub fn lan_addresses() -> Vec<std::net::IpAddr> {
 
 /// Gathers candidates and creates an offer. The returned [`PendingOffer`] carries the full SDP.
 pub async fn create_offer(cfg: &TransportConfig) -> Result<PendingOffer, TransportError> {
-    let mut setup = Setup::new(cfg).await?;
-    let offer = setup.pc.create_offer(None).map_err(webrtc_err)?;
-    setup
-        .pc
-        .set_local_description(Instant::now(), offer)
-        .map_err(webrtc_err)?;
-    let sdp = local_sdp(&setup.pc)?;
+    let setup = Setup::new(cfg).await?;
+    let sdp = setup.sdp(SetupRole::ActPass);
     Ok(PendingOffer { sdp, setup })
 }
 
@@ -466,20 +419,17 @@ pub async fn accept_offer(
     offer_sdp: &str,
 ) -> Result<(String, Link), TransportError> {
     // Parse before binding anything, so junk input costs nothing.
-    let offer = RTCSessionDescription::offer(offer_sdp.to_owned())
-        .map_err(|e| TransportError::BadSdp(e.to_string()))?;
-    let mut setup = Setup::new(cfg).await?;
-    setup
-        .pc
-        .set_remote_description(Instant::now(), offer)
-        .map_err(|e| TransportError::BadSdp(e.to_string()))?;
-    let answer = setup.pc.create_answer(None).map_err(webrtc_err)?;
-    setup
-        .pc
-        .set_local_description(Instant::now(), answer)
-        .map_err(webrtc_err)?;
-    let sdp = local_sdp(&setup.pc)?;
-    Ok((sdp, setup.start(Side::Answerer)))
+    let remote = sdp::read(offer_sdp)?;
+    let setup = Setup::new(cfg).await?;
+    // We take the DTLS client role unless the offer insists on it.
+    let ours = if remote.setup == SetupRole::Active {
+        SetupRole::Passive
+    } else {
+        SetupRole::Active
+    };
+    let sdp = setup.sdp(ours);
+    let link = setup.start(Side::Answerer, remote, ours == SetupRole::Active)?;
+    Ok((sdp, link))
 }
 
 /// What happens on a link.
