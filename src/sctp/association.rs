@@ -376,7 +376,10 @@ impl Association {
                 } => r.on_outgoing_reset(request_seq, last_tsn, &streams),
                 ReconfigParam::IncomingReset { request_seq, .. } => r.on_other_request(request_seq),
                 // RFC 6525 §4.3, §4.5, §4.6: other requests start with their sequence number.
-                ReconfigParam::Other { kind, value } if matches!(kind, 15 | 17 | 18) => {
+                ReconfigParam::Other {
+                    kind: 15 | 17 | 18,
+                    value,
+                } => {
                     if let Some(seq) = value.get(..4) {
                         r.on_other_request(u32::from_be_bytes([seq[0], seq[1], seq[2], seq[3]]));
                     }
@@ -404,7 +407,8 @@ impl Association {
             receive_window: self.cfg.receive_window,
             max_message_size: self.cfg.max_message_size,
             ack_delay: self.cfg.ack_delay,
-            inbound_streams: STREAMS.min(peer.outbound_streams),
+            // We accept every stream (STREAMS), so the peer's outbound count is the limit.
+            inbound_streams: peer.outbound_streams,
         };
         self.receiver = Some(Receiver::new(recv, peer.initial_tsn));
         self.events.push_back(Event::Connected);
@@ -452,7 +456,8 @@ impl Association {
                 return;
             }
             retry.retries += 1;
-            retry.rto = (retry.rto * 2).min(self.cfg.rto_max.max(self.cfg.rto_initial));
+            retry.rto =
+                (retry.rto.saturating_mul(2)).min(self.cfg.rto_max.max(self.cfg.rto_initial));
             retry.at = now + retry.rto;
             self.retry = Some(retry);
             match self.state {
@@ -509,7 +514,8 @@ impl Association {
         next
     }
 
-    /// The next event, if any.
+    /// The next event, if any. Taking a message frees receive window, which may owe the peer
+    /// a window update: call [`poll_transmit`](Self::poll_transmit) after reading.
     pub fn poll_event(&mut self) -> Option<Event> {
         if let Some(e) = self.events.pop_front() {
             return Some(e);

@@ -145,7 +145,8 @@ impl Receiver {
         let over = self.held() + d.payload.len() > self.cfg.receive_window as usize;
         // Past the window, only the chunk that fills the lowest hole is taken, and only when
         // the application has nothing to read: then taking it is the only way forward.
-        if over && !(tsn == self.cum + 1 && !self.reassembly.has_ready_message()) {
+        let unblocks = tsn == self.cum + 1 && !self.reassembly.has_ready_message();
+        if over && !unblocks {
             // The SACK tells the sender the window is shut.
             self.ack_now = true;
             return Ok(());

@@ -60,6 +60,9 @@ pub(super) enum Dir {
 /// Decides to drop a packet (true) after seeing it decoded; for targeted losses.
 pub(super) type Filter = Box<dyn FnMut(Dir, &Packet) -> bool>;
 
+/// A packet on the wire: arrival, a sequence number (FIFO among equal arrivals), direction.
+type InFlight = (Instant, u64, Dir, Vec<u8>);
+
 /// A simulated network between two associations, on a virtual clock.
 pub(super) struct Pair {
     pub a: Association,
@@ -74,7 +77,7 @@ pub(super) struct Pair {
     /// Every packet put on the wire: (direction, size).
     pub sent: Vec<(Dir, usize)>,
     rng: Rng,
-    in_flight: BinaryHeap<Reverse<(Instant, u64, Dir, Vec<u8>)>>,
+    in_flight: BinaryHeap<Reverse<InFlight>>,
     seq: u64,
     busy_until: [Instant; 2],
 }

@@ -1,5 +1,6 @@
 //! Building packets: INIT and INIT ACK alone under their own tag, the path MTU probe alone,
-//! otherwise a SACK first, control chunks next, then DATA until the packet is full.
+//! otherwise a COOKIE ACK first if one is owed, then a SACK, other control chunks, and DATA
+//! until the packet is full.
 
 use std::time::Instant;
 
@@ -25,6 +26,12 @@ impl Association {
         let mut out = Vec::with_capacity(mtu);
         packet::start(&mut out, self.cfg.port, self.cfg.port, peer_tag);
         let established = self.state == State::Established;
+        // RFC 9260 §5.1 D: a COOKIE ACK is the first chunk of its packet.
+        if self.control.front() == Some(&Chunk::CookieAck) {
+            Chunk::CookieAck.encode(&mut out);
+            self.control.pop_front();
+        }
+        let cookie_ack = out.len() > COMMON_HEADER_LEN;
         let mut acked = false;
         let mut ack_due = false;
         if let Some(r) = self.receiver.as_ref().filter(|_| established) {
@@ -53,7 +60,7 @@ impl Association {
                 }
             }
         }
-        if out.len() == with_sack && !ack_due {
+        if out.len() == with_sack && !ack_due && !cookie_ack {
             // Only a SACK that is not due yet: keep it for later (or for a piggyback).
             return None;
         }

@@ -396,10 +396,54 @@ fn a_forged_cookie_is_refused() {
     let bytes = to_b(&p, vec![Chunk::CookieEcho(Bytes::from(cookie))]);
     p.b.handle_packet(now, &bytes);
     assert!(!p.b.is_established());
-    // The genuine one works.
-    let bytes = to_b(&p, vec![Chunk::CookieEcho(ack.cookie.clone().unwrap())]);
+    // The genuine one works, with DATA bundled after it; the COOKIE ACK leads the answer
+    // (RFC 9260 §5.1 D), the SACK follows.
+    let data = Chunk::Data(crate::sctp::chunk::Data {
+        tsn: p.a.initial_tsn,
+        stream: 0,
+        ssn: 0,
+        ppid: PPID_STRING,
+        unordered: false,
+        begin: true,
+        end: true,
+        immediate: true,
+        payload: message(1, 10),
+    });
+    let bytes = to_b(
+        &p,
+        vec![Chunk::CookieEcho(ack.cookie.clone().unwrap()), data],
+    );
     p.b.handle_packet(now, &bytes);
     assert!(p.b.is_established());
+    let answer = from_b(&mut p);
+    assert_eq!(answer[0].chunks[0], Chunk::CookieAck);
+    assert!(matches!(&answer[0].chunks[1], Chunk::Sack(s) if s.cum_tsn_ack == p.a.initial_tsn));
+    p.collect();
+    assert_eq!(p.messages(1).len(), 1);
+}
+
+#[test]
+fn tsns_wrap_around() {
+    let mut p = Pair::clean();
+    p.a.initial_tsn = u32::MAX - 40;
+    let mut p = Pair {
+        paths: [
+            Path {
+                loss: 0.05,
+                ..Path::default()
+            },
+            Path::default(),
+        ],
+        ..p
+    }
+    .connected();
+    for n in 0..100 {
+        p.a.send(1, PPID_BINARY, message(n, 3000), false).unwrap();
+    }
+    assert!(p.run_until(Duration::from_secs(5), |p| p.messages(1).len() == 100));
+    for (n, (_, m)) in p.messages(1).iter().enumerate() {
+        assert_eq!(*m, message(n as u32, 3000));
+    }
 }
 
 #[test]
