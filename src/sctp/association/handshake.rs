@@ -10,7 +10,7 @@ use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use super::{Association, Peer, State, STREAMS};
+use super::{Association, Peer, State, COMMON_HEADER_LEN, STREAMS};
 use crate::sctp::chunk::{Chunk, Init};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -92,7 +92,13 @@ impl Association {
         if self.state != State::CookieWait || !valid(&ack) {
             return;
         }
-        let Some(cookie) = ack.cookie.clone().filter(|c| !c.is_empty()) else {
+        // The echo must fit one packet (ours are 54 bytes; browsers' a few hundred).
+        let most = self.cfg.mtu.saturating_sub(COMMON_HEADER_LEN + 4);
+        let Some(cookie) = ack
+            .cookie
+            .clone()
+            .filter(|c| !c.is_empty() && c.len() <= most)
+        else {
             return;
         };
         self.peer = Some(peer_of(&ack));

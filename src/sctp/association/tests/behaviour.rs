@@ -580,3 +580,31 @@ fn too_many_retransmission_timeouts_close_the_association() {
     assert!(p.run_until(Duration::from_secs(120), |p| p.closed(0).is_some()));
     assert_eq!(p.closed(0).as_deref(), Some("too many retransmissions"));
 }
+
+#[test]
+fn an_idle_association_sets_no_timer_and_sends_nothing() {
+    let mut p = Pair::clean().connected();
+    p.a.send(0, PPID_STRING, message(1, 10), false).unwrap();
+    p.b.send(0, PPID_STRING, message(2, 10), false).unwrap();
+    assert!(p.run_until(Duration::from_secs(1), |p| p.a.buffered(0) == 0
+        && p.b.buffered(0) == 0));
+    p.run_for(Duration::from_millis(100));
+    p.sent.clear();
+    p.run_for(Duration::from_secs(10));
+    assert!(p.sent.is_empty(), "{} packets while idle", p.sent.len());
+    assert_eq!((p.a.poll_timeout(), p.b.poll_timeout()), (None, None));
+}
+
+#[test]
+fn an_oversized_cookie_is_not_echoed() {
+    let mut p = Pair::clean();
+    let now = p.now;
+    p.a.connect(now);
+    let _init = p.a.poll_transmit(now).unwrap();
+    let mut ack = p.b.our_init(Some(Bytes::from(vec![1u8; 5000])));
+    ack.initiate_tag = p.b.local_tag;
+    let bytes = tagged(p.a.local_tag, vec![Chunk::InitAck(ack)]);
+    p.a.handle_packet(now, &bytes);
+    assert!(p.a.poll_transmit(now).is_none());
+    assert!(!p.a.is_established());
+}
