@@ -3,8 +3,14 @@
 
 use bytes::Bytes;
 
+mod cause;
 mod decode;
 mod encode;
+
+pub use cause::{
+    decode_causes, describe_causes, encode_causes, ErrorCause, CAUSE_PROTOCOL_VIOLATION,
+    CAUSE_UNRECOGNIZED_CHUNK, CAUSE_USER_INITIATED_ABORT,
+};
 #[cfg(test)]
 pub(super) mod tests;
 

@@ -35,7 +35,7 @@ pub(super) fn padded(len: usize) -> usize {
     len.saturating_add(3) & !3
 }
 
-fn u16_at(v: &[u8], at: usize) -> Option<u16> {
+pub(super) fn u16_at(v: &[u8], at: usize) -> Option<u16> {
     let b: [u8; 2] = v.get(at..at.checked_add(2)?)?.try_into().ok()?;
     Some(u16::from_be_bytes(b))
 }
@@ -47,7 +47,7 @@ fn u32_at(v: &[u8], at: usize) -> Option<u32> {
 
 /// The type-length-value parameters of a chunk's value, as (type, value range within `v`).
 /// The last parameter's padding may be absent (RFC 9260 §3.2.1).
-struct Params<'a> {
+pub(super) struct Params<'a> {
     v: &'a [u8],
     pos: usize,
     chunk: u8,
@@ -76,7 +76,7 @@ impl Iterator for Params<'_> {
     }
 }
 
-fn params(v: &[u8], chunk: u8) -> Params<'_> {
+pub(super) fn params(v: &[u8], chunk: u8) -> Params<'_> {
     Params { v, pos: 0, chunk }
 }
 
@@ -261,7 +261,7 @@ fn decode_init(
     }
     // Refuse what could not be encoded again (a cookie within a few bytes of the largest
     // chunk): keeps decode ∘ encode the identity.
-    if Chunk::Init(init.clone()).unpadded_len() > usize::from(u16::MAX) {
+    if super::encode::init_len(&init) > usize::from(u16::MAX) {
         return Err(ChunkError::BadParameter(kind));
     }
     Ok(init)

@@ -5,7 +5,7 @@ use super::decode::*;
 use super::*;
 
 /// Bytes of a parameter's header: type and length.
-const PARAM_HEADER_LEN: usize = 4;
+pub(super) const PARAM_HEADER_LEN: usize = 4;
 
 /// Unpadded lengths of the parameters an INIT / INIT ACK carries, in the order written.
 fn init_params(init: &Init) -> [Option<(u16, usize)>; 3] {
@@ -20,9 +20,14 @@ fn init_params(init: &Init) -> [Option<(u16, usize)>; 3] {
     ]
 }
 
+/// The chunk length field of an INIT / INIT ACK.
+pub(super) fn init_len(init: &Init) -> usize {
+    CHUNK_HEADER_LEN + 16 + params_len(init_params(init).iter().flatten().map(|p| p.1))
+}
+
 /// The value length of a list of parameters of these unpadded lengths: every one padded but
 /// the last.
-fn params_len(lens: impl Iterator<Item = usize>) -> usize {
+pub(super) fn params_len(lens: impl Iterator<Item = usize>) -> usize {
     let mut total = 0;
     let mut last_pad = 0;
     for len in lens {
@@ -107,9 +112,7 @@ impl Chunk {
         CHUNK_HEADER_LEN
             + match self {
                 Chunk::Data(d) => DATA_HEADER_LEN - CHUNK_HEADER_LEN + d.payload.len(),
-                Chunk::Init(i) | Chunk::InitAck(i) => {
-                    16 + params_len(init_params(i).iter().flatten().map(|p| p.1))
-                }
+                Chunk::Init(i) | Chunk::InitAck(i) => init_len(i) - CHUNK_HEADER_LEN,
                 Chunk::Sack(s) => 12 + 4 * (s.gaps.len() + s.duplicates.len()),
                 Chunk::Heartbeat(info) | Chunk::HeartbeatAck(info) => PARAM_HEADER_LEN + info.len(),
                 Chunk::Abort { causes: b, .. }

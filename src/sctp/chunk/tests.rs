@@ -590,3 +590,75 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_init_that_could_not_be_encoded_again_is_refused() {
+    // Forward-TSN-Supported then a cookie: encoding it adds a Supported Extensions parameter
+    // (8 bytes), which must still fit the 16-bit chunk length.
+    let init = |cookie: usize| {
+        let len = 20 + 4 + 4 + cookie;
+        let mut w = vec![1, 0];
+        w.extend_from_slice(&(len as u16).to_be_bytes());
+        w.extend_from_slice(&[0; 16]);
+        w.extend_from_slice(&[0xc0, 0, 0, 4, 0, 7]);
+        w.extend_from_slice(&((4 + cookie) as u16).to_be_bytes());
+        w.resize(len, 0xaa);
+        w
+    };
+    let fits = decode(&init(u16::MAX as usize - 36)).unwrap();
+    assert_eq!(fits.unpadded_len(), usize::from(u16::MAX));
+    assert_eq!(round_trip(&fits), fits);
+    let too_big = init(u16::MAX as usize - 28);
+    assert_eq!(too_big.len(), usize::from(u16::MAX));
+    assert_eq!(decode(&too_big), Err(ChunkError::BadParameter(1)));
+}
+
+#[test]
+fn error_causes_encode_and_read_back() {
+    let causes = [
+        ErrorCause {
+            code: CAUSE_PROTOCOL_VIOLATION,
+            info: b"message too large",
+        },
+        ErrorCause {
+            code: CAUSE_USER_INITIATED_ABORT,
+            info: b"bye",
+        },
+    ];
+    let raw = encode_causes(&causes);
+    // 4 + 17 padded to 24, then 4 + 3 without the last padding.
+    assert_eq!(raw.len(), 24 + 7);
+    assert_eq!(raw[..4], [0, 13, 0, 21]);
+    assert_eq!(decode_causes(&raw).collect::<Vec<_>>(), causes);
+    assert_eq!(
+        describe_causes(&raw, 100),
+        "protocol violation: message too large; user abort: bye"
+    );
+    assert_eq!(describe_causes(&raw, 22), "protocol violation: me");
+    // Malformed causes stop the reading, never panic; control characters are not shown.
+    assert_eq!(describe_causes(&[0, 13, 0, 2], 100), "");
+    let hostile = encode_causes(&[
+        ErrorCause {
+            code: CAUSE_UNRECOGNIZED_CHUNK,
+            info: &[9, 9],
+        },
+        ErrorCause {
+            code: CAUSE_PROTOCOL_VIOLATION,
+            info: "é\n\u{1b}[2J!".as_bytes(),
+        },
+        ErrorCause {
+            code: 99,
+            info: &[],
+        },
+    ]);
+    assert_eq!(
+        describe_causes(&hostile, 100),
+        "unrecognized chunk; protocol violation: é[2J!; cause 99"
+    );
+    // An ABORT carrying them round-trips.
+    let abort = Chunk::Abort {
+        reflected: false,
+        causes: raw,
+    };
+    assert_eq!(round_trip(&abort), abort);
+}
