@@ -1,0 +1,134 @@
+//! Congestion control for a LAN (RFC 9260 §7.2 with gentler constants).
+//!
+//! Random loss on Wi-Fi says nothing about congestion, while an overflowing receiver socket
+//! buffer drops a burst. So a recovery episode first cuts the window gently ([`BETA`]), and
+//! only an episode that lost a large share of what was in flight ([`BURST_LOSS`]) halves it as
+//! Reno would; growth in congestion avoidance is [`CA_GROWTH`] MTUs per round trip instead of
+//! one, so the window comes back within a few round trips (a LAN round trip is well under a
+//! millisecond).
+
+use super::tsn_lt;
+
+/// Multiplicative decrease at the start of a recovery episode.
+const BETA: f64 = 0.85;
+/// Share of the bytes in flight lost in one episode above which the loss was congestion.
+const BURST_LOSS: f64 = 0.15;
+/// MTUs added per window acknowledged in congestion avoidance (RFC 9260 §7.2.2 adds one).
+const CA_GROWTH: usize = 4;
+/// Initial window in MTUs: RFC 6928's ten segments; paced, it cannot overflow a receiver.
+const INITIAL_MTUS: usize = 10;
+/// Floor of ssthresh in MTUs (RFC 9260 §7.2.3: 4·MTU).
+const MIN_SSTHRESH_MTUS: usize = 4;
+/// Ceiling of the window, bytes: far above any LAN's bandwidth-delay product.
+const MAX_CWND: usize = 16 << 20;
+
+#[derive(Debug, Clone)]
+struct Episode {
+    /// Highest TSN sent when the episode began: it ends once that is cumulatively acked.
+    until: u32,
+    /// Bytes in flight when it began.
+    flight: usize,
+    /// Bytes declared lost during it.
+    lost: usize,
+}
+
+/// Window state.
+#[derive(Debug, Clone)]
+pub(super) struct Congestion {
+    mtu: usize,
+    cwnd: usize,
+    ssthresh: usize,
+    partial_acked: usize,
+    recovery: Option<Episode>,
+}
+
+impl Congestion {
+    pub(super) fn new(mtu: usize, peer_rwnd: usize) -> Self {
+        Self {
+            mtu,
+            cwnd: INITIAL_MTUS * mtu,
+            // RFC 9260 §7.2.1: may be arbitrarily high, e.g. the peer's window.
+            ssthresh: peer_rwnd.max(MIN_SSTHRESH_MTUS * mtu),
+            partial_acked: 0,
+            recovery: None,
+        }
+    }
+
+    pub(super) fn set_mtu(&mut self, mtu: usize) {
+        self.mtu = mtu;
+    }
+
+    pub(super) fn cwnd(&self) -> usize {
+        self.cwnd
+    }
+
+    pub(super) fn in_slow_start(&self) -> bool {
+        self.cwnd < self.ssthresh
+    }
+
+    #[cfg(test)]
+    pub(super) fn in_recovery(&self) -> bool {
+        self.recovery.is_some()
+    }
+
+    /// Chunks were declared lost (fast retransmit or loss detection): one reduction per
+    /// episode (RFC 9260 §7.2.4 point 2).
+    pub(super) fn on_loss(&mut self, lost: usize, flight_before: usize, highest_sent: u32) {
+        match &mut self.recovery {
+            Some(ep) => ep.lost += lost,
+            None => {
+                self.ssthresh = ((self.cwnd as f64 * BETA) as usize).max(self.min_ssthresh());
+                self.cwnd = self.ssthresh;
+                self.partial_acked = 0;
+                self.recovery = Some(Episode {
+                    until: highest_sent,
+                    flight: flight_before.max(self.mtu),
+                    lost,
+                });
+            }
+        }
+    }
+
+    /// The cumulative ack moved to `cum_ack`, acknowledging `acked` new bytes; `cwnd_limited`
+    /// says whether the window was the limit (RFC 9260 §7.2.1/§7.2.2: only then it grows).
+    pub(super) fn on_ack(&mut self, cum_ack: u32, acked: usize, cwnd_limited: bool) {
+        if let Some(ep) = &self.recovery {
+            if tsn_lt(cum_ack, ep.until) {
+                return; // no growth during recovery
+            }
+            if ep.lost as f64 > ep.flight as f64 * BURST_LOSS {
+                // A burst was dropped: a buffer overflowed, back off like Reno overall.
+                self.ssthresh = (self.cwnd / 2).max(self.min_ssthresh());
+                self.cwnd = self.ssthresh;
+            }
+            self.recovery = None;
+            return;
+        }
+        if !cwnd_limited || acked == 0 {
+            return;
+        }
+        if self.cwnd < self.ssthresh {
+            // Slow start, counting bytes (RFC 3465 without the per-ack limit: paced, and a LAN
+            // peer delays SACKs for at most two packets).
+            self.cwnd = (self.cwnd + acked).min(MAX_CWND);
+        } else {
+            self.partial_acked += acked;
+            if self.partial_acked >= self.cwnd {
+                self.partial_acked -= self.cwnd;
+                self.cwnd = (self.cwnd + CA_GROWTH * self.mtu).min(MAX_CWND);
+            }
+        }
+    }
+
+    /// The retransmission timer expired (RFC 9260 §7.2.3).
+    pub(super) fn on_timeout(&mut self) {
+        self.ssthresh = (self.cwnd / 2).max(self.min_ssthresh());
+        self.cwnd = self.mtu;
+        self.partial_acked = 0;
+        self.recovery = None;
+    }
+
+    fn min_ssthresh(&self) -> usize {
+        MIN_SSTHRESH_MTUS * self.mtu
+    }
+}
