@@ -312,7 +312,10 @@ impl Sender {
 
         let lost = self.detect_losses(acks.highest_tsn);
         if lost > 0 {
-            self.cc.on_loss(lost, flight_before, self.highest_sent);
+            let min_rtt = self.rtt.min_rtt().unwrap_or(Duration::ZERO);
+            let queue_delay = self.rtt.queue_delay();
+            self.cc
+                .on_loss(lost, flight_before, self.highest_sent, queue_delay, min_rtt);
             self.rtx_budget = self.mtu;
         }
         if advance > 0 {

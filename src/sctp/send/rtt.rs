@@ -8,6 +8,7 @@ pub(super) struct Rtt {
     srtt: Option<Duration>,
     rttvar: Duration,
     min_rtt: Option<Duration>,
+    latest: Option<Duration>,
     /// The timeout derived from the estimate, before backoff.
     base: Duration,
     /// The timeout in force: `base` doubled once per expiry since the last new acknowledgement.
@@ -24,6 +25,7 @@ impl Rtt {
             srtt: None,
             rttvar: Duration::ZERO,
             min_rtt: None,
+            latest: None,
             base,
             current: base,
             rto_min,
@@ -47,6 +49,7 @@ impl Rtt {
             }
         }
         self.min_rtt = Some(self.min_rtt.map_or(r, |m| m.min(r)));
+        self.latest = Some(r);
         let srtt = self.srtt.unwrap_or(r);
         self.base = (srtt + self.rttvar * 4).clamp(self.rto_min, self.rto_max);
         self.current = self.base;
@@ -74,5 +77,13 @@ impl Rtt {
 
     pub(super) fn min_rtt(&self) -> Option<Duration> {
         self.min_rtt
+    }
+
+    /// How much longer the latest round trip was than the shortest: time spent in queues.
+    pub(super) fn queue_delay(&self) -> Duration {
+        match (self.latest, self.min_rtt) {
+            (Some(l), Some(m)) => l.saturating_sub(m),
+            _ => Duration::ZERO,
+        }
     }
 }
