@@ -310,7 +310,7 @@ impl Sender {
             self.delivered_seq = Some(self.delivered_seq.map_or(seq, |d| d.max(seq)));
         }
 
-        let lost = self.detect_losses(acks.highest_tsn);
+        let lost = self.detect_losses(acks.highest);
         if lost > 0 {
             let min_rtt = self.rtt.min_rtt().unwrap_or(Duration::ZERO);
             let queue_delay = self.rtt.queue_delay();
@@ -520,6 +520,11 @@ impl Sender {
             }
             self.lost_count -= 1;
             self.rtx_budget = self.rtx_budget.saturating_sub(len);
+            if idx == 0 {
+                // RFC 9260 §7.2.4 point 4: the earliest outstanding TSN goes again, so the
+                // timer restarts.
+                self.rto_at = Some(now + self.rtt.rto());
+            }
             return Some(self.transmit(idx, now));
         }
     }
@@ -684,14 +689,18 @@ impl Sender {
     // ---- loss ----
 
     /// Declares lost what the acknowledgements show missing; returns the bytes declared lost.
-    fn detect_losses(&mut self, highest_newly_acked: Option<u32>) -> usize {
+    /// `highest_newly_acked`: (TSN, transmission sequence) of the highest TSN newly acked.
+    fn detect_losses(&mut self, highest_newly_acked: Option<(u32, u64)>) -> usize {
         let mut lost = 0;
         // Miss indications below the highest newly acknowledged TSN (RFC 9260 §7.2.4 1),
-        // for chunks sent once; a resent chunk is judged by the order rule below.
-        if let Some(htna) = highest_newly_acked.and_then(|t| self.index(t)) {
+        // for chunks sent once and before it (a priority chunk may overtake the rest of a
+        // started message); a resent chunk is judged by the order rule below.
+        if let Some((htna, htna_seq)) =
+            highest_newly_acked.and_then(|(t, q)| Some((self.index(t)?, q)))
+        {
             for idx in 0..htna {
                 let e = &mut self.entries[idx];
-                if e.state == State::InFlight && e.sends == 1 {
+                if e.state == State::InFlight && e.sends == 1 && e.seq < htna_seq {
                     e.misses = e.misses.saturating_add(1);
                     if e.misses >= MISS_THRESHOLD {
                         lost += self.mark_lost(idx);
@@ -764,7 +773,8 @@ impl Sender {
 #[derive(Default)]
 struct Acks {
     any: bool,
-    highest_tsn: Option<u32>,
+    /// (TSN, transmission sequence) of the highest TSN acknowledged.
+    highest: Option<(u32, u64)>,
     delivered_seq: Option<u64>,
     /// (sent at, seq) of the latest-sent chunk acknowledged that was sent once.
     sample: Option<(Instant, u64)>,
@@ -774,8 +784,8 @@ impl Acks {
     fn note(&mut self, e: &Entry, now: Instant, min_rtt: Option<Duration>) {
         self.any = true;
         let tsn = e.data.tsn;
-        if self.highest_tsn.is_none_or(|h| tsn_lt(h, tsn)) {
-            self.highest_tsn = Some(tsn);
+        if self.highest.is_none_or(|(h, _)| tsn_lt(h, tsn)) {
+            self.highest = Some((tsn, e.seq));
         }
         if e.sends == 1 {
             if self.sample.is_none_or(|(_, s)| s < e.seq) {

@@ -35,7 +35,9 @@ impl Pacer {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = self.last.max(now);
         self.tokens = match self.rate {
-            None => MAX_BURST,
+            // No round trip yet: one burst per instant (the initial window is far smaller).
+            None if elapsed > 0.0 => MAX_BURST,
+            None => self.tokens,
             Some(r) => (self.tokens + elapsed * r).min(MAX_BURST),
         };
         self.rate = rate;

@@ -235,8 +235,8 @@ pub(super) fn run(
                 overflow += 1;
                 continue;
             }
-            socket_free_at = socket_free_at.max(now)
-                + Duration::from_secs_f64(size as f64 / link.bandwidth);
+            socket_free_at =
+                socket_free_at.max(now) + Duration::from_secs_f64(size as f64 / link.bandwidth);
             socket_bytes += size;
             socket.push_back((socket_free_at, chunks, size));
         }
@@ -286,7 +286,11 @@ pub(super) fn run(
     };
     Outcome {
         goodput: r.delivered as f64 / duration.as_secs_f64(),
-        latency: (pick(0.5), pick(0.99), latencies.last().copied().unwrap_or(Duration::MAX)),
+        latency: (
+            pick(0.5),
+            pick(0.99),
+            latencies.last().copied().unwrap_or(Duration::MAX),
+        ),
         timeouts,
         overflow,
         packets,
@@ -329,7 +333,14 @@ fn row(name: &str, l: Link) -> (Outcome, Outcome) {
     let wall = Instant::now();
     let busy = run(l, true, turns, duration, 7);
     let wall = wall.elapsed();
-    let idle = run(l, false, turns, duration, 11);
+    // Lone messages: far enough apart that a later one never reveals an earlier loss.
+    let idle = run(
+        l,
+        false,
+        Duration::from_millis(20),
+        Duration::from_secs(20),
+        11,
+    );
     println!(
         "{name:<22} {:>4.0}% {:>8.1}   {:>8.2?} {:>8.2?} {:>8.2?}  {:>8.2?} {:>8.2?} {:>8.2?}  {:>2}/{:<2} {:>5.2}%  {:>5.0} kpkt/s",
         l.loss * 100.0,
@@ -380,7 +391,53 @@ fn goodput_and_page_turn_latency_under_random_loss() {
     }
     for (name, loss, busy, idle) in &rows {
         let p99_cap = Duration::from_millis(if *loss > 0.05 { 60 } else { 30 });
-        assert!(busy.latency.1 <= p99_cap, "{name} {loss}: busy p99 {:?}", busy.latency.1);
-        assert!(idle.latency.1 <= p99_cap, "{name} {loss}: idle p99 {:?}", idle.latency.1);
+        assert!(
+            busy.latency.1 <= p99_cap,
+            "{name} {loss}: busy p99 {:?}",
+            busy.latency.1
+        );
+        assert!(
+            idle.latency.1 <= p99_cap,
+            "{name} {loss}: idle p99 {:?}",
+            idle.latency.1
+        );
+        // The throughput floors, on the links faster than them.
+        let floor = match *loss {
+            l if l == 0.0 => 250e6,
+            l if l <= 0.01 => 100e6,
+            l if l <= 0.05 => 50e6,
+            _ => 0.0,
+        };
+        if name.starts_with("4 Gbit/s") {
+            assert!(
+                busy.goodput >= floor,
+                "{name} {loss}: {:.1} MB/s",
+                mb(busy.goodput)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_slow_receiver_is_not_flooded() {
+    // The receiver reads 25 MB/s; what the socket buffer drops is congestion, not noise.
+    header();
+    for loss in [0.0, 0.02] {
+        let l = Link {
+            bandwidth: 25e6,
+            ..link(1.0, loss)
+        };
+        let (busy, _) = row("slow reader 25 MB/s", l);
+        assert!(
+            busy.goodput >= 0.9 * 25e6 * (1.0 - loss),
+            "{:.1} MB/s",
+            mb(busy.goodput)
+        );
+        let overflow = busy.overflow as f64 / busy.packets as f64;
+        assert!(
+            overflow < 0.01,
+            "{:.2}% dropped by the full socket buffer",
+            overflow * 100.0
+        );
     }
 }
