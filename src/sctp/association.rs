@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::chunk::{Chunk, ReconfigParam};
+use super::chunk::{
+    describe_causes, encode_causes, Chunk, ErrorCause, ReconfigParam, CAUSE_PROTOCOL_VIOLATION,
+    CAUSE_USER_INITIATED_ABORT as CAUSE_USER_ABORT,
+};
 use super::packet::{Packet, COMMON_HEADER_LEN};
 use super::recv::{Delivery, Receiver, RecvConfig};
 use super::send::{SendConfig, Sender};
@@ -114,9 +117,8 @@ const MAX_HANDSHAKE_RETRIES: u32 = 8;
 const PROBE_ATTEMPTS: u32 = 3;
 /// Largest Heartbeat Info echoed (a probe's: an SCTP packet fits one DTLS record).
 const MAX_HEARTBEAT_ECHO: usize = 16 * 1024;
-/// RFC 9260 §3.3.10 error causes we send.
-const CAUSE_USER_ABORT: u16 = 12;
-const CAUSE_PROTOCOL_VIOLATION: u16 = 13;
+/// Bytes of a peer's ABORT reason kept in our close reason.
+const MAX_REASON: usize = 200;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -278,7 +280,12 @@ impl Association {
                 }
                 Chunk::HeartbeatAck(info) => self.on_heartbeat_ack(&info),
                 Chunk::Abort { causes, .. } => {
-                    self.set_closed(format!("peer aborted{}", describe_causes(&causes)));
+                    let why = describe_causes(&causes, MAX_REASON);
+                    self.set_closed(if why.is_empty() {
+                        "peer aborted".into()
+                    } else {
+                        format!("peer aborted ({why})")
+                    });
                 }
                 Chunk::Shutdown { .. } => {
                     self.control.clear();
@@ -434,7 +441,10 @@ impl Association {
         if self.peer.is_some() {
             self.control.push_back(Chunk::Abort {
                 reflected: false,
-                causes: encode_cause(cause, reason),
+                causes: encode_causes(&[ErrorCause {
+                    code: cause,
+                    info: reason.as_bytes(),
+                }]),
             });
         }
         self.set_closed(reason.to_string());
@@ -580,31 +590,6 @@ impl Association {
     pub fn mtu(&self) -> usize {
         self.mtu
     }
-}
-
-/// One error cause (RFC 9260 §3.3.10): code, length, the text (the chunk pads it).
-fn encode_cause(code: u16, text: &str) -> Bytes {
-    let text = &text.as_bytes()[..text.len().min(256)];
-    let mut out = Vec::with_capacity(4 + text.len());
-    out.extend_from_slice(&code.to_be_bytes());
-    out.extend_from_slice(&((4 + text.len()) as u16).to_be_bytes());
-    out.extend_from_slice(text);
-    Bytes::from(out)
-}
-
-/// The first error cause of an ABORT, for the log: ` (cause N: text)`.
-fn describe_causes(causes: &[u8]) -> String {
-    let Some(head) = causes.get(..4) else {
-        return String::new();
-    };
-    let code = u16::from_be_bytes([head[0], head[1]]);
-    let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
-    let info = causes.get(4..len.clamp(4, causes.len())).unwrap_or(&[]);
-    let text: String = String::from_utf8_lossy(&info[..info.len().min(200)])
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect();
-    format!(" (cause {code}: {text})")
 }
 
 #[cfg(test)]

@@ -350,7 +350,7 @@ fn close_sends_abort_and_the_peer_closes() {
     assert_eq!(p.closed(0).as_deref(), Some("closed"));
     assert_eq!(
         p.closed(1).as_deref(),
-        Some("peer aborted (cause 12: closed)")
+        Some("peer aborted (user abort: closed)")
     );
     assert!(!p.b.is_established());
     // Closed is the last event, and nothing more happens.
