@@ -96,20 +96,26 @@ fn figures_goodput_and_latency_under_loss() {
     let total = if fast { 4 << 20 } else { 64 << 20 };
     let samples = if fast { 200 } else { 2000 };
     println!("sctp sim: 1 Gbit/s, 50 us one way, 128 KiB queue; file {} MiB of 16 KiB messages; {samples} lone 200-byte control messages (a tenth of that during the transfer)", total >> 20);
-    println!("loss   goodput MB/s   control latency p50 / p99   during a transfer p50 / p99");
+    println!("(cpu: file bytes per second of real time, both ends and the simulator on one core)");
+    println!(
+        "loss   goodput MB/s   control latency p50 / p99   during a transfer p50 / p99   cpu MB/s"
+    );
     for loss in LOSSES {
+        let wall = Instant::now();
         let g = goodput(loss, total) / 1e6;
+        let cpu = total as f64 / wall.elapsed().as_secs_f64() / 1e6;
         let (p50, p99) = latency(loss, samples, false);
         let (b50, b99) = latency(loss, samples / 10, true);
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         println!(
-            "{:>4.0} %  {:>10.1}   {:>13.2} / {:>6.2} ms   {:>13.2} / {:>6.2} ms",
+            "{:>4.0} %  {:>10.1}   {:>13.2} / {:>6.2} ms   {:>13.2} / {:>6.2} ms   {:>8.0}",
             loss * 100.0,
             g,
             ms(p50),
             ms(p99),
             ms(b50),
-            ms(b99)
+            ms(b99),
+            cpu
         );
         if !fast {
             // Loose floors: the targets on a real veth are 100 MB/s at 1 % and 50 MB/s
