@@ -117,6 +117,8 @@ const MAX_HANDSHAKE_RETRIES: u32 = 8;
 const PROBE_ATTEMPTS: u32 = 3;
 /// Largest Heartbeat Info echoed (a probe's: an SCTP packet fits one DTLS record).
 const MAX_HEARTBEAT_ECHO: usize = 16 * 1024;
+/// Control chunks waiting to go out at most: HEARTBEATs past it are not answered.
+const MAX_CONTROL_QUEUE: usize = 64;
 /// Bytes of a peer's ABORT reason kept in our close reason.
 const MAX_REASON: usize = 200;
 
@@ -274,7 +276,10 @@ impl Association {
                     }
                 }
                 Chunk::Heartbeat(info) => {
-                    if info.len() <= MAX_HEARTBEAT_ECHO && self.peer.is_some() {
+                    if info.len() <= MAX_HEARTBEAT_ECHO
+                        && self.peer.is_some()
+                        && self.control.len() < MAX_CONTROL_QUEUE
+                    {
                         self.control.push_back(Chunk::HeartbeatAck(info));
                     }
                 }

@@ -142,11 +142,16 @@ impl Receiver {
         if d.payload.is_empty() {
             return Err(RecvError::NoUserData);
         }
-        let over = self.held() + d.payload.len() > self.cfg.receive_window as usize;
+        let after = self.held() + d.payload.len();
+        let window = self.cfg.receive_window as usize;
         // Past the window, only the chunk that fills the lowest hole is taken, and only when
-        // the application has nothing to read: then taking it is the only way forward.
-        let unblocks = tsn == self.cum + 1 && !self.reassembly.has_ready_message();
-        if over && !unblocks {
+        // the application has nothing to read: then taking it is the only way forward. An
+        // honest sender never needs more than one message beyond the window that way (a
+        // message larger than the window); past that, nothing is taken.
+        let unblocks = tsn == self.cum + 1
+            && !self.reassembly.has_ready_message()
+            && after <= window + self.cfg.max_message_size;
+        if after > window && !unblocks {
             // The SACK tells the sender the window is shut.
             self.ack_now = true;
             return Ok(());

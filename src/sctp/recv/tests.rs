@@ -309,3 +309,17 @@ fn reset_with_everything_arrived_is_performed_at_once() {
         "SSN 0 again"
     );
 }
+
+#[test]
+fn bogus_messages_past_the_window_are_capped() {
+    // A hostile peer fills the window with ordered messages that can never be delivered (SSNs
+    // far ahead), then keeps sending the next TSN: at most one message size is taken past
+    // the window.
+    let mut r = Receiver::new(cfg(), 1);
+    for tsn in 1..=400u32 {
+        r.on_data(whole(tsn, 0, 1000 + tsn as u16, 100)).unwrap();
+    }
+    assert!(r.pop().is_none());
+    assert!(r.held() <= 10_000 + 4_000, "held {}", r.held());
+    assert!(r.held() >= 10_000);
+}

@@ -507,6 +507,13 @@ fn heartbeat_is_echoed() {
     let huge = Bytes::from(vec![0u8; 20_000]);
     p.b.handle_packet(now, &to_b(&p, vec![Chunk::Heartbeat(huge)]));
     assert!(from_b(&mut p).is_empty());
+    // A flood of HEARTBEATs with nothing sent in between queues a bounded number of answers.
+    for _ in 0..20 {
+        let many = vec![Chunk::Heartbeat(info.clone()); 20];
+        p.b.handle_packet(now, &to_b(&p, many));
+    }
+    let acks: usize = from_b(&mut p).iter().map(|pk| pk.chunks.len()).sum();
+    assert_eq!(acks, 64);
 }
 
 #[test]
