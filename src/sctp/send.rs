@@ -273,6 +273,7 @@ impl Sender {
             self.streams.acked(e.data.stream, len);
         }
         self.cum_ack = sack.cum_tsn_ack;
+        acks.any |= advance > 0;
 
         // Gap blocks: increasing, non-overlapping, within what was sent; others are skipped.
         let mut prev_end = 0u16;

@@ -361,15 +361,8 @@ fn row(name: &str, l: Link) -> (Outcome, Outcome) {
 
 fn header() {
     println!(
-        "{:<22} {:>5} {:>8}   {:>26}  {:>26}  {:>5} {:>6}  {}",
-        "link",
-        "loss",
-        "MB/s",
-        "turn p50/p99/max (bulk)",
-        "turn p50/p99/max (idle)",
-        "RTOs",
-        "ovfl",
-        "simulated (sender + model)"
+        "link                    loss     MB/s      turn p50/p99/max (bulk)     \
+         turn p50/p99/max (idle)   RTOs   ovfl  simulated (sender + model)"
     );
 }
 
@@ -403,7 +396,7 @@ fn goodput_and_page_turn_latency_under_random_loss() {
         );
         // The issue's throughput floors, on the links faster than them.
         let floor = match *loss {
-            l if l == 0.0 => 250e6,
+            0.0 => 250e6,
             l if l <= 0.01 => 100e6,
             l if l <= 0.05 => 50e6,
             _ => 0.0,
