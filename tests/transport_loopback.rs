@@ -397,3 +397,44 @@ async fn messages_sent_before_the_answerer_waits_for_open_are_kept() {
         );
     }
 }
+
+/// An offer that insists on `a=setup:active` gets a passive answer: the offerer is then the
+/// DTLS client (as when a browser answers `passive`). The answerer speaks as soon as it is
+/// open and nothing it says is lost: the negotiated channels are bound from the start,
+/// whatever the DTLS roles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passive_answer_makes_the_offerer_the_dtls_client_and_loses_nothing() {
+    let offer = create_offer(&cfg()).await.unwrap();
+    assert!(
+        offer.sdp().contains("a=setup:actpass\r\n"),
+        "{}",
+        offer.sdp()
+    );
+    let active = offer.sdp().replace("a=setup:actpass", "a=setup:active");
+    let (answer, mut b) = accept_offer(&cfg(), &active).await.unwrap();
+    assert!(answer.contains("a=setup:passive\r\n"), "{answer}");
+    let mut a = offer.accept_answer(&answer).await.unwrap();
+    b.wait_open(DEADLINE).await.unwrap();
+    let tx = b.sender();
+    for i in 0..5 {
+        tx.send_control(&format!("early {i}")).await.unwrap();
+    }
+    tx.send_binary(b"early bytes").await.unwrap();
+    a.wait_open(DEADLINE).await.unwrap();
+    for i in 0..5 {
+        assert_eq!(next(&mut a).await, LinkEvent::Control(format!("early {i}")));
+    }
+    assert_eq!(
+        next(&mut a).await,
+        LinkEvent::Binary(bytes::Bytes::from_static(b"early bytes"))
+    );
+}
+
+/// The answer we write takes the DTLS client role (`a=setup:active`) for an ordinary offer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordinary_answer_is_active() {
+    let offer = create_offer(&cfg()).await.unwrap();
+    let (answer, _b) = accept_offer(&cfg(), offer.sdp()).await.unwrap();
+    assert!(answer.contains("a=setup:active\r\n"), "{answer}");
+    assert!(answer.contains("a=max-message-size:65536\r\n"), "{answer}");
+}

@@ -466,21 +466,13 @@ impl IceDtls {
     }
 }
 
+/// Settings for two ends wired back to back in tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
     use crate::transport::Identity;
 
-    /// Two ends wired back to back in memory, on a virtual clock.
-    struct Pair {
-        a: IceDtls,
-        b: IceDtls,
-        a_addr: SocketAddr,
-        b_addr: SocketAddr,
-        now: Instant,
-    }
-
-    fn host(addr: SocketAddr) -> IceCandidate {
+    pub(crate) fn host(addr: SocketAddr) -> IceCandidate {
         IceCandidate {
             addr,
             kind: CandidateType::Host,
@@ -489,12 +481,12 @@ mod tests {
         }
     }
 
-    fn fingerprint(id: &Identity) -> [u8; 32] {
+    pub(crate) fn fingerprint(id: &Identity) -> [u8; 32] {
         let der = &id.cert.dtls_certificate.certificate[0];
         Sha256::digest(der.as_ref()).into()
     }
 
-    fn config(
+    pub(crate) fn config(
         me: &Identity,
         peer: &Identity,
         local: SocketAddr,
@@ -521,6 +513,22 @@ mod tests {
             max_binding_requests: 100,
             failed_timeout: Duration::from_secs(30),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+    use crate::transport::Identity;
+
+    /// Two ends wired back to back in memory, on a virtual clock.
+    struct Pair {
+        a: IceDtls,
+        b: IceDtls,
+        a_addr: SocketAddr,
+        b_addr: SocketAddr,
+        now: Instant,
     }
 
     impl Pair {
