@@ -13,7 +13,8 @@
 //! [`create_offer`] → (offer SDP to the other device) → [`accept_offer`] → (answer SDP back) →
 //! [`PendingOffer::accept_answer`]. Each SDP is complete: host candidates (and server-reflexive
 //! ones when ICE servers are configured) are gathered before it is produced. The SDP is the
-//! data-channel-only form of PROTOCOL.md §7.1.5 (`sdp.rs`): the offerer writes
+//! data-channel-only form of PROTOCOL.md §7.1.5 plus `a=lansync-mtu-probe` (§1; `sdp.rs`):
+//! the offerer writes
 //! `a=setup:actpass` and controls ICE, the answerer writes `a=setup:active` (DTLS client).
 //!
 //! Both channels are negotiated out of band with fixed SCTP stream ids, `control` = 0 and
@@ -64,8 +65,9 @@ const ICE_MAX_BINDING_REQUESTS: u16 = 100;
 /// (a colleague measured 1435 as the largest that crosses a 1500-MTU veth over IPv4).
 const SCTP_MTU: usize = 1415;
 /// SCTP packet size probed for on loopback (64 KiB MTU): as large as one DTLS record allows
-/// (16 KiB of plaintext), ten times fewer packets than the LAN budget. Used only once the peer
-/// proved it takes them (some stacks read at most 1500 bytes per datagram).
+/// (16 KiB of plaintext), ten times fewer packets than the LAN budget. Probed only towards a
+/// peer whose description allows it, and used only once the probe proved the peer takes them
+/// (some stacks read at most 1500 bytes per datagram).
 const SCTP_MTU_LOOPBACK: usize = 16 * 1024;
 
 /// Settings for making links.
@@ -352,7 +354,9 @@ impl Setup {
         getrandom::fill(&mut seed).map_err(webrtc_err)?;
         let sctp = crate::sctp::Config {
             mtu: SCTP_MTU,
-            probe_mtu: self.cfg.loopback_only.then_some(SCTP_MTU_LOOPBACK),
+            // Only a peer that says an oversized record is harmless to it is probed (a padded
+            // probe makes Chromium fail the whole DTLS connection).
+            probe_mtu: (self.cfg.loopback_only && remote.mtu_probe).then_some(SCTP_MTU_LOOPBACK),
             max_message_size: MAX_CONTROL_MESSAGE,
             receive_window: RECEIVE_WINDOW,
             priority_streams: vec![CONTROL_STREAM_ID],

@@ -42,7 +42,13 @@ pub(crate) fn local_candidates(
         .collect()
 }
 
-/// Writes our description: `a=setup` as given, `a=max-message-size:65536` (PROTOCOL.md §1).
+/// Said by lansync in its descriptions (PROTOCOL.md §1): "a DTLS record too large for me is
+/// dropped like a lost packet, never fatal, so you may probe the path with a padded packet".
+/// Some stacks (Chromium) fail the whole connection on one oversized record instead.
+const MTU_PROBE_ATTRIBUTE: &str = "a=lansync-mtu-probe";
+
+/// Writes our description: `a=setup` as given, `a=max-message-size:65536` and
+/// `a=lansync-mtu-probe` (PROTOCOL.md §1).
 pub(crate) fn write(
     ufrag: &str,
     pwd: &str,
@@ -65,6 +71,11 @@ pub(crate) fn write(
             .collect(),
     }
     .to_sdp()
+    .replacen(
+        "a=max-message-size:65536\r\n",
+        &format!("a=max-message-size:65536\r\n{MTU_PROBE_ATTRIBUTE}\r\n"),
+        1,
+    )
 }
 
 /// What we use of the peer's description.
@@ -82,6 +93,8 @@ pub(crate) struct Remote {
     pub(crate) max_message_size: usize,
     /// Its UDP candidates (host and server-reflexive), best first; may be empty.
     pub(crate) candidates: Vec<IceCandidate>,
+    /// It may be sent a path MTU probe (`a=lansync-mtu-probe`).
+    pub(crate) mtu_probe: bool,
 }
 
 /// Reads the peer's description (untrusted text: every field is checked by
@@ -113,6 +126,7 @@ pub(crate) fn read(sdp: &str) -> Result<Remote, TransportError> {
         setup: e.setup,
         max_message_size,
         candidates,
+        mtu_probe: sdp.lines().any(|l| l.trim_end() == MTU_PROBE_ATTRIBUTE),
     })
 }
 
@@ -143,6 +157,7 @@ mod tests {
         assert_eq!(r.fingerprint, [9; 32]);
         assert_eq!(r.setup, SetupRole::ActPass);
         assert_eq!(r.max_message_size, 65536);
+        assert!(r.mtu_probe);
         let got: Vec<_> = r.candidates.iter().map(|c| (c.addr, c.priority)).collect();
         let want: Vec<_> = cands.iter().map(|c| (c.addr, c.priority)).collect();
         assert_eq!(got, want);
@@ -164,6 +179,12 @@ mod tests {
         );
         let r = read(&sdp).unwrap();
         assert!(r.candidates.is_empty());
+        assert!(r.mtu_probe);
+        let plain = sdp.replace("a=lansync-mtu-probe\r\n", "");
+        assert!(
+            !read(&plain).unwrap().mtu_probe,
+            "only an explicit attribute allows probing"
+        );
         assert_eq!(r.setup, SetupRole::Active);
     }
 
