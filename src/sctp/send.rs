@@ -311,12 +311,7 @@ impl Sender {
             self.delivered_seq = Some(self.delivered_seq.map_or(seq, |d| d.max(seq)));
         }
 
-        let lost = self.detect_losses(acks.highest);
-        if lost > 0 {
-            let min_rtt = self.rtt.min_rtt().unwrap_or(Duration::ZERO);
-            let queue_delay = self.rtt.queue_delay();
-            self.cc
-                .on_loss(lost, flight_before, self.highest_sent, queue_delay, min_rtt);
+        if self.detect_losses(acks.highest, flight_before) {
             self.rtx_budget = self.mtu;
         }
         if advance > 0 {
@@ -689,10 +684,15 @@ impl Sender {
 
     // ---- loss ----
 
-    /// Declares lost what the acknowledgements show missing; returns the bytes declared lost.
-    /// `highest_newly_acked`: (TSN, transmission sequence) of the highest TSN newly acked.
-    fn detect_losses(&mut self, highest_newly_acked: Option<(u32, u64)>) -> usize {
-        let mut lost = 0;
+    /// Declares lost what the acknowledgements show missing; true if anything was.
+    /// `highest_newly_acked`: (TSN, transmission sequence) of the highest TSN newly acked;
+    /// `flight_before`: bytes in flight before this SACK.
+    fn detect_losses(
+        &mut self,
+        highest_newly_acked: Option<(u32, u64)>,
+        flight_before: usize,
+    ) -> bool {
+        let mut lost = false;
         // Miss indications below the highest newly acknowledged TSN (RFC 9260 §7.2.4 1),
         // for chunks sent once and before it (a priority chunk may overtake the rest of a
         // started message); a resent chunk is judged by the order rule below.
@@ -704,7 +704,8 @@ impl Sender {
                 if e.state == State::InFlight && e.sends == 1 && e.seq < htna_seq {
                     e.misses = e.misses.saturating_add(1);
                     if e.misses >= MISS_THRESHOLD {
-                        lost += self.mark_lost(idx);
+                        self.declare_lost(idx, flight_before);
+                        lost = true;
                     }
                 }
             }
@@ -723,11 +724,23 @@ impl Sender {
             if let Some(idx) = idx {
                 let e = &self.entries[idx];
                 if e.state == State::InFlight && e.seq == seq {
-                    lost += self.mark_lost(idx);
+                    self.declare_lost(idx, flight_before);
+                    lost = true;
                 }
             }
         }
         lost
+    }
+
+    /// A loss found from acknowledgements: resend it, and tell the window.
+    fn declare_lost(&mut self, idx: usize, flight_before: usize) {
+        let tsn = self.entries[idx].data.tsn;
+        let len = self.mark_lost(idx);
+        let min_rtt = self.rtt.min_rtt().unwrap_or(Duration::ZERO);
+        let queue_delay = self.rtt.queue_delay();
+        let highest_sent = self.highest_sent;
+        self.cc
+            .on_loss(tsn, len, flight_before, highest_sent, queue_delay, min_rtt);
     }
 
     fn mark_lost(&mut self, idx: usize) -> usize {
