@@ -373,3 +373,27 @@ fn bursts_are_paced_to_64_kib_and_the_timer_wakes_for_more() {
     assert!(woke, "the window outgrew the burst cap");
     assert!(largest > 60 * 1024);
 }
+
+#[test]
+fn a_priority_chunk_acked_ahead_of_unsent_fragments_arms_no_timer() {
+    let t0 = Instant::now();
+    let now = t0;
+    let mut s = Sender::new(cfg(), T0_TSN, 3000, t0);
+    // A small peer window: one fragment of the file message, then the page turn overtakes.
+    s.queue(1, 53, bytes(16 * 1024), false).unwrap();
+    let first = drain(&mut s, now);
+    assert_eq!(first.len(), 1);
+    s.queue(0, 51, bytes(100), false).unwrap();
+    let turn = drain(&mut s, now);
+    assert_eq!(turn.len(), 1);
+    assert_eq!(turn[0].stream, 0);
+    let gap = (turn[0].tsn - first[0].tsn) as u16;
+    // Both arrive; the peer's window is now shut, so the fragments in between wait.
+    s.on_sack(&sack(first[0].tsn, &[(gap, gap)], 0), now + us(300));
+    assert_eq!(s.flight, 0);
+    assert!(s.unsent_count > 0);
+    assert_eq!(s.rto_at, None, "nothing sent is missing");
+    assert_eq!(s.pto_at, None);
+    // Rule A: with nothing in flight one fragment still goes.
+    assert_eq!(drain(&mut s, now + us(300)).len(), 1);
+}

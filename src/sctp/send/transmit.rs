@@ -32,8 +32,16 @@ impl Sender {
             && !self.streams.has_bulk()
     }
 
+    /// Something sent may need resending: in flight, declared lost, or gap-acked data the
+    /// cumulative ack should have passed (the peer reneged). Gap-acked chunks behind a started
+    /// message's unsent fragments need no timer.
     pub(super) fn has_outstanding(&self) -> bool {
-        self.entries.len() > self.unsent_count
+        self.flight > 0
+            || self.lost_count > 0
+            || self
+                .entries
+                .front()
+                .is_some_and(|e| e.state == State::Acked)
     }
 
     pub(super) fn pacing_rate(&self) -> Option<f64> {
