@@ -65,6 +65,8 @@ pub enum SendError {
 const COMMON_HEADER: usize = 12;
 /// DATA chunk header, bytes (RFC 9260 §3.3.1).
 const DATA_HEADER: usize = 16;
+/// A SACK chunk without gap blocks or duplicates, bytes (RFC 9260 §3.3.4).
+const SACK_MIN: usize = 16;
 /// Priority chunks may exceed the congestion window by this many MTUs: a page turn never
 /// waits behind file data in flight.
 const PRIORITY_OVERDRAFT_MTUS: usize = 4;
@@ -170,7 +172,7 @@ pub struct Sender {
 impl Sender {
     /// A sender whose first TSN is `initial_tsn`, towards a peer advertising `peer_rwnd`.
     pub fn new(cfg: SendConfig, initial_tsn: u32, peer_rwnd: u32, now: Instant) -> Self {
-        let mtu = cfg.mtu.max(COMMON_HEADER + DATA_HEADER + 4);
+        let mtu = cfg.mtu.max(COMMON_HEADER + SACK_MIN + DATA_HEADER + 4);
         Self {
             mtu,
             streams: Streams::new(cfg.priority_streams),
@@ -392,7 +394,7 @@ impl Sender {
     /// The peer's verified path allows packets this large now (path MTU probe succeeded).
     /// Applies to messages not yet started; chunks with a TSN keep their size.
     pub fn set_mtu(&mut self, mtu: usize) {
-        self.mtu = mtu.max(COMMON_HEADER + DATA_HEADER + 4);
+        self.mtu = mtu.max(COMMON_HEADER + SACK_MIN + DATA_HEADER + 4);
         self.cc.set_mtu(self.mtu);
     }
 

@@ -7,7 +7,7 @@ use super::queue::Message;
 use super::{
     chunk_len, tsn_lt, Data, Entry, Sender, State, COMMON_HEADER, DATA_HEADER, PACING_GAIN,
     PACING_GAIN_SLOW_START, PRIORITY_OVERDRAFT_MTUS, PRIORITY_RESERVE_MTUS, PTO_LONE_EXTRA,
-    PTO_MIN,
+    PTO_MIN, SACK_MIN,
 };
 
 impl Sender {
@@ -16,8 +16,14 @@ impl Sender {
         (off < self.entries.len()).then_some(off)
     }
 
+    /// Payload of a full fragment: a packet holds it with a SACK without gap blocks in front,
+    /// so a pending SACK rides along instead of taking a packet of its own.
     pub(super) fn max_fragment(&self) -> usize {
-        ((self.mtu - COMMON_HEADER - DATA_HEADER) & !3).max(4)
+        (self
+            .mtu
+            .saturating_sub(COMMON_HEADER + SACK_MIN + DATA_HEADER)
+            & !3)
+            .max(4)
     }
 
     /// The peer's window left (RFC 9260 §6.2.1: a_rwnd less what is in flight).
