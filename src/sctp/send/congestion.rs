@@ -106,7 +106,10 @@ impl Congestion {
                 let beta = if queue { BETA_CONGESTION } else { BETA_RANDOM };
                 self.ssthresh = ((self.cwnd as f64 * beta) as usize).max(self.min_ssthresh());
                 self.cwnd = self.ssthresh;
-                self.partial_acked = 0;
+                // Keep the progress towards the next step (RFC 9260 §7.2.2 resets it): with
+                // random loss an episode begins about every round trip, and a reset each time
+                // would stop growth altogether.
+                self.partial_acked = self.partial_acked.min(self.cwnd);
                 self.recovery = Some(Episode {
                     until: highest_sent,
                     flight: flight_before.max(self.mtu),
