@@ -248,8 +248,8 @@ fn a_lone_lost_message_is_probed_after_two_round_trips() {
     assert!(probe[0].immediate);
     assert_eq!(s.cc.cwnd(), cwnd, "a probe does not shrink the window");
     assert_eq!(s.consecutive_timeouts(), 0);
-    // One probe only; then the retransmission timer.
-    assert_eq!(s.poll_timeout(), Some(t1 + ms(10)));
+    // One probe only; then the retransmission timer, counted from the probe.
+    assert_eq!(s.poll_timeout(), Some(pto + ms(10)));
 }
 
 #[test]

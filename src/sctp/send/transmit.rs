@@ -280,6 +280,9 @@ impl Sender {
         self.probe_pending = false;
         let mut data = self.transmit(idx, now);
         data.immediate = true;
+        // The probe's answer gets a full timeout too (RFC 8985 §7.3 re-arms the RTO), or a
+        // jittery path would time out while the answer is on its way.
+        self.rto_at = Some(now + self.rtt.rto());
         Some(data)
     }
 
