@@ -1,7 +1,75 @@
 //! SCTP chunks (RFC 9260 §3.3, RFC 6525 §3–4, RFC 7053 for the I bit): the types, their
-//! encoding and their decoding from untrusted bytes.
+//! encoding ([`Chunk::encode`]) and their decoding from untrusted bytes ([`Chunk::decode`]).
 
 use bytes::Bytes;
+
+mod cause;
+mod decode;
+mod encode;
+
+pub use cause::{
+    decode_causes, describe_causes, encode_causes, ErrorCause, CAUSE_PROTOCOL_VIOLATION,
+    CAUSE_UNRECOGNIZED_CHUNK, CAUSE_USER_INITIATED_ABORT,
+};
+#[cfg(test)]
+pub(super) mod tests;
+
+/// Bytes of every chunk's header: type, flags, length (RFC 9260 §3.2).
+pub const CHUNK_HEADER_LEN: usize = 4;
+/// Bytes of a DATA chunk before its user data: the chunk header, TSN, stream, SSN and PPID.
+pub const DATA_HEADER_LEN: usize = 16;
+
+/// Chunk type of DATA.
+pub const TYPE_DATA: u8 = 0;
+/// Chunk type of INIT.
+pub const TYPE_INIT: u8 = 1;
+/// Chunk type of INIT ACK.
+pub const TYPE_INIT_ACK: u8 = 2;
+/// Chunk type of SACK.
+pub const TYPE_SACK: u8 = 3;
+/// Chunk type of HEARTBEAT.
+pub const TYPE_HEARTBEAT: u8 = 4;
+/// Chunk type of HEARTBEAT ACK.
+pub const TYPE_HEARTBEAT_ACK: u8 = 5;
+/// Chunk type of ABORT.
+pub const TYPE_ABORT: u8 = 6;
+/// Chunk type of SHUTDOWN.
+pub const TYPE_SHUTDOWN: u8 = 7;
+/// Chunk type of SHUTDOWN ACK.
+pub const TYPE_SHUTDOWN_ACK: u8 = 8;
+/// Chunk type of ERROR.
+pub const TYPE_ERROR: u8 = 9;
+/// Chunk type of COOKIE ECHO.
+pub const TYPE_COOKIE_ECHO: u8 = 10;
+/// Chunk type of COOKIE ACK.
+pub const TYPE_COOKIE_ACK: u8 = 11;
+/// Chunk type of SHUTDOWN COMPLETE.
+pub const TYPE_SHUTDOWN_COMPLETE: u8 = 14;
+/// Chunk type of RE-CONFIG (RFC 6525 §3.1).
+pub const TYPE_RECONFIG: u8 = 130;
+/// Chunk type of FORWARD TSN (RFC 3758 §3.2).
+pub const TYPE_FORWARD_TSN: u8 = 192;
+
+/// Why bytes are not a chunk. Any of these drops the whole packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ChunkError {
+    /// The chunk header, or the length it declares, runs past the end of the packet.
+    #[error("chunk truncated")]
+    Truncated,
+    /// The chunk length is below 4, too short for the type's fixed fields, or disagrees with
+    /// the counts inside the chunk (SACK, FORWARD TSN).
+    #[error("bad length in chunk type {0}")]
+    BadLength(u8),
+    /// A DATA chunk without user data (RFC 9260 §3.3.1).
+    #[error("DATA chunk without user data")]
+    EmptyData,
+    /// A parameter shorter than its header, running past the chunk, or with a bad value.
+    #[error("bad parameter in chunk type {0}")]
+    BadParameter(u8),
+    /// A HEARTBEAT or HEARTBEAT ACK without its Heartbeat Info parameter.
+    #[error("heartbeat without heartbeat info")]
+    NoHeartbeatInfo,
+}
 
 /// A DATA chunk (type 0): one fragment of a user message.
 #[derive(Debug, Clone, PartialEq, Eq)]
