@@ -14,6 +14,7 @@ mod cli;
 
 use cli::Proc;
 use serde_json::{json, Value};
+use std::cell::Cell;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -72,6 +73,8 @@ struct Peer {
     stdin: ChildStdin,
     lines: Receiver<Value>,
     name: &'static str,
+    /// Links the peer lost and dialled again (`link` `reconnecting` events seen so far).
+    rejoins: Cell<usize>,
 }
 
 impl Peer {
@@ -102,6 +105,7 @@ impl Peer {
             stdin,
             lines,
             name,
+            rejoins: Cell::new(0),
         }
     }
 
@@ -115,7 +119,13 @@ impl Peer {
         let end = Instant::now() + limit;
         loop {
             let left = end.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
+            let got = self.lines.recv_timeout(left);
+            if let Ok(v) = &got {
+                if v["event"] == "link" && v["state"] == "reconnecting" {
+                    self.rejoins.set(self.rejoins.get() + 1);
+                }
+            }
+            match got {
                 Ok(v) if pred(&v) => return v,
                 Ok(v) => {
                     let bad = ["error", "rejected", "files_failed", "not-json"];
@@ -268,6 +278,8 @@ fn a_stock_aiortc_peer_pairs_from_codes_and_mirrors_pages_both_ways() {
 /// A follower on aiortc joins `host` (started by `host`) and gets turns and the pack.
 struct Choir {
     host: Peer,
+    /// When the follower was started.
+    started: Instant,
     follower: Peer,
     pack: Vec<PathBuf>,
     download: PathBuf,
@@ -318,9 +330,11 @@ fn start_choir(
         s(&download),
     ]);
     args.extend(follower_args);
+    let started = Instant::now();
     let follower = spawn_wrapped("aiortc follower", &args);
     Choir {
         host,
+        started,
         follower,
         pack,
         download,
@@ -331,13 +345,14 @@ fn spawn_wrapped(name: &'static str, args: &[&str]) -> Peer {
     Peer::spawn(name, Path::new(args[0]), &args[1..])
 }
 
-/// Joins, follows a song and turns, and receives the pack; `step` and `pack` bound each wait.
-/// Prints what it measured (JSON, on stderr).
-fn follow_and_download(name: &str, choir: &mut Choir, step: Duration, pack: Duration) {
-    let start = Instant::now();
+/// Joins, follows a song and turns (during the pack's transfer and after it), and receives the
+/// pack; `step` and `pack` bound each wait. Returns how often the follower had to rejoin, and
+/// prints what it measured (JSON, on stderr).
+fn follow_and_download(name: &str, choir: &mut Choir, step: Duration, pack: Duration) -> usize {
     let Choir { host, follower, .. } = choir;
     let joined = follower.wait_for("JOIN_ACCEPT", step, |v| v["event"] == "joined");
     assert_eq!(joined["rejoin"], false, "{joined}");
+    let joined_ms = choir.started.elapsed().as_secs_f64() * 1e3;
     host.wait_for("the follower present", step, |v| {
         v["event"] == "presence" && v["count"] == 2
     });
@@ -346,29 +361,32 @@ fn follow_and_download(name: &str, choir: &mut Choir, step: Duration, pack: Dura
     follower.wait_for("song and page 4", step, |v| {
         v["event"] == "page" && v["page"] == 4 && v["song_id"] == "ave-maria"
     });
-    let joined_ms = start.elapsed().as_secs_f64() * 1e3;
-    let mut turn_ms = Vec::new();
-    for page in [5, 6, 9] {
+    let turn = |host: &mut Peer, follower: &Peer, page: u64| {
         let sent = Instant::now();
         host.send(json!({"cmd": "set_page", "page": page}));
         follower.wait_page(page, step);
-        turn_ms.push((sent.elapsed().as_secs_f64() * 1e3).round());
-    }
+        (sent.elapsed().as_secs_f64() * 1e3).round()
+    };
+    // The pack starts right after JOIN_ACCEPT: these turns travel beside it.
+    let during: Vec<f64> = [5, 6, 9].map(|p| turn(host, follower, p)).to_vec();
     let done = follower.wait_for("the pack verified", pack, |v| {
         v["event"] == "files_done" && v["kind"] == "pack"
     });
     assert_eq!(done["hash"].as_str().map(str::len), Some(64), "{done}");
-    let pack_s = start.elapsed().as_secs_f64();
+    let pack_s = choir.started.elapsed().as_secs_f64();
     assert_received(&choir.pack, &choir.download);
+    // The link still carries turns after the transfer.
+    let after: Vec<f64> = (11..16).map(|p| turn(host, follower, p)).collect();
+    let rejoins = follower.rejoins.get();
     let bytes: u64 = choir.pack.iter().map(|f| f.metadata().unwrap().len()).sum();
     eprintln!(
         "{}",
-        json!({"test": name, "joined_ms": joined_ms.round(), "turn_ms": turn_ms,
-               "pack_bytes": bytes, "pack_done_s": (pack_s * 10.0).round() / 10.0})
+        json!({"test": name, "joined_ms": joined_ms.round(), "pack_bytes": bytes,
+               "pack_done_s": (pack_s * 10.0).round() / 10.0,
+               "turn_ms_during_pack": during, "turn_ms_after_pack": after,
+               "rejoins": rejoins})
     );
-    // The link still carries turns after the transfer.
-    choir.host.send(json!({"cmd": "set_page", "page": 11}));
-    choir.follower.wait_page(11, step);
+    rejoins
 }
 
 #[test]
@@ -388,7 +406,8 @@ fn a_stock_aiortc_follower_on_loopback_gets_turns_and_the_pack() {
         &[],
         &["--loopback"],
     );
-    follow_and_download("loopback", &mut choir, STEP, PACK);
+    let rejoins = follow_and_download("loopback", &mut choir, STEP, PACK);
+    assert_eq!(rejoins, 0, "a clean path lost the link");
 }
 
 #[test]
@@ -628,7 +647,8 @@ fn a_stock_aiortc_follower_on_a_veth_gets_turns_and_the_pack() {
         &veth.in_follower(),
         &[],
     );
-    follow_and_download("veth", &mut choir, STEP, PACK);
+    let rejoins = follow_and_download("veth", &mut choir, STEP, PACK);
+    assert_eq!(rejoins, 0, "a clean path lost the link");
 }
 
 #[test]

@@ -544,7 +544,8 @@ async def main():
         p.add_argument("--name", default="aiortc peer")
         p.add_argument("--loopback", action="store_true")
     args = ap.parse_args()
-    logging.basicConfig(level=os.environ.get("STOCK_LOG", "WARNING"), stream=sys.stderr)
+    logging.basicConfig(level=os.environ.get("STOCK_LOG", "WARNING"), stream=sys.stderr,
+                        format="%(relativeCreated)d %(name)s %(message)s")
     join_http.self_check()
     if args.loopback:
         import aioice.ice
