@@ -273,6 +273,12 @@ fn a_stock_aiortc_peer_pairs_from_codes_and_mirrors_pages_both_ways() {
     lansync.wait_for("page 2 from the stock peer", |v| {
         v["event"] == "page" && v["page"] == 2 && v["origin"] == "remote"
     });
+    // A change whose SET_PAGE never left: the stock peer's solo STATE_SNAPSHOT (every 5 s)
+    // carries it, so lansync must accept the snapshot as the stock peer writes it.
+    aiortc.send(json!({"cmd": "set_page", "page": 13, "send": false}));
+    lansync.wait_for("page 13 from the stock peer's snapshot", |v| {
+        v["event"] == "page" && v["page"] == 13 && v["origin"] == "remote"
+    });
 }
 
 /// A follower on aiortc joins `host` (started by `host`) and gets turns and the pack.

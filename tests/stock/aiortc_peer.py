@@ -324,7 +324,10 @@ async def pair_answer(args, commands):
                 state["top_ts"] = ts
                 page = dict(state["page"], page_index=int(cmd["page"]))
                 state["page"], state["stamp"] = page, (ts, args.id)
-                link.send("SET_PAGE", page, ts=ts)
+                # `"send": false` keeps the change local, as if its SET_PAGE were lost: only
+                # the periodic snapshot (section 6.1) can then carry it.
+                if cmd.get("send", True):
+                    link.send("SET_PAGE", page, ts=ts)
                 emit({"event": "page", "page": page["page_index"], "song_id": page["song_id"],
                       "origin": "local"})
 
