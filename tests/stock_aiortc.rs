@@ -1,13 +1,13 @@
 //! A stock WebRTC peer against lansync: `tests/stock/aiortc_peer.py`, written on aiortc (default
 //! settings) from PROTOCOL.md alone, pairs with `lansync pair offer` from its invite code, joins
-//! `lansync host` by its QR link, follows its page turns and downloads its session pack, verified
-//! byte for byte. Both run as separate processes; every wait is for an event, with a generous
-//! deadline.
+//! `lansync host` by its QR link or its session code (SPAKE2), follows its page turns and
+//! downloads its session pack, verified byte for byte. Both run as separate processes; every
+//! wait is for an event, with a generous deadline.
 //!
-//! aiortc comes from `.ci/venv` (made by `.ci/run`), or the interpreter in `STOCK_PYTHON`. When
-//! it is missing the tests fail under CI (`CI` set) and skip, saying so, otherwise. The
-//! namespace variants (a 1500-MTU veth, one with 5 % random loss by nftables) need root,
-//! iproute2 and nftables, and skip, saying why, without them.
+//! aiortc (and python-spake2, for code joins) come from `.ci/venv` (made by `.ci/run`), or the
+//! interpreter in `STOCK_PYTHON`. When they are missing the tests fail under CI (`CI` set) and
+//! skip, saying so, otherwise. The namespace variants (a 1500-MTU veth, one with 5 % random
+//! loss by nftables) need root, iproute2 and nftables, and skip, saying why, without them.
 #![cfg(all(feature = "native", unix))]
 
 mod cli;
@@ -41,15 +41,19 @@ fn python() -> Result<PathBuf, String> {
         None => PathBuf::from("python3"),
     };
     let out = Command::new(&python)
-        .args(["-c", "import aiortc; print(aiortc.__version__)"])
+        .args(["-c", "import aiortc, spake2"])
         .output()
         .map_err(|e| format!("{}: {e}", python.display()))?;
     if !out.status.success() {
         return Err(format!(
-            "{} cannot import aiortc (run .ci/run, or `python3 -m venv .ci/venv && \
-             .ci/venv/bin/pip install aiortc`): {}",
+            "{} cannot import aiortc and spake2 (run .ci/run, or `python3 -m venv .ci/venv && \
+             .ci/venv/bin/pip install aiortc spake2`): {}",
             python.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
+            String::from_utf8_lossy(&out.stderr)
+                .trim()
+                .lines()
+                .last()
+                .unwrap_or("")
         ));
     }
     Ok(python)
@@ -460,6 +464,86 @@ fn a_stock_aiortc_follower_on_loopback_joins_by_link_and_follows_turns() {
     }
     host.send(json!({"cmd": "end"}));
     follower.wait_for("the end", STEP, |v| v["event"] == "session_ended");
+}
+
+/// Joins `host` by session code (SPAKE2, PROTOCOL.md §9.2) at the endpoint mDNS would name,
+/// with `password`; returns the follower once joined.
+fn join_by_code(python: &Path, host: &Peer, hosting: &Value, id: &str, password: &str) -> Peer {
+    let endpoint = format!("127.0.0.1:{}", hosting["port"]);
+    let download = scratch(&format!("code-{id}"));
+    let script = peer_script();
+    let follower = Peer::spawn(
+        "aiortc follower by code",
+        python,
+        &[
+            s(&script),
+            "join",
+            "--code",
+            // Typed as a person might: lower case, no dash (normalised, §6.2).
+            &hosting["session_code"]
+                .as_str()
+                .unwrap()
+                .replace('-', "")
+                .to_lowercase(),
+            "--endpoint",
+            &endpoint,
+            "--password",
+            password,
+            "--loopback",
+            "--id",
+            id,
+            "--download",
+            s(&download),
+        ],
+    );
+    follower.wait_for("JOIN_ACCEPT", STEP, |v| v["event"] == "joined");
+    host.wait_for("the follower present", STEP, |v| {
+        v["event"] == "presence" && v["count"] == 2
+    });
+    follower
+}
+
+#[test]
+fn a_stock_aiortc_follower_joins_by_session_code_with_spake2() {
+    let Some(python) = python_or_skip("code join") else {
+        return;
+    };
+    let dir = scratch("code");
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_lansync"));
+    for (name, password) in [("open", ""), ("closed", "Gloria in excelsis")] {
+        let state = dir.join(name);
+        let mut args = vec!["host", "--json", "--loopback", "--state-dir", s(&state)];
+        if !password.is_empty() {
+            args.extend(["--password", password]);
+        }
+        let mut host = Peer::spawn("host", &bin, &args);
+        let hosting = host.wait_for("join link", STEP, |v| v["event"] == "hosting_link");
+        let follower = join_by_code(&python, &host, &hosting, &format!("py-{name}"), password);
+        host.send(json!({"cmd": "set_page", "page": 3}));
+        follower.wait_page(3, STEP);
+        if !password.is_empty() {
+            // A wrong password gives the two sides different keys: the master refuses the proof.
+            let wrong = Peer::spawn(
+                "aiortc follower, wrong password",
+                &python,
+                &[
+                    s(&peer_script()),
+                    "join",
+                    "--code",
+                    hosting["session_code"].as_str().unwrap(),
+                    "--endpoint",
+                    &format!("127.0.0.1:{}", hosting["port"]),
+                    "--password",
+                    "Gloria in excelsis!",
+                    "--loopback",
+                    "--download",
+                    s(&dir.join("wrong")),
+                ],
+            );
+            let refused = wrong.wait_for("a refusal", STEP, |v| v["event"] == "rejected");
+            assert_eq!(refused["reason"], "invalid_password", "{refused}");
+        }
+    }
 }
 
 // ------------------------------------------------------------------------ network namespaces

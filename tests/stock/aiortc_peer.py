@@ -5,8 +5,10 @@ alone (not from lansync's sources), to prove a third party can interoperate.
     aiortc_peer.py pair-answer CODE [--id ID] [--loopback]
         answers `lansync pair offer`'s invite code (section 7.1) and plays the solo role (6.1)
     aiortc_peer.py join LINK --download DIR [--id ID] [--name NAME] [--loopback]
-        joins `lansync host` by its QR link (section 9, token), follows it (6.3) and receives
-        its files (section 11), rejoining with its member secret after a lost link
+    aiortc_peer.py join --code CODE --endpoint HOST:PORT [--password P] --download DIR ...
+        joins `lansync host` by its QR link (section 9, token) or by its session code (SPAKE2;
+        the endpoint given, as mDNS would find it), follows it (6.3) and receives its files
+        (section 11), rejoining with its member secret after a lost link
 
 stdout: one JSON event per line (`answer`, `link`, `joined`, `page`, `offer`, `file_received`,
 `files_done`, `files_failed`, `error`); stdin: JSON commands per line (`set_page`, `quit`).
@@ -350,7 +352,14 @@ async def pair_answer(args, commands):
 class Follower:
     def __init__(self, args):
         self.args = args
-        self.target = join_http.parse_join_link(args.link)
+        if args.link:
+            self.target = join_http.parse_join_link(args.link)
+        else:
+            host, _, port = args.endpoint.rpartition(":")
+            # Joining by code: the master's fingerprint is learnt from its first verified
+            # answer and checked on every rejoin (section 9.4).
+            self.target = {"host": host.strip("[]"), "port": int(port), "code": args.code,
+                           "token": None, "fingerprint": None}
         self.member_secret = None
         self.master_id = None
         self.state = None  # the master's PageState
@@ -379,10 +388,14 @@ class Follower:
         t = self.target
         me = self.args.id
         if self.member_secret:
-            auth, key = "member", join_http.member_key(me, self.member_secret)
+            key = join_http.member_key(me, self.member_secret)
+            nonce = await asyncio.to_thread(join_http.start, t["host"], t["port"], "member", me)
+        elif t["token"]:
+            key = join_http.token_key(t["token"])
+            nonce = await asyncio.to_thread(join_http.start, t["host"], t["port"], "token", me)
         else:
-            auth, key = "token", join_http.token_key(t["token"])
-        nonce = await asyncio.to_thread(join_http.start, t["host"], t["port"], auth, me)
+            nonce, key = await asyncio.to_thread(join_http.code_start, t["host"], t["port"],
+                                                 t["code"], self.args.password, me)
         link = Link(me, offering=True)
         link.make_channels()
         await link.pc.setLocalDescription(await link.pc.createOffer())
@@ -393,6 +406,10 @@ class Follower:
         except BaseException:
             await link.close()
             raise
+        if t["fingerprint"] is None:
+            fps = [line.split(" ", 1)[1].replace(":", "").strip().lower()
+                   for line in answer.split("\n") if line.startswith("a=fingerprint:sha-256 ")]
+            t["fingerprint"] = fps[0] if fps else None
         await link.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
         return link
 
@@ -453,8 +470,12 @@ class Follower:
             p = {"device_name": self.args.name, "follow_mode": "follow"}
             if self.member_secret:
                 p["member_secret"] = self.member_secret
-            else:
+            elif self.target["token"]:
                 p["token"] = self.target["token"]
+            else:
+                p["session_code"] = self.target["code"]
+                if self.args.password:
+                    p["password"] = self.args.password
             link.send("JOIN_REQUEST", p)
 
         async def until_answered():
@@ -540,13 +561,18 @@ async def main():
     pa = sub.add_parser("pair-answer")
     pa.add_argument("code")
     jo = sub.add_parser("join")
-    jo.add_argument("link")
+    jo.add_argument("link", nargs="?")
+    jo.add_argument("--code")
+    jo.add_argument("--endpoint")
+    jo.add_argument("--password", default="")
     jo.add_argument("--download", required=True)
     for p in (pa, jo):
         p.add_argument("--id", default="aiortc-%08x" % random.getrandbits(32))
         p.add_argument("--name", default="aiortc peer")
         p.add_argument("--loopback", action="store_true")
     args = ap.parse_args()
+    if args.mode == "join" and not args.link and not (args.code and args.endpoint):
+        ap.error("join needs a LINK, or --code and --endpoint")
     logging.basicConfig(level=os.environ.get("STOCK_LOG", "WARNING"), stream=sys.stderr,
                         format="%(relativeCreated)d %(name)s %(message)s")
     join_http.self_check()

@@ -1,5 +1,6 @@
-"""The follower's side of the LAN join endpoint (PROTOCOL.md section 9), token and member
-joins only (HMAC-SHA256; a code join would need SPAKE2), written from the specification alone."""
+"""The follower's side of the LAN join endpoint (PROTOCOL.md section 9): token and member joins
+(HMAC-SHA256) and code joins (SPAKE2, from the `spake2` package), written from the
+specification alone."""
 
 import hashlib
 import hmac
@@ -99,6 +100,30 @@ def _post(host, port, path, body, timeout=15):
         return obj
     finally:
         conn.close()
+
+
+def normalise_code(code: str) -> str:
+    """Section 6.2, in the form section 9.2 hashes: `XXXX-XXXX`, upper case."""
+    bare = code.upper().replace(" ", "").replace("-", "")
+    return bare[:4] + "-" + bare[4:]
+
+
+def code_start(host, port, code, password, device_id):
+    """`POST /v1/join/start` of a code join (section 9.2): (nonce, K)."""
+    from spake2 import SPAKE2_A
+
+    pw = normalise_code(code).encode() + b"\0" + password.encode()
+    pake = SPAKE2_A(pw, idA=b"lansync follower", idB=b"lansync master")
+    msg = pake.start()
+    body = {"v": 2, "auth": "code", "session_code": code, "device_id": device_id,
+            "pake": msg.hex()}
+    obj = _post(host, port, "/v1/join/start", body)
+    nonce = bytes.fromhex(obj["nonce"])
+    theirs = bytes.fromhex(obj["pake"])
+    if len(nonce) != 32 or len(theirs) != 33 or theirs[0] != 0x42:
+        raise JoinRefused(200, "bad start answer")
+    key = hashlib.sha256(b"lansync join code\0" + pake.finish(theirs)).digest()
+    return nonce, key
 
 
 def start(host, port, auth, device_id) -> bytes:
