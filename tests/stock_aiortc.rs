@@ -144,6 +144,15 @@ impl Peer {
         }
     }
 
+    /// Sends `sig` (`-STOP`, `-CONT`) to the process.
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "{}: kill {sig}", self.name);
+    }
+
     fn wait_page(&self, page: u64, limit: Duration) {
         self.wait_for(&format!("page {page}"), limit, |v| {
             v["event"] == "page" && v["page"] == page
@@ -767,4 +776,55 @@ fn a_stock_aiortc_follower_behind_5_percent_loss_gets_turns_and_the_pack() {
         json!({"test": "veth, 5 % loss", "udp_packets_dropped": dropped})
     );
     assert!(dropped > 0, "the loss rules dropped nothing");
+}
+
+#[test]
+fn a_stock_aiortc_follower_resumes_the_pack_after_its_link_is_lost() {
+    let test = "resume after a lost link";
+    let Some(python) = python_or_skip(test) else {
+        return;
+    };
+    if !veth_or_skip(test) {
+        return;
+    }
+    let veth = Veth::create("r");
+    let choir = start_choir(
+        "resume",
+        &python,
+        &veth.in_master(),
+        &["--no-mdns"],
+        &veth.in_follower(),
+        &[],
+    );
+    let follower = &choir.follower;
+    follower.wait_for("JOIN_ACCEPT", STEP, |v| v["event"] == "joined");
+    follower.wait_for("1 MiB of the pack", PACK, |v| {
+        v["event"] == "files_progress" && v["bytes_received"].as_u64() >= Some(1 << 20)
+    });
+    // Frozen past the master's 10 s heartbeat (PROTOCOL.md §6.4): the master closes the link.
+    // The length of the cut, not a synchronisation.
+    follower.signal("-STOP");
+    std::thread::sleep(Duration::from_secs(12));
+    follower.signal("-CONT");
+    let rejoined = follower.wait_for("the rejoin", STEP, |v| v["event"] == "joined");
+    assert_eq!(rejoined["rejoin"], true, "{rejoined}");
+    // The master offers the pack again; the stock peer asks only for what it lacks (§11.5).
+    let offer = follower.wait_for("the offer after the rejoin", STEP, |v| {
+        v["event"] == "offer"
+    });
+    let from: Vec<u64> = offer["want"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["from"].as_u64().unwrap())
+        .collect();
+    assert!(
+        from.iter().any(|&f| f > 0) && from.iter().all(|f| f % 16_376 == 0),
+        "resumed from {from:?}"
+    );
+    eprintln!("{}", json!({"test": test, "resumed_from": from}));
+    follower.wait_for("the pack verified", PACK, |v| {
+        v["event"] == "files_done" && v["kind"] == "pack"
+    });
+    assert_received(&choir.pack, &choir.download);
 }

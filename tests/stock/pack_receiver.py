@@ -131,6 +131,7 @@ class Receiver:
         os.makedirs(self.work, mode=0o700, exist_ok=True)
         self.verified = {}  # (name, sha256) -> path on disk
         self.round = None
+        self.bytes_in = 0  # payload bytes received, over every round
 
     def _base_dir(self, kind):
         d = self.dir if kind == "pack" else os.path.join(self.dir, kind)
@@ -229,11 +230,15 @@ class Receiver:
             return self._abort("oversize-chunk")
         part.write(payload)
         r["next"] += 1
+        before, self.bytes_in = self.bytes_in, self.bytes_in + len(payload)
+        progress = []
+        if before >> 20 != self.bytes_in >> 20:
+            progress.append({"event": "files_progress", "bytes_received": self.bytes_in})
         if part.held < f["size"]:
-            return [], []
+            return [], progress
         part.close()
         r["part"] = None
-        events = []
+        events = progress
         if part.hash.hexdigest() != f["sha256"]:
             os.unlink(part.path)
             return self._abort("hash-mismatch")
