@@ -294,6 +294,46 @@ fn a_stock_aiortc_peer_pairs_from_codes_and_mirrors_pages_both_ways() {
     });
 }
 
+#[test]
+fn a_stock_aiortc_peer_invites_and_lansync_answers() {
+    let Some(python) = python_or_skip("pairing, aiortc offering") else {
+        return;
+    };
+    let script = peer_script();
+    let mut aiortc = Peer::spawn(
+        "aiortc",
+        &python,
+        &[s(&script), "pair-offer", "--loopback", "--id", "py-a"],
+    );
+    let invite = aiortc.wait_for("invite code", STEP, |v| v["event"] == "invite");
+    let mut lansync = Proc::spawn(
+        "lansync",
+        &[
+            "pair",
+            "answer",
+            invite["code"].as_str().unwrap(),
+            "--json",
+            "--loopback",
+            "--id",
+            "tab-b",
+        ],
+    );
+    let answer = lansync.wait_for("answer code", |v| v["event"] == "answer");
+    aiortc.send(json!({"cmd": "answer", "code": answer["code"]}));
+    aiortc.wait_for("link", STEP, |v| {
+        v["event"] == "link" && v["state"] == "connected"
+    });
+    lansync.wait_for("link", |v| {
+        v["event"] == "link" && v["state"] == "connected"
+    });
+    aiortc.send(json!({"cmd": "set_page", "page": 4}));
+    lansync.wait_for("page 4 from the stock peer", |v| {
+        v["event"] == "page" && v["page"] == 4 && v["origin"] == "remote"
+    });
+    lansync.send(json!({"cmd": "set_page", "page": 6}));
+    aiortc.wait_page(6, STEP);
+}
+
 /// A follower on aiortc joins `host` (started by `host`) and gets turns and the pack.
 struct Choir {
     host: Peer,

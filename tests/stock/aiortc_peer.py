@@ -4,14 +4,17 @@ alone (not from lansync's sources), to prove a third party can interoperate.
 
     aiortc_peer.py pair-answer CODE [--id ID] [--loopback]
         answers `lansync pair offer`'s invite code (section 7.1) and plays the solo role (6.1)
+    aiortc_peer.py pair-offer [--id ID] [--loopback]
+        prints an invite code for `lansync pair answer`, takes its answer code on stdin
     aiortc_peer.py join LINK --download DIR [--id ID] [--name NAME] [--loopback]
     aiortc_peer.py join --code CODE --endpoint HOST:PORT [--password P] --download DIR ...
         joins `lansync host` by its QR link (section 9, token) or by its session code (SPAKE2;
         the endpoint given, as mDNS would find it), follows it (6.3) and receives its files
         (section 11), rejoining with its member secret after a lost link
 
-stdout: one JSON event per line (`answer`, `link`, `joined`, `page`, `offer`, `file_received`,
-`files_done`, `files_failed`, `error`); stdin: JSON commands per line (`set_page`, `quit`).
+stdout: one JSON event per line (`invite`, `answer`, `link`, `hello`, `joined`, `page`, `offer`,
+`files_progress`, `file_received`, `files_done`, `files_failed`, `rejected`, `session_ended`,
+`error`); stdin: JSON commands per line (`answer`, `set_page`, `quit`).
 `--loopback` makes aiortc gather its candidate on 127.0.0.1 only (aioice leaves loopback out
 otherwise), the counterpart of lansync's own `--loopback`; nothing else is tuned.
 """
@@ -245,17 +248,38 @@ async def wait_until_open(link):
 # ------------------------------------------------------------------------------------ solo
 
 
-async def pair_answer(args, commands):
-    kind, offer_sdp = invite_codes.decode_compact(args.code)
-    if kind != "offer":
-        emit({"event": "error", "code": "not-an-offer"})
-        return 2
-    link = Link(args.id, offering=False)
-    await link.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
-    link.make_channels()
-    await link.pc.setLocalDescription(await link.pc.createAnswer())
-    emit({"event": "answer", "code": invite_codes.encode_compact(link.pc.localDescription.sdp,
-                                                                  "answer")})
+async def pair(args, commands):
+    """Solo pairing from codes (section 7): answers an invite, or makes one and takes the answer
+    code from a command `{"cmd":"answer","code":...}`."""
+    if args.mode == "pair-answer":
+        kind, offer_sdp = invite_codes.decode_compact(args.code)
+        if kind != "offer":
+            emit({"event": "error", "code": "not-an-offer"})
+            return 2
+        link = Link(args.id, offering=False)
+        await link.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        link.make_channels()
+        await link.pc.setLocalDescription(await link.pc.createAnswer())
+        emit({"event": "answer",
+              "code": invite_codes.encode_compact(link.pc.localDescription.sdp, "answer")})
+    else:
+        link = Link(args.id, offering=True)
+        link.make_channels()
+        await link.pc.setLocalDescription(await link.pc.createOffer())
+        emit({"event": "invite",
+              "code": invite_codes.encode_compact(link.pc.localDescription.sdp, "offer")})
+        while True:
+            line = await commands.get()
+            if line is None:
+                return 1
+            cmd = json.loads(line)
+            if cmd.get("cmd") != "answer":
+                continue
+            kind, answer_sdp = invite_codes.decode_compact(cmd["code"])
+            if kind == "answer":
+                break
+            emit({"event": "error", "code": "not-an-answer"})
+        await link.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
     if not await wait_until_open(link):
         emit({"event": "error", "message": "link did not open"})
         return 1
@@ -293,7 +317,8 @@ async def pair_answer(args, commands):
             if typ == "PING":
                 link.answer_ping(env)
             elif typ == "HELLO":
-                emit({"event": "hello", "mode": p.get("mode"), "peer": env["sender_id"]})
+                emit({"event": "hello", "mode": p.get("mode"), "peer": env["sender_id"],
+                      "session_id": env["session_id"]})
             elif typ in ("SET_PAGE", "SET_SONG"):
                 page = page_state(p)
                 if page:
@@ -560,13 +585,14 @@ async def main():
     sub = ap.add_subparsers(dest="mode", required=True)
     pa = sub.add_parser("pair-answer")
     pa.add_argument("code")
+    po = sub.add_parser("pair-offer")
     jo = sub.add_parser("join")
     jo.add_argument("link", nargs="?")
     jo.add_argument("--code")
     jo.add_argument("--endpoint")
     jo.add_argument("--password", default="")
     jo.add_argument("--download", required=True)
-    for p in (pa, jo):
+    for p in (pa, po, jo):
         p.add_argument("--id", default="aiortc-%08x" % random.getrandbits(32))
         p.add_argument("--name", default="aiortc peer")
         p.add_argument("--loopback", action="store_true")
@@ -582,8 +608,8 @@ async def main():
         aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
     commands = asyncio.Queue()
     start_stdin(asyncio.get_event_loop(), commands)
-    if args.mode == "pair-answer":
-        return await pair_answer(args, commands)
+    if args.mode in ("pair-answer", "pair-offer"):
+        return await pair(args, commands)
     return await Follower(args).run(commands)
 
 
