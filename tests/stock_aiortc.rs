@@ -14,7 +14,7 @@ mod cli;
 
 use cli::Proc;
 use serde_json::{json, Value};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -79,6 +79,8 @@ struct Peer {
     name: &'static str,
     /// Links the peer lost and dialled again (`link` `reconnecting` events seen so far).
     rejoins: Cell<usize>,
+    /// Every `link` state seen so far, in order.
+    link_states: RefCell<Vec<String>>,
 }
 
 impl Peer {
@@ -110,6 +112,7 @@ impl Peer {
             lines,
             name,
             rejoins: Cell::new(0),
+            link_states: RefCell::new(Vec::new()),
         }
     }
 
@@ -125,8 +128,12 @@ impl Peer {
             let left = end.saturating_duration_since(Instant::now());
             let got = self.lines.recv_timeout(left);
             if let Ok(v) = &got {
-                if v["event"] == "link" && v["state"] == "reconnecting" {
-                    self.rejoins.set(self.rejoins.get() + 1);
+                if v["event"] == "link" {
+                    let state = v["state"].as_str().unwrap_or("?").to_string();
+                    if state == "reconnecting" {
+                        self.rejoins.set(self.rejoins.get() + 1);
+                    }
+                    self.link_states.borrow_mut().push(state);
                 }
             }
             match got {
@@ -443,7 +450,7 @@ fn follow_and_download(name: &str, choir: &mut Choir, step: Duration, pack: Dura
         json!({"test": name, "joined_ms": joined_ms.round(), "pack_bytes": bytes,
                "pack_done_s": (pack_s * 10.0).round() / 10.0,
                "turn_ms_during_pack": during, "turn_ms_after_pack": after,
-               "rejoins": rejoins})
+               "rejoins": rejoins, "link_states": *follower.link_states.borrow()})
     );
     rejoins
 }

@@ -457,7 +457,9 @@ class Follower:
                 await asyncio.sleep(min(30, 2 ** attempt) * random.uniform(0.8, 1.2))
                 continue
             if not await wait_until_open(link):
-                emit({"event": "link", "state": "did-not-open"})
+                pc = link.pc
+                emit({"event": "link", "state": "did-not-open", "ice": pc.iceConnectionState,
+                      "connection": pc.connectionState, "channels_open": link.channels_open})
                 await link.close()
                 continue
             emit({"event": "link", "state": "connected"})
