@@ -204,7 +204,7 @@ fn noise(len: usize, mut x: u64) -> Vec<u8> {
     out
 }
 
-/// A pack of three files (PROTOCOL.md §11.2 types): a 6 MB score, an image, a MusicXML part.
+/// A pack of four files (PROTOCOL.md §11.2 types): a 6 MB score, an image, two MusicXML parts.
 fn make_pack(dir: &Path) -> Vec<PathBuf> {
     let seed = std::process::id() as u64 | 1;
     let mut pdf = b"%PDF-1.7\n".to_vec();
@@ -215,7 +215,9 @@ fn make_pack(dir: &Path) -> Vec<PathBuf> {
     let files = [
         ("Ave Maria.pdf", pdf),
         ("cover.png", png),
-        ("alto part.musicxml", xml),
+        ("alto part.musicxml", xml.clone()),
+        // Non-ASCII: the pack hash is over the names' raw UTF-8 (canonical JSON, §11.1).
+        ("Ständchen – Schubert.musicxml", xml),
     ];
     files
         .into_iter()
