@@ -4,7 +4,6 @@ specification alone: manifest checks, pack hash, ordered chunks, SHA-256 per fil
 Messages to send are returned as (type, payload) pairs; events to report as dicts."""
 
 import hashlib
-import json
 import os
 import re
 import struct
@@ -267,7 +266,3 @@ class Receiver:
         os.link(part_path, candidate)  # never replaces an existing file
         os.unlink(part_path)
         return candidate
-
-
-def load_json(text):
-    return json.loads(text)
