@@ -351,6 +351,14 @@ struct Choir {
     follower: Peer,
     pack: Vec<PathBuf>,
     download: PathBuf,
+    /// Everything the choir wrote (pack, downloads, state): removed on drop.
+    dir: PathBuf,
+}
+
+impl Drop for Choir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// Starts `lansync host` (through `wrap`, e.g. `ip netns exec NS`) with a pack, and the aiortc
@@ -406,6 +414,7 @@ fn start_choir(
         follower,
         pack,
         download,
+        dir,
     }
 }
 
