@@ -82,8 +82,11 @@ const PTO_MIN: Duration = Duration::from_millis(1);
 /// Added to the probe timeout when a single chunk is out, for a peer that delays its SACK
 /// despite the I bit (RFC 8985 §7.2 adds a worst-case delayed-ack time).
 const PTO_LONE_EXTRA: Duration = Duration::from_micros(500);
-/// Pacing gain: how much faster than cwnd/srtt the bucket refills (slow start, then after).
+/// Pacing gain in slow start: how much faster than cwnd/srtt the bucket refills (the window
+/// doubles per round trip, the rate must keep up).
 const PACING_GAIN_SLOW_START: f64 = 2.0;
+/// Pacing gain afterwards: a little headroom over cwnd/srtt, so the window, not the bucket,
+/// is the limit.
 const PACING_GAIN: f64 = 1.25;
 
 /// Serial-number "less than" on TSNs (RFC 9260 §1.6, RFC 1982).

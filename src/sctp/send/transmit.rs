@@ -11,6 +11,7 @@ use super::{
 };
 
 impl Sender {
+    /// Position of `tsn` in `entries`, if it has a TSN and is not cumulatively acked.
     pub(super) fn index(&self, tsn: u32) -> Option<usize> {
         let off = tsn.wrapping_sub(self.cum_ack.wrapping_add(1)) as usize;
         (off < self.entries.len()).then_some(off)
@@ -31,6 +32,7 @@ impl Sender {
         self.peer_a_rwnd.saturating_sub(self.flight)
     }
 
+    /// Nothing to resend, nothing queued: the chunk just taken is the last for now.
     pub(super) fn nothing_pending(&self) -> bool {
         self.lost_count == 0
             && self.unsent_count == 0
@@ -50,6 +52,7 @@ impl Sender {
                 .is_some_and(|e| e.state == State::Acked)
     }
 
+    /// Bytes per second the bucket refills at: gain · cwnd / srtt (none before a sample).
     pub(super) fn pacing_rate(&self) -> Option<f64> {
         let srtt = self.rtt.srtt()?.as_secs_f64().max(1e-6);
         let gain = if self.cc.in_slow_start() {
@@ -60,6 +63,7 @@ impl Sender {
         Some(gain * self.cc.cwnd() as f64 / srtt)
     }
 
+    /// Brings the bucket up to `now` (called on every entry point, see `pacing`).
     pub(super) fn refill(&mut self, now: Instant) {
         let rate = self.pacing_rate();
         self.pacer.refill(now, rate);
@@ -107,6 +111,7 @@ impl Sender {
         true
     }
 
+    /// The oldest chunk declared lost of its class, if it may go now.
     pub(super) fn retransmit(&mut self, now: Instant, room: usize, priority: bool) -> Option<Data> {
         loop {
             let front = if priority {
@@ -146,6 +151,8 @@ impl Sender {
         }
     }
 
+    /// The next new chunk of its class: a started message's next fragment, else the first
+    /// fragment of the next message (which gets all its TSNs now).
     pub(super) fn send_new(&mut self, now: Instant, room: usize, priority: bool) -> Option<Data> {
         let started = if priority {
             self.unsent_priority.front()
