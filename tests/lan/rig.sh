@@ -564,7 +564,74 @@ fi
 abort_if_failed
 
 # ---------------------------------------------------------------------------------------------
-# 6. The end: everyone is told, and the old link is refused.
+# 6. Lossy Wi-Fi: 5 % of UDP packets dropped at random in and out of every follower's namespace
+# (nftables `numgen random`; the kernel has no netem). Page turns one by one and a new pack still
+# reach everyone, and nothing is lost.
+
+# loss PERCENT: sets (0: clears) the random UDP loss of every follower.
+loss() {
+    local i n=$(($1 * 100)) rule
+    rule="meta l4proto udp numgen random mod 10000 < $n drop"
+    for ((i = 1; i <= NF + 1; i++)); do
+        ip netns exec "${NS[$i]}" nft delete table inet lossy 2>/dev/null || true
+        ((n == 0)) && continue
+        ip netns exec "${NS[$i]}" nft -f - <<NFT || return 1
+table inet lossy {
+    chain input { type filter hook input priority 0; policy accept; $rule; }
+    chain output { type filter hook output priority 0; policy accept; $rule; }
+}
+NFT
+    done
+}
+
+if ! command -v nft >/dev/null 2>&1; then
+    known_fail "lossy step" "nftables (\`nft\`) is not installed: the 5 % loss step did not run"
+elif ! loss 5; then
+    fail "lossy step" "could not set the nftables loss rules"
+else
+    mark "${ALL[@]}" master
+    T=$(now)
+    for page in 9 10 11 12 13; do
+        send "{\"cmd\":\"set_page\",\"page\":$page}"
+        sleep 0.3
+    done
+    if check_wait "page turns under 5 % loss" 30 "$T" "$(page_cond 13 ave-verum)" "${FOLLOWERS[@]}"; then
+        timing "5 page turns under 5 % loss, start to last shown" "$LAST_OUT"
+    fi
+    # No turn is lost: every follower showed each of the five pages.
+    specs=()
+    for f in "${FOLLOWERS[@]}"; do specs+=("$(spec "$f")"); done
+    lost=""
+    for page in 9 10 11 12; do
+        "${WAITJSON[@]}" wait 2 "$T" "e.get('event')=='page' and e.get('page')==$page" "${specs[@]}" >/dev/null ||
+            lost+=" $page"
+    done
+    if [[ -z $lost ]]; then
+        pass "no page turn lost under 5 % loss" "every follower showed pages 9–13"
+    else
+        fail "no page turn lost under 5 % loss" "pages not shown by every follower:$lost"
+    fi
+    make_pack "$WORK/pack3" 4
+    T_PUB3=$(now)
+    send "{\"cmd\":\"publish_pack\",\"dir\":\"$WORK/pack3\"}"
+    PUB3=$("${WAITJSON[@]}" first "e.get('event')=='files_published'" "$(spec master)")
+    PACK3=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["files"]["pack"]["hash"])' "$PUB3")
+    if check_wait "pack under 5 % loss (4 MB, 3 files)" 180 "$T_PUB3" \
+        "e.get('event')=='files_done' and e.get('hash')=='$PACK3'" "${FOLLOWERS[@]}"; then
+        timing "pack 3 (4 MB) under 5 % loss, publish to verified" "$LAST_OUT"
+    fi
+    # The links held: loss slows packets down, it must not make a heartbeat declare a link dead.
+    if out=$("${WAITJSON[@]}" absent "e.get('event')=='state' and e.get('state')=='FOLLOWER_DISCONNECTED_LOCAL'" "${specs[@]}"); then
+        pass "no link lost under 5 % loss" "no follower left FOLLOWER_CONNECTED_FOLLOW"
+    else
+        fail "no link lost under 5 % loss" "$out"
+    fi
+    loss 0 || true
+fi
+abort_if_failed
+
+# ---------------------------------------------------------------------------------------------
+# 7. The end: everyone is told, and the old link is refused.
 
 start watch "$NF" /dev/null sessions --json --watch
 check_wait "mDNS lists the restarted session" 20 "$(now)" "e.get('event')=='session_found' and e.get('session_code')=='$CODE'" watch || true

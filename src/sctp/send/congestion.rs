@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::tsn_lt;
 
 /// Multiplicative decrease at the start of a recovery episode without a queue.
-const BETA_RANDOM: f64 = 0.9;
+const BETA_RANDOM: f64 = 0.95;
 /// Multiplicative decrease when the round trip shows a queue building.
 const BETA_CONGESTION: f64 = 0.5;
 /// Queueing delay (latest round trip less the shortest) taken as a building queue; it must
@@ -37,7 +37,8 @@ struct Episode {
     until: u32,
     /// Bytes in flight when it began.
     flight: usize,
-    /// Bytes declared lost during it.
+    /// Bytes declared lost during it, of chunks sent before it began (later ones would count
+    /// a second round trip's random loss against the first's flight).
     lost: usize,
     /// The window was already halved when it began.
     halved: bool,
@@ -82,29 +83,37 @@ impl Congestion {
         self.recovery.is_some()
     }
 
-    /// Chunks were declared lost (fast retransmit or loss detection): one reduction per
-    /// episode (RFC 9260 §7.2.4 point 2). `queue_delay`, `min_rtt`: the round trip's excess
-    /// over its minimum, and that minimum.
+    /// A chunk (`tsn`, `len` bytes) was declared lost by fast retransmit or loss detection:
+    /// one reduction per episode (RFC 9260 §7.2.4 point 2). `queue_delay`, `min_rtt`: the
+    /// round trip's excess over its minimum, and that minimum.
     pub(super) fn on_loss(
         &mut self,
-        lost: usize,
+        tsn: u32,
+        len: usize,
         flight_before: usize,
         highest_sent: u32,
         queue_delay: Duration,
         min_rtt: Duration,
     ) {
         match &mut self.recovery {
-            Some(ep) => ep.lost += lost,
+            Some(ep) => {
+                if !tsn_lt(ep.until, tsn) {
+                    ep.lost += len;
+                }
+            }
             None => {
                 let queue = queue_delay >= QUEUE_SIGN && queue_delay >= min_rtt;
                 let beta = if queue { BETA_CONGESTION } else { BETA_RANDOM };
                 self.ssthresh = ((self.cwnd as f64 * beta) as usize).max(self.min_ssthresh());
                 self.cwnd = self.ssthresh;
-                self.partial_acked = 0;
+                // Keep the progress towards the next step (RFC 9260 §7.2.2 resets it): with
+                // random loss an episode begins about every round trip, and a reset each time
+                // would stop growth altogether.
+                self.partial_acked = self.partial_acked.min(self.cwnd);
                 self.recovery = Some(Episode {
                     until: highest_sent,
                     flight: flight_before.max(self.mtu),
-                    lost,
+                    lost: len,
                     halved: queue,
                 });
             }

@@ -45,7 +45,13 @@ impl Pacer {
 
     /// True when `size` bytes may go now.
     pub(super) fn ready(&self, size: usize) -> bool {
-        self.tokens >= size as f64
+        self.tokens >= Self::cost(size)
+    }
+
+    /// Tokens a chunk needs: its size, but never more than the bucket holds (a probed MTU may
+    /// exceed the burst cap).
+    fn cost(size: usize) -> f64 {
+        (size as f64).min(MAX_BURST)
     }
 
     /// Takes `size` bytes; a priority chunk may take more than there is (the debt delays bulk
@@ -56,7 +62,7 @@ impl Pacer {
 
     /// How long until `size` bytes may go (None: never at this rate, i.e. no rate).
     pub(super) fn wait(&self, size: usize) -> Option<Duration> {
-        let missing = size as f64 - self.tokens;
+        let missing = Self::cost(size) - self.tokens;
         if missing <= 0.0 {
             return Some(Duration::ZERO);
         }

@@ -8,7 +8,6 @@ pub(super) struct Rtt {
     srtt: Option<Duration>,
     rttvar: Duration,
     min_rtt: Option<Duration>,
-    latest: Option<Duration>,
     /// The timeout derived from the estimate, before backoff.
     base: Duration,
     /// The timeout in force: `base` doubled once per expiry since the last new acknowledgement.
@@ -25,7 +24,6 @@ impl Rtt {
             srtt: None,
             rttvar: Duration::ZERO,
             min_rtt: None,
-            latest: None,
             base,
             current: base,
             rto_min,
@@ -49,7 +47,6 @@ impl Rtt {
             }
         }
         self.min_rtt = Some(self.min_rtt.map_or(r, |m| m.min(r)));
-        self.latest = Some(r);
         let srtt = self.srtt.unwrap_or(r);
         self.base = (srtt + self.rttvar * 4).clamp(self.rto_min, self.rto_max);
         self.current = self.base;
@@ -79,10 +76,12 @@ impl Rtt {
         self.min_rtt
     }
 
-    /// How much longer the latest round trip was than the shortest: time spent in queues.
+    /// How much longer the round trip is than the shortest seen: time spent in queues. The
+    /// smoothed round trip, not the latest sample: one late SACK (a busy receiver, Wi-Fi
+    /// airtime) is no queue, a queue that stands for round trips is.
     pub(super) fn queue_delay(&self) -> Duration {
-        match (self.latest, self.min_rtt) {
-            (Some(l), Some(m)) => l.saturating_sub(m),
+        match (self.srtt, self.min_rtt) {
+            (Some(s), Some(m)) => s.saturating_sub(m),
             _ => Duration::ZERO,
         }
     }

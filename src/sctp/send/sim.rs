@@ -26,6 +26,8 @@ pub(super) struct Link {
     /// Bytes per second the receiver drains its socket at.
     bandwidth: f64,
     delay: Duration,
+    /// Extra one-way delay, uniform in [0, jitter), in order (Wi-Fi airtime, retries).
+    jitter: Duration,
     socket_buffer: usize,
     loss: f64,
     /// The driver's timers fire on this grid (a real one: ~1 ms); zero for exact timers.
@@ -37,11 +39,22 @@ struct Rng(u64);
 
 impl Rng {
     fn chance(&mut self, p: f64) -> bool {
+        self.uniform() < p
+    }
+
+    fn uniform(&mut self) -> f64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         let x = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d);
-        ((x >> 11) as f64 / (1u64 << 53) as f64) < p
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// When something sent at `t` arrives, never before what was sent earlier (`last`).
+    fn arrival(&mut self, link: &Link, t: Instant, last: &mut Instant) -> Instant {
+        let at = t + link.delay + link.jitter.mul_f64(self.uniform());
+        *last = (*last).max(at);
+        *last
     }
 }
 
@@ -169,6 +182,7 @@ pub(super) fn run(
     let mut sent_turns: Vec<Instant> = Vec::new();
     let mut next_turn = t0 + turn_every;
     let mut timeouts = 0;
+    let (mut last_rx, mut last_tx) = (t0, t0);
     let (mut overflow, mut packets) = (0, 0);
     // When the driver's timer wakes the sender: the sender's deadline rounded up to the grid.
     let wake = |t: Instant| {
@@ -220,7 +234,8 @@ pub(super) fn run(
             let size = MTU - room + WIRE_OVERHEAD;
             packets += 1;
             if !rng.chance(link.loss) {
-                to_rx.push_back((now + link.delay, chunks, size));
+                let at = rng.arrival(&link, now, &mut last_rx);
+                to_rx.push_back((at, chunks, size));
             }
         }
         // Receiver side: arrivals into the socket (drop-tail), reads, delayed SACKs.
@@ -229,7 +244,14 @@ pub(super) fn run(
             while socket.front().is_some_and(|(t, _, _)| *t <= now) {
                 let (t, chunks, size) = socket.pop_front().unwrap();
                 socket_bytes -= size;
-                receive(&mut r, t, &chunks, &mut to_tx, &link, &mut rng);
+                receive(
+                    &mut r,
+                    t,
+                    &chunks,
+                    (&mut to_tx, &mut last_tx),
+                    &link,
+                    &mut rng,
+                );
             }
             if socket_bytes + size > link.socket_buffer {
                 overflow += 1;
@@ -243,12 +265,20 @@ pub(super) fn run(
         while socket.front().is_some_and(|(t, _, _)| *t <= now) {
             let (t, chunks, size) = socket.pop_front().unwrap();
             socket_bytes -= size;
-            receive(&mut r, t, &chunks, &mut to_tx, &link, &mut rng);
+            receive(
+                &mut r,
+                t,
+                &chunks,
+                (&mut to_tx, &mut last_tx),
+                &link,
+                &mut rng,
+            );
         }
         if r.sack_at.is_some_and(|t| t <= now) {
             let sack = r.sack();
             if !rng.chance(link.loss) {
-                to_tx.push_back((now + link.delay, sack));
+                let at = rng.arrival(&link, now, &mut last_tx);
+                to_tx.push_back((at, sack));
             }
         }
         // The next event.
@@ -301,13 +331,14 @@ fn receive(
     r: &mut Receiver,
     t: Instant,
     chunks: &[Data],
-    to_tx: &mut VecDeque<(Instant, Sack)>,
+    (to_tx, last_tx): (&mut VecDeque<(Instant, Sack)>, &mut Instant),
     link: &Link,
     rng: &mut Rng,
 ) {
     if let Some(sack) = r.packet(t, chunks) {
         if !rng.chance(link.loss) {
-            to_tx.push_back((t + link.delay, sack));
+            let at = rng.arrival(link, t, last_tx);
+            to_tx.push_back((at, sack));
         }
     }
 }
@@ -319,6 +350,7 @@ fn link(gbit: f64, loss: f64) -> Link {
         socket_buffer: 128 * 1024,
         loss,
         timer_tick: Duration::from_millis(1),
+        jitter: Duration::ZERO,
     }
 }
 
@@ -408,6 +440,33 @@ fn goodput_and_page_turn_latency_under_random_loss() {
                 mb(busy.goodput)
             );
         }
+    }
+}
+
+#[test]
+fn wifi_like_jitter_does_not_pass_for_congestion() {
+    // 60 MB/s, 1 ms each way plus up to 2 ms of in-order jitter: the round trip varies by
+    // more than the queue-building sign, and random loss must still not collapse the window.
+    header();
+    for loss in [0.0, 0.01, 0.05, 0.10] {
+        let l = Link {
+            bandwidth: 60e6,
+            delay: Duration::from_millis(1),
+            jitter: Duration::from_millis(2),
+            ..link(1.0, loss)
+        };
+        let (busy, idle) = row("Wi-Fi-like 60 MB/s", l);
+        let p99_cap = Duration::from_millis(if loss > 0.05 { 60 } else { 30 });
+        assert!(
+            busy.latency.1 <= p99_cap,
+            "{loss}: busy p99 {:?}",
+            busy.latency.1
+        );
+        assert!(
+            idle.latency.1 <= p99_cap,
+            "{loss}: idle p99 {:?}",
+            idle.latency.1
+        );
     }
 }
 

@@ -87,7 +87,7 @@ fn fragments_get_consecutive_tsns_flags_and_one_ssn() {
     assert_eq!(s.buffered(1), 3020);
     let out = drain(&mut s, t0);
     let lens: Vec<usize> = out.iter().map(|d| d.payload.len()).collect();
-    assert_eq!(lens, vec![1172, 1172, 656, 10, 10]);
+    assert_eq!(lens, vec![1156, 1156, 688, 10, 10]);
     let tsns: Vec<u32> = out.iter().map(|d| d.tsn).collect();
     assert_eq!(tsns, (T0_TSN..T0_TSN + 5).collect::<Vec<_>>());
     let flags: Vec<(bool, bool)> = out.iter().map(|d| (d.begin, d.end)).collect();
@@ -248,8 +248,8 @@ fn a_lone_lost_message_is_probed_after_two_round_trips() {
     assert!(probe[0].immediate);
     assert_eq!(s.cc.cwnd(), cwnd, "a probe does not shrink the window");
     assert_eq!(s.consecutive_timeouts(), 0);
-    // One probe only; then the retransmission timer.
-    assert_eq!(s.poll_timeout(), Some(t1 + ms(10)));
+    // One probe only; then the retransmission timer, counted from the probe.
+    assert_eq!(s.poll_timeout(), Some(pto + ms(10)));
 }
 
 #[test]
@@ -290,10 +290,10 @@ fn bulk_leaves_a_reserve_of_the_peer_window_and_rule_a_allows_one_chunk() {
     let t0 = Instant::now();
     let mut s = Sender::new(cfg(), T0_TSN, 10_000, t0);
     for _ in 0..10 {
-        s.queue(1, 53, bytes(1172), false).unwrap();
+        s.queue(1, 53, bytes(1156), false).unwrap();
     }
     let out = drain(&mut s, t0);
-    // 4 chunks fit with 4 MTU left free: 4·1172 + 1172 + 4800 > 10 000.
+    // 4 chunks fit with 4 MTU left free: 4·1156 + 1156 + 4800 > 10 000.
     assert_eq!(out.len(), 4);
     s.queue(0, 51, bytes(100), false).unwrap();
     assert_eq!(drain(&mut s, t0).len(), 1, "priority uses the reserve");
@@ -354,7 +354,7 @@ fn bursts_are_paced_to_64_kib_and_the_timer_wakes_for_more() {
         let out = drain(&mut s, now);
         let burst: usize = out.iter().map(|d| chunk_len(d.payload.len())).sum();
         assert!(
-            burst <= 64 * 1024 + chunk_len(1172),
+            burst <= 64 * 1024 + chunk_len(1156),
             "burst of {burst} bytes"
         );
         largest = largest.max(burst);
@@ -372,4 +372,37 @@ fn bursts_are_paced_to_64_kib_and_the_timer_wakes_for_more() {
     }
     assert!(woke, "the window outgrew the burst cap");
     assert!(largest > 60 * 1024);
+}
+
+#[test]
+fn a_priority_chunk_acked_ahead_of_unsent_fragments_arms_no_timer() {
+    let t0 = Instant::now();
+    let now = t0;
+    let mut s = Sender::new(cfg(), T0_TSN, 3000, t0);
+    // A small peer window: one fragment of the file message, then the page turn overtakes.
+    s.queue(1, 53, bytes(16 * 1024), false).unwrap();
+    let first = drain(&mut s, now);
+    assert_eq!(first.len(), 1);
+    s.queue(0, 51, bytes(100), false).unwrap();
+    let turn = drain(&mut s, now);
+    assert_eq!(turn.len(), 1);
+    assert_eq!(turn[0].stream, 0);
+    let gap = (turn[0].tsn - first[0].tsn) as u16;
+    // Both arrive; the peer's window is now shut, so the fragments in between wait.
+    s.on_sack(&sack(first[0].tsn, &[(gap, gap)], 0), now + us(300));
+    assert_eq!(s.flight, 0);
+    assert!(s.unsent_count > 0);
+    assert_eq!(s.rto_at, None, "nothing sent is missing");
+    assert_eq!(s.pto_at, None);
+    // Rule A: with nothing in flight one fragment still goes.
+    assert_eq!(drain(&mut s, now + us(300)).len(), 1);
+}
+
+#[test]
+fn a_full_fragment_fits_behind_a_sack_without_gaps() {
+    let t0 = Instant::now();
+    let mut s = sender(t0);
+    s.queue(1, 53, bytes(16 * 1024), false).unwrap();
+    let d = s.poll_data(t0, ROOM - SACK_MIN).unwrap();
+    assert_eq!(chunk_len(d.payload.len()), ROOM - SACK_MIN);
 }

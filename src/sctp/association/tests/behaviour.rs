@@ -615,3 +615,36 @@ fn an_oversized_cookie_is_not_echoed() {
     assert!(p.a.poll_transmit(now).is_none());
     assert!(!p.a.is_established());
 }
+
+#[test]
+fn crossing_handshakes_complete_under_heavy_loss() {
+    for seed in 0..30 {
+        let path = Path {
+            loss: 0.3,
+            duplicate: 0.1,
+            reorder: 0.2,
+            ..Path::default()
+        };
+        let mut p = Pair::new(Config::default(), Config::default(), path, seed);
+        p.a.connect(p.now);
+        if seed % 2 == 0 {
+            p.b.connect(p.now);
+        }
+        assert!(
+            p.run_until(Duration::from_secs(30), |p| p.a.is_established()
+                && p.b.is_established()),
+            "seed {seed}: a {:?} b {:?}",
+            p.a.state,
+            p.b.state
+        );
+        p.a.send(0, PPID_STRING, message(1, 10), false).unwrap();
+        p.b.send(0, PPID_STRING, message(2, 10), false).unwrap();
+        assert!(
+            p.run_until(Duration::from_secs(30), |p| p.messages(0).len() == 1
+                && p.messages(1).len() == 1),
+            "seed {seed}"
+        );
+        assert_eq!(connected_events(&p, 0), 1);
+        assert_eq!(connected_events(&p, 1), 1);
+    }
+}
