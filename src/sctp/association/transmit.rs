@@ -51,18 +51,20 @@ impl Association {
             self.control.pop_front();
         }
         if established {
-            if let Some(s) = self.sender.as_mut() {
-                while out.len() < mtu {
-                    let Some(d) = s.poll_data(now, mtu - out.len()) else {
-                        break;
-                    };
-                    Chunk::Data(d).encode(&mut out);
-                }
-            }
+            self.fill_data(now, &mut out);
         }
         if out.len() == with_sack && !ack_due && !cookie_ack {
-            // Only a SACK that is not due yet: keep it for later (or for a piggyback).
-            return None;
+            // Only a SACK that is not due yet: keep it for later (or for a piggyback). Data
+            // that did not fit behind it (a SACK with gap blocks leaves less room than a full
+            // fragment) goes now, without it.
+            out.truncate(COMMON_HEADER_LEN);
+            if established {
+                self.fill_data(now, &mut out);
+            }
+            if out.len() == COMMON_HEADER_LEN {
+                return None;
+            }
+            acked = false;
         }
         if acked {
             if let Some(r) = self.receiver.as_mut() {
@@ -71,6 +73,19 @@ impl Association {
         }
         packet::finish(&mut out);
         Some(out)
+    }
+
+    /// Appends DATA chunks while the sender has some that may go and fit.
+    fn fill_data(&mut self, now: Instant, out: &mut Vec<u8>) {
+        let mtu = self.mtu;
+        if let Some(s) = self.sender.as_mut() {
+            while out.len() < mtu {
+                let Some(d) = s.poll_data(now, mtu - out.len()) else {
+                    break;
+                };
+                Chunk::Data(d).encode(out);
+            }
+        }
     }
 
     fn single(&self, tag: u32, chunk: &Chunk) -> Vec<u8> {
