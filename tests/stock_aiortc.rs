@@ -466,11 +466,10 @@ fn follow_and_download(name: &str, choir: &mut Choir, step: Duration, pack: Dura
     rejoins
 }
 
+/// On loopback lansync sends 16 KiB SCTP packets only to a peer that allows the path MTU probe
+/// (PROTOCOL.md §1) and answered it; aiortc, which reads at most 1500 bytes of a datagram, gets
+/// ordinary packets.
 #[test]
-#[ignore = "lansync --loopback sends SCTP packets of ~16 KiB (one UDP datagram of 16421 bytes \
-            per DTLS record); aiortc reads at most 1500 bytes of a datagram, drops them, and the \
-            link stalls until its heartbeat closes it. Passes on a 1500-MTU path \
-            (a_stock_aiortc_follower_on_a_veth_gets_turns_and_the_pack)."]
 fn a_stock_aiortc_follower_on_loopback_gets_turns_and_the_pack() {
     let Some(python) = python_or_skip("follower on loopback") else {
         return;
