@@ -140,7 +140,7 @@ pub enum TransportError {
     /// Socket error.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
-    /// Error reported by the WebRTC engine.
+    /// Error reported by the WebRTC stack (ICE, DTLS, randomness).
     #[error("webrtc: {0}")]
     Webrtc(String),
 }
@@ -453,8 +453,8 @@ pub enum LinkEvent {
     Closed,
 }
 
-/// One open (or opening) link to a peer. Owns the peer connection: dropping it, or
-/// [`close`](Self::close), closes the connection.
+/// One open (or opening) link to a peer. Owns the connection: dropping it, or
+/// [`close`](Self::close), closes it.
 pub struct Link {
     shared: Arc<Shared>,
     events: mpsc::Receiver<LinkEvent>,
