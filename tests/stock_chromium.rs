@@ -38,8 +38,15 @@ const READY_MARKER: &str = r#"{"lansync":"ready"}"#;
 const DEADLINE: Duration = Duration::from_secs(15);
 /// The stream of the throughput tests: 1221 messages of 16 KiB, 20.0 MB.
 const STREAM_MESSAGES: usize = 1221;
-/// Tries of the `a=setup:passive` answer: today's failure shows up in about one try in three.
-const PASSIVE_TRIES: usize = 10;
+/// Tries of the `a=setup:passive` answer: with `rtc` 0.21's SCTP, between one try in twenty and
+/// one in three loses the page's first messages. A good try takes ~0.2 s.
+const PASSIVE_TRIES: usize = 60;
+/// How long a passive try may take to open: ~25 ms when it works; a lost ready marker is never
+/// sent again, so waiting longer would not save a try.
+const PASSIVE_OPEN: Duration = Duration::from_secs(5);
+/// What the page sends right behind its ready marker when it answers (PROTOCOL.md §1 lets the
+/// answering side send as soon as its channels are open): the offerer's first messages.
+const EARLY: [&str; 2] = ["early 1", "early 2"];
 
 // ---------------------------------------------------------------------------------------------
 // What this machine has.
@@ -172,10 +179,17 @@ impl Net {
             "link", "add", "lsch0", "netns", &self.l, "mtu", "1500", "type", "veth", "peer",
             "name", "lsch1", "netns", &self.c, "mtu", "1500",
         ])?;
-        for (ns, dev, addr) in [(&self.l, "lsch0", L_ADDR), (&self.c, "lsch1", C_ADDR)] {
+        for (ns, dev, addr, other) in [
+            (&self.l, "lsch0", L_ADDR, C_ADDR),
+            (&self.c, "lsch1", C_ADDR, L_ADDR),
+        ] {
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
             ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev])?;
             ip(&["-n", ns, "link", "set", dev, "up"])?;
+            // A page without camera permission gets one host candidate: the address of the
+            // default route (none without one). Neither namespace forwards, so nothing sent
+            // this way leaves the pair.
+            ip(&["-n", ns, "route", "add", "default", "via", other])?;
         }
         Ok(())
     }
@@ -211,6 +225,13 @@ fn in_netns<F>(ns: &str, body: impl FnOnce() -> F + Send + 'static)
 where
     F: std::future::Future<Output = ()>,
 {
+    // `LANSYNC_LOG=rtc_sctp=trace` (say) shows what lansync's engine did, on stderr.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("LANSYNC_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let path = format!("/var/run/netns/{ns}");
     let thread = std::thread::spawn(move || {
         let file = File::open(&path).expect("open the namespace");
@@ -276,6 +297,13 @@ impl Browser {
                 "--disable-features=WebRtcHideLocalIpsWithMdns",
             ])
             .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+            // E.g. `--enable-logging=stderr --v=1` (dcsctp then logs every SCTP packet in text
+            // pcap form); `LANSYNC_CHROMIUM_LOG=FILE` keeps the log of the last browser closed.
+            .args(
+                std::env::var("LANSYNC_CHROMIUM_ARGS")
+                    .unwrap_or_default()
+                    .split_whitespace(),
+            )
             .arg("about:blank")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -425,6 +453,9 @@ impl Drop for Browser {
             unsafe { libc::kill(-pgid, libc::SIGKILL) };
         }
         let _ = self.child.wait();
+        if let Some(keep) = std::env::var_os("LANSYNC_CHROMIUM_LOG") {
+            let _ = std::fs::copy(self.dir.join("chromium.log"), keep);
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -475,34 +506,48 @@ fn cfg(loopback: bool) -> TransportConfig {
 }
 
 /// lansync offers, the page answers (`passive`: with its answer munged to `a=setup:passive`).
-/// Returns the link once lansync reports it open (it heard the page's ready marker).
-async fn lansync_offers(b: &Browser, loopback: bool, passive: bool) -> Result<Link, String> {
+/// Returns the link once lansync reports it open (it heard the page's ready marker), and how long
+/// that took from the moment lansync had the answer.
+async fn lansync_offers(
+    b: &Browser,
+    loopback: bool,
+    passive: bool,
+) -> Result<(Link, Duration), String> {
+    let open_deadline = if passive { PASSIVE_OPEN } else { DEADLINE };
     let offer = create_offer(&cfg(loopback))
         .await
         .map_err(|e| format!("create_offer: {e}"))?;
     let answer = b
-        .peer("answer", &[json!(offer.sdp()), json!(passive)], DEADLINE)
+        .peer(
+            "answer",
+            &[json!(offer.sdp()), json!(passive), json!(EARLY)],
+            DEADLINE,
+        )
         .await?;
     let answer = answer.as_str().ok_or("no answer SDP")?;
     if passive && !answer.contains("a=setup:passive") {
         return Err(format!("the page's answer is not passive:\n{answer}"));
     }
+    let connecting = Instant::now();
     let mut link = offer
         .accept_answer(answer)
         .await
         .map_err(|e| format!("accept_answer: {e}"))?;
-    link.wait_open(DEADLINE).await.map_err(|e| {
+    link.wait_open(open_deadline).await.map_err(|e| {
         format!("lansync's link did not open (the page's ready marker never reached it?): {e}")
     })?;
+    let connect = connecting.elapsed();
     b.peer("open", &[json!(DEADLINE.as_millis() as u64)], DEADLINE)
         .await?;
-    Ok(link)
+    Ok((link, connect))
 }
 
-/// The page offers, lansync answers; both sides open.
-async fn chromium_offers(b: &Browser, loopback: bool) -> Result<Link, String> {
+/// The page offers, lansync answers; both sides open. Also returns how long lansync took to
+/// open from the moment it had the offer.
+async fn chromium_offers(b: &Browser, loopback: bool) -> Result<(Link, Duration), String> {
     let offer = b.peer("offer", &[], DEADLINE).await?;
     let offer = offer.as_str().ok_or("no offer SDP")?;
+    let connecting = Instant::now();
     let (answer, mut link) = accept_offer(&cfg(loopback), offer)
         .await
         .map_err(|e| format!("accept_offer: {e}"))?;
@@ -510,9 +555,10 @@ async fn chromium_offers(b: &Browser, loopback: bool) -> Result<Link, String> {
     link.wait_open(DEADLINE)
         .await
         .map_err(|e| format!("lansync's link did not open: {e}"))?;
+    let connect = connecting.elapsed();
     b.peer("open", &[json!(DEADLINE.as_millis() as u64)], DEADLINE)
         .await?;
-    Ok(link)
+    Ok((link, connect))
 }
 
 /// The next control message lansync delivers (connectivity blips skipped).
@@ -547,20 +593,21 @@ fn summary(text: &str) -> String {
     format!("{}…({} bytes)", &text[..16], text.len())
 }
 
-/// One exchange right after opening an offered link: the page sends two messages (the first may
-/// race lansync's binding of its channels), lansync answers.
+/// Right after an offered link opened: lansync reads the page's early messages (sent behind the
+/// marker, they race lansync's binding of its channels), then one each way.
 async fn first_messages(b: &Browser, link: &mut Link) -> Result<(), String> {
-    for text in ["page 1", "page 2"] {
-        b.peer("send", &[json!(text)], DEADLINE).await?;
-    }
-    for want in ["page 1", "page 2"] {
+    for want in EARLY {
         let got = next_control(link).await?;
         if got != want {
-            return Err(format!("lansync got {got:?}, want {want:?}"));
+            return Err(format!("lansync's first message is {got:?}, want {want:?}"));
         }
     }
-    let sender = link.sender();
-    sender
+    b.peer("send", &[json!("page 1")], DEADLINE).await?;
+    let got = next_control(link).await?;
+    if got != "page 1" {
+        return Err(format!("lansync got {got:?}, want \"page 1\""));
+    }
+    link.sender()
         .send_control("lansync 1")
         .await
         .map_err(|e| e.to_string())?;
@@ -578,17 +625,18 @@ async fn first_messages(b: &Browser, link: &mut Link) -> Result<(), String> {
 fn lansync_offers_chromium_answers_active() {
     let Some(env) = Env::get(false) else { return };
     let net = Net::new();
-    let (ns, chromium) = (net.l.clone(), env.chromium.clone());
+    let (ns, chromium) = (net.c.clone(), env.chromium.clone());
     in_netns(&net.l, move || async move {
         let b = Browser::launch(&chromium, &ns).await;
         for k in 0..3 {
             let started = Instant::now();
-            let mut link = lansync_offers(&b, true, false)
+            let (mut link, connect) = lansync_offers(&b, false, false)
                 .await
                 .unwrap_or_else(|e| panic!("try {k}: {e}; {}", b.log_tail()));
             println!(
                 "{}",
-                json!({"test": "offer_active", "try": k, "open_ms": ms(started.elapsed())})
+                json!({"test": "offer_active", "try": k, "setup_ms": ms(started.elapsed()),
+                       "connect_ms": ms(connect)})
             );
             first_messages(&b, &mut link)
                 .await
@@ -604,24 +652,25 @@ fn lansync_offers_chromium_answers_active() {
 fn lansync_offers_chromium_answers_passive() {
     let Some(env) = Env::get(false) else { return };
     let net = Net::new();
-    let (ns, chromium) = (net.l.clone(), env.chromium.clone());
+    let (ns, chromium) = (net.c.clone(), env.chromium.clone());
     in_netns(&net.l, move || async move {
         let b = Browser::launch(&chromium, &ns).await;
         let mut failures = Vec::new();
         for k in 0..PASSIVE_TRIES {
             let started = Instant::now();
             let tried = async {
-                let mut link = lansync_offers(&b, true, true).await?;
-                let open_ms = ms(started.elapsed());
+                let (mut link, connect) = lansync_offers(&b, false, true).await?;
+                let setup = started.elapsed();
                 first_messages(&b, &mut link).await?;
                 link.close().await;
-                Ok::<f64, String>(open_ms)
+                Ok::<_, String>((setup, connect))
             }
             .await;
             match tried {
-                Ok(open_ms) => println!(
+                Ok((setup, connect)) => println!(
                     "{}",
-                    json!({"test": "offer_passive", "try": k, "open_ms": open_ms})
+                    json!({"test": "offer_passive", "try": k, "setup_ms": ms(setup),
+                           "connect_ms": ms(connect)})
                 ),
                 Err(e) => {
                     println!("{}", json!({"test": "offer_passive", "try": k, "error": e}));
@@ -646,17 +695,18 @@ fn lansync_offers_chromium_answers_passive() {
 fn chromium_offers_lansync_answers() {
     let Some(env) = Env::get(false) else { return };
     let net = Net::new();
-    let (ns, chromium) = (net.l.clone(), env.chromium.clone());
+    let (ns, chromium) = (net.c.clone(), env.chromium.clone());
     in_netns(&net.l, move || async move {
         let b = Browser::launch(&chromium, &ns).await;
         for k in 0..3 {
             let started = Instant::now();
-            let mut link = chromium_offers(&b, true)
+            let (mut link, connect) = chromium_offers(&b, false)
                 .await
                 .unwrap_or_else(|e| panic!("try {k}: {e}; {}", b.log_tail()));
             println!(
                 "{}",
-                json!({"test": "chromium_offers", "try": k, "open_ms": ms(started.elapsed())})
+                json!({"test": "chromium_offers", "try": k, "setup_ms": ms(started.elapsed()),
+                       "connect_ms": ms(connect)})
             );
             // PROTOCOL.md §1: the answering side's first message is the marker, exactly.
             let first = page_inbox(&b, 1).await.expect("the ready marker");
@@ -680,14 +730,17 @@ fn chromium_offers_lansync_answers() {
 fn control_messages_both_ways_up_to_the_limit() {
     let Some(env) = Env::get(false) else { return };
     let net = Net::new();
-    let (ns, chromium) = (net.l.clone(), env.chromium.clone());
+    let (ns, chromium) = (net.c.clone(), env.chromium.clone());
     in_netns(&net.l, move || async move {
         let b = Browser::launch(&chromium, &ns).await;
-        let mut link = lansync_offers(&b, true, false)
+        let (mut link, _) = lansync_offers(&b, false, false)
             .await
             .unwrap_or_else(|e| panic!("{e}; {}", b.log_tail()));
+        for want in EARLY {
+            assert_eq!(next_control(&mut link).await.as_deref(), Ok(want));
+        }
         let sender = link.sender();
-        let big_l = format!("{:x<width$}", "lansync big", width = MAX_CONTROL_MESSAGE);
+        let big_l = "lansync big".to_string() + &"x".repeat(MAX_CONTROL_MESSAGE - 11);
         let mut want_page = Vec::new();
         for i in 0..100 {
             let text = format!("l{i}");
@@ -734,12 +787,15 @@ fn control_messages_both_ways_up_to_the_limit() {
 fn later_ready_markers_are_not_delivered() {
     let Some(env) = Env::get(false) else { return };
     let net = Net::new();
-    let (ns, chromium) = (net.l.clone(), env.chromium.clone());
+    let (ns, chromium) = (net.c.clone(), env.chromium.clone());
     in_netns(&net.l, move || async move {
         let b = Browser::launch(&chromium, &ns).await;
-        let mut link = lansync_offers(&b, true, false)
+        let (mut link, _) = lansync_offers(&b, false, false)
             .await
             .unwrap_or_else(|e| panic!("{e}; {}", b.log_tail()));
+        for want in EARLY {
+            assert_eq!(next_control(&mut link).await.as_deref(), Ok(want));
+        }
         for text in [READY_MARKER, "after the copy"] {
             b.peer("send", &[json!(text)], DEADLINE).await.unwrap();
         }
@@ -770,7 +826,7 @@ fn stream_message(i: usize) -> Vec<u8> {
 
 /// Sends the stream from lansync, lets the page check it; prints and returns the page's figures.
 async fn stream(b: &Browser, loopback: bool, label: &str, cap: Duration) -> Value {
-    let mut link = lansync_offers(b, loopback, false)
+    let (mut link, connect) = lansync_offers(b, loopback, false)
         .await
         .unwrap_or_else(|e| panic!("{e}; {}", b.log_tail()));
     let sender = link.sender();
@@ -810,6 +866,7 @@ async fn stream(b: &Browser, loopback: bool, label: &str, cap: Duration) -> Valu
         "max_gap_at_message": stats["max_gap_at"],
         "gaps_over_200ms": stats["gaps_over_200ms"],
         "wall_ms": ms(wall),
+        "connect_ms": ms(connect),
     });
     if let Some(e) = stats.get("error") {
         line["error"] = e.clone();
@@ -818,11 +875,12 @@ async fn stream(b: &Browser, loopback: bool, label: &str, cap: Duration) -> Valu
     stats
 }
 
-fn assert_whole(stats: &Value) {
+fn assert_whole(stats: &Value, b: &Browser) {
     assert_eq!(
         stats["count"].as_u64(),
         Some(STREAM_MESSAGES as u64),
-        "not every message arrived: {stats}"
+        "not every message arrived: {stats}; {}",
+        b.log_tail()
     );
     assert_eq!(
         stats["bytes"].as_u64(),
@@ -843,7 +901,7 @@ fn stream_to_chromium_over_loopback() {
     in_netns(&net.l, move || async move {
         let b = Browser::launch(&chromium, &ns).await;
         let stats = stream(&b, true, "stream_loopback", Duration::from_secs(120)).await;
-        assert_whole(&stats);
+        assert_whole(&stats, &b);
     });
 }
 
@@ -855,7 +913,7 @@ fn stream_to_chromium_over_veth() {
     in_netns(&net.l, move || async move {
         let b = Browser::launch(&chromium, &ns).await;
         let stats = stream(&b, false, "stream_veth", Duration::from_secs(120)).await;
-        assert_whole(&stats);
+        assert_whole(&stats, &b);
     });
 }
 
@@ -868,6 +926,6 @@ fn stream_to_chromium_over_veth_at_5_percent_loss() {
     in_netns(&net.l, move || async move {
         let b = Browser::launch(&chromium, &ns).await;
         let stats = stream(&b, false, "stream_veth_loss5", Duration::from_secs(300)).await;
-        assert_whole(&stats);
+        assert_whole(&stats, &b);
     });
 }

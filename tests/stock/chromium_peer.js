@@ -14,6 +14,8 @@
     // Offerer: the answerer's marker arrived (we may send). Answerer: always true once open.
     heard: false,
     markerSent: false,
+    // Answerer: control messages to send right behind the marker, in the same turn.
+    early: [],
     // Every control message, in arrival order: {t: ms since page start, text}.
     inbox: [],
     // Binary stream check: message i must carry i in its first 4 bytes (little endian), then
@@ -46,6 +48,12 @@
         check: () => {
           if (done) return true;
           const v = check();
+          if (!v && dead()) {
+            done = true;
+            clearTimeout(timer);
+            reject(new Error(`connection lost while waiting for ${what}; ${describe()}`));
+            return true;
+          }
           if (!v) return false;
           done = true;
           clearTimeout(timer);
@@ -55,6 +63,15 @@
       };
       if (!w.check()) state.waiters.push(w);
     });
+  }
+
+  // Nothing more can arrive: the connection failed or a channel closed.
+  function dead() {
+    const pc = state.pc;
+    if (!pc) return false;
+    const gone = (ch) => ch && (ch.readyState === 'closing' || ch.readyState === 'closed');
+    return pc.connectionState === 'failed' || pc.connectionState === 'closed' ||
+      gone(state.control) || gone(state.binary);
   }
 
   function describe() {
@@ -85,6 +102,7 @@
     if (bothOpen() && state.answerer && !state.markerSent) {
       state.markerSent = true;
       state.control.send(READY);
+      for (const text of state.early) state.control.send(text);
       state.heard = true;
     }
     wake();
@@ -157,8 +175,10 @@
   window.peer = {
     // lansync offered: answer it. `passive` munges our answer to a=setup:passive (allowed by
     // PROTOCOL.md §7.1.3), which makes us the DTLS server and the offerer the DTLS client.
-    async answer(offer, passive) {
+    // `early`: control messages sent right behind the ready marker, the moment both channels open.
+    async answer(offer, passive, early) {
       setup(true);
+      state.early = early || [];
       await state.pc.setRemoteDescription({ type: 'offer', sdp: offer });
       const answer = await state.pc.createAnswer();
       let sdp = answer.sdp;
