@@ -213,6 +213,20 @@ impl Net {
     }
 }
 
+/// UDP datagrams the kernel of namespace `ns` dropped for a full socket receive buffer
+/// (`RcvbufErrors` of /proc/net/snmp, counted per namespace since it was made).
+fn udp_rcvbuf_errors(ns: &str) -> Option<u64> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "cat", "/proc/net/snmp"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut udp = text.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (udp.next()?, udp.next()?);
+    let i = names.split_whitespace().position(|n| n == "RcvbufErrors")?;
+    values.split_whitespace().nth(i)?.parse().ok()
+}
+
 impl Drop for Net {
     fn drop(&mut self) {
         // Deleting a namespace deletes its veth end, and with it the pair.
@@ -861,7 +875,14 @@ fn stream_message(i: usize) -> Vec<u8> {
 }
 
 /// Sends the stream from lansync, lets the page check it; prints and returns the page's figures.
-async fn stream(b: &Browser, loopback: bool, label: &str, cap: Duration) -> Value {
+/// `namespaces`: where lansync and Chromium run, for their UDP receive-buffer drops.
+async fn stream(
+    b: &Browser,
+    loopback: bool,
+    label: &str,
+    cap: Duration,
+    namespaces: [&str; 2],
+) -> Value {
     // Setup has its own tests (`setup_at_5_percent_loss`); here a failed one is said and retried,
     // so the stream's figures are always measured.
     let mut tries = 0;
@@ -914,6 +935,12 @@ async fn stream(b: &Browser, loopback: bool, label: &str, cap: Duration) -> Valu
         "wall_ms": ms(wall),
         "connect_ms": ms(connect),
     });
+    let drops: Vec<Option<u64>> = if namespaces[0] == namespaces[1] {
+        vec![udp_rcvbuf_errors(namespaces[0])]
+    } else {
+        namespaces.iter().map(|ns| udp_rcvbuf_errors(ns)).collect()
+    };
+    line["udp_rcvbuf_errors"] = json!(drops);
     if let Some(e) = stats.get("error") {
         line["error"] = e.clone();
     }
@@ -946,7 +973,8 @@ fn stream_to_chromium_over_loopback() {
     let (ns, chromium) = (net.l.clone(), env.chromium.clone());
     in_netns(&net.l, move || async move {
         let b = Browser::launch(&chromium, &ns).await;
-        let stats = stream(&b, true, "stream_loopback", Duration::from_secs(120)).await;
+        let cap = Duration::from_secs(120);
+        let stats = stream(&b, true, "stream_loopback", cap, [&ns, &ns]).await;
         assert_whole(&stats, &b);
     });
 }
@@ -956,9 +984,11 @@ fn stream_to_chromium_over_veth() {
     let Some(env) = Env::get(false) else { return };
     let net = Net::new();
     let (ns, chromium) = (net.c.clone(), env.chromium.clone());
+    let l = net.l.clone();
     in_netns(&net.l, move || async move {
         let b = Browser::launch(&chromium, &ns).await;
-        let stats = stream(&b, false, "stream_veth", Duration::from_secs(120)).await;
+        let cap = Duration::from_secs(120);
+        let stats = stream(&b, false, "stream_veth", cap, [&l, &ns]).await;
         assert_whole(&stats, &b);
     });
 }
@@ -969,9 +999,11 @@ fn stream_to_chromium_over_veth_at_5_percent_loss() {
     let net = Net::new();
     net.set_loss(5).expect("set the loss");
     let (ns, chromium) = (net.c.clone(), env.chromium.clone());
+    let l = net.l.clone();
     in_netns(&net.l, move || async move {
         let b = Browser::launch(&chromium, &ns).await;
-        let stats = stream(&b, false, "stream_veth_loss5", Duration::from_secs(300)).await;
+        let cap = Duration::from_secs(300);
+        let stats = stream(&b, false, "stream_veth_loss5", cap, [&l, &ns]).await;
         assert_whole(&stats, &b);
     });
 }
