@@ -38,8 +38,9 @@ const READY_MARKER: &str = r#"{"lansync":"ready"}"#;
 const DEADLINE: Duration = Duration::from_secs(15);
 /// The stream of the throughput tests: 1221 messages of 16 KiB, 20.0 MB.
 const STREAM_MESSAGES: usize = 1221;
-/// Tries of the `a=setup:passive` answer: with `rtc` 0.21's SCTP, between one try in twenty and
-/// one in three loses the page's first messages. A good try takes ~0.2 s.
+/// Tries of the `a=setup:passive` answer: with `rtc` 0.21's SCTP, 1 to 5 tries in 60 lose the
+/// page's first messages (its DATA arrives right behind COOKIE-ACK, before the offerer has bound
+/// its negotiated channels). A good try takes ~0.2 s.
 const PASSIVE_TRIES: usize = 60;
 /// How long a passive try may take to open: ~25 ms when it works; a lost ready marker is never
 /// sent again, so waiting longer would not save a try.
