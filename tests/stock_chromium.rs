@@ -949,6 +949,74 @@ async fn stream(
     stats
 }
 
+/// The stream the other way: the page sends, lansync checks order and content and times arrivals.
+/// Prints the figures and returns (messages in order and intact, messages received).
+async fn stream_from_chromium(b: &Browser, label: &str, cap: Duration) -> (usize, usize) {
+    let mut tries = 0;
+    let (mut link, connect) = loop {
+        tries += 1;
+        match lansync_offers(b, false, false).await {
+            Ok(opened) => break opened,
+            Err(e) if tries < 3 => {
+                println!("{}", json!({"test": label, "setup_try": tries, "error": e}));
+            }
+            Err(e) => panic!("{e}; {}", b.log_tail()),
+        }
+    };
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + cap;
+    let args = [
+        json!(STREAM_MESSAGES),
+        json!(MAX_BINARY_MESSAGE),
+        json!(cap.as_millis() as u64),
+    ];
+    let sending = b.peer("sendStream", &args, cap + DEADLINE);
+    let receiving = async {
+        let (mut good, mut count) = (0usize, 0usize);
+        let mut times = Vec::with_capacity(STREAM_MESSAGES);
+        while count < STREAM_MESSAGES {
+            match tokio::time::timeout_at(deadline, link.recv()).await {
+                Ok(Some(LinkEvent::Binary(m))) => {
+                    good += usize::from(m[..] == stream_message(count)[..]);
+                    count += 1;
+                    times.push(Instant::now());
+                }
+                Ok(Some(LinkEvent::Closed)) | Ok(None) | Err(_) => break,
+                Ok(Some(_)) => {} // the page's early messages, connectivity blips
+            }
+        }
+        (good, count, times)
+    };
+    let (sent, (good, count, times)) = tokio::join!(sending, receiving);
+    let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    let (at, max_gap) = gaps
+        .iter()
+        .copied()
+        .enumerate()
+        .max_by_key(|&(_, g)| g)
+        .unwrap_or_default();
+    let total = times.last().map_or(Duration::ZERO, |t| *t - started);
+    let bytes = count * MAX_BINARY_MESSAGE;
+    let mut line = json!({
+        "test": label,
+        "messages": count,
+        "bytes": bytes,
+        "total_ms": ms(total),
+        "throughput_mb_s": if total.is_zero() { 0.0 } else {
+            (bytes as f64 / total.as_secs_f64() / 1e6 * 100.0).round() / 100.0
+        },
+        "max_gap_ms": ms(max_gap),
+        "max_gap_at_message": at + 1,
+        "gaps_over_200ms": gaps.iter().filter(|g| **g > Duration::from_millis(200)).count(),
+        "connect_ms": ms(connect),
+    });
+    if let Err(e) = sent {
+        line["error"] = json!(e);
+    }
+    println!("{line}");
+    (good, count)
+}
+
 fn assert_whole(stats: &Value, b: &Browser) {
     assert_eq!(
         stats["count"].as_u64(),
@@ -1006,5 +1074,34 @@ fn stream_to_chromium_over_veth_at_5_percent_loss() {
         let cap = Duration::from_secs(300);
         let stats = stream(&b, false, "stream_veth_loss5", cap, [&l, &ns]).await;
         assert_whole(&stats, &b);
+    });
+}
+
+#[test]
+fn stream_from_chromium_over_veth() {
+    let Some(env) = Env::get(false) else { return };
+    let net = Net::new();
+    let (ns, chromium) = (net.c.clone(), env.chromium.clone());
+    in_netns(&net.l, move || async move {
+        let b = Browser::launch(&chromium, &ns).await;
+        let cap = Duration::from_secs(120);
+        let (good, count) = stream_from_chromium(&b, "stream_from_chromium_veth", cap).await;
+        assert_eq!(count, STREAM_MESSAGES, "not every message arrived");
+        assert_eq!(good, STREAM_MESSAGES, "out of order or damaged");
+    });
+}
+
+#[test]
+fn stream_from_chromium_over_veth_at_5_percent_loss() {
+    let Some(env) = Env::get(true) else { return };
+    let net = Net::new();
+    net.set_loss(5).expect("set the loss");
+    let (ns, chromium) = (net.c.clone(), env.chromium.clone());
+    in_netns(&net.l, move || async move {
+        let b = Browser::launch(&chromium, &ns).await;
+        let cap = Duration::from_secs(300);
+        let (good, count) = stream_from_chromium(&b, "stream_from_chromium_loss5", cap).await;
+        assert_eq!(count, STREAM_MESSAGES, "not every message arrived");
+        assert_eq!(good, STREAM_MESSAGES, "out of order or damaged");
     });
 }

@@ -254,6 +254,28 @@
       };
     },
 
+    // Sends the stream the other way: `count` binary messages of `size` bytes, in the pattern
+    // checkBinary expects, keeping at most 1 MiB buffered. Resolves once all are handed over.
+    async sendStream(count, size, ms) {
+      const ch = state.binary;
+      const until = performance.now() + ms;
+      ch.bufferedAmountLowThreshold = 256 * 1024;
+      for (let i = 0; i < count; i++) {
+        while (ch.bufferedAmount > 1024 * 1024) {
+          if (dead()) throw new Error(`connection lost after ${i} messages; ${describe()}`);
+          if (performance.now() > until) throw new Error(`sending stalled at ${i}; ${describe()}`);
+          // The event is the wake-up; the timer only bounds a missed one.
+          await new Promise((r) => { ch.onbufferedamountlow = r; setTimeout(r, 50); });
+        }
+        const buf = new ArrayBuffer(size);
+        const b = new Uint8Array(buf);
+        for (let j = 4; j < size; j++) b[j] = (i * 31 + j) & 0xff;
+        new DataView(buf).setUint32(0, i, true);
+        ch.send(buf);
+      }
+      return true;
+    },
+
     // Milliseconds on the page's clock (to relate the test's start to first_at).
     now() { return performance.now(); },
 
