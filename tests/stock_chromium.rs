@@ -818,6 +818,19 @@ fn control_messages_both_ways_up_to_the_limit() {
         b.peer("send", &[json!("c after big")], DEADLINE)
             .await
             .unwrap();
+        // lansync's description says a=max-message-size:65536 (PROTOCOL.md §1): Chromium must
+        // refuse a larger message itself.
+        let over = b
+            .peer(
+                "sendBig",
+                &[json!("too big"), json!(MAX_CONTROL_MESSAGE + 1)],
+                DEADLINE,
+            )
+            .await;
+        assert!(
+            over.is_err(),
+            "Chromium sent a message over lansync's limit"
+        );
 
         for i in 0..100 {
             assert_eq!(next_control(&mut link).await, Ok(format!("c{i}")));
