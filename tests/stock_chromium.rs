@@ -5,13 +5,17 @@
 //!
 //! Chromium never runs in this machine's own network namespace: each test builds two namespaces,
 //! `L` (lansync: the test's runtime threads enter it) and `C`, joined by a veth pair
-//! (10.231.7.1 in `L`, 10.231.7.2 in `C`), with no route anywhere else. "Loopback" tests run
-//! Chromium in `L` beside lansync (lansync on 127.0.0.1, Chromium on the veth address, so every
-//! packet crosses `lo`); the others run it in `C`, where nftables can drop packets at random.
+//! (10.231.7.1 in `L`, 10.231.7.2 in `C`), each with a default route to the other (a page
+//! without camera permission offers only the default route's address as a host candidate);
+//! neither forwards, so nothing leaves the pair. Most tests run Chromium in `C`, like a device on
+//! the LAN, where nftables can drop packets at random; one runs it in `L` beside lansync, which
+//! then uses its loopback settings (127.0.0.1, 16 KiB SCTP packets).
 //!
 //! Needs root, iproute2, `chromium` (or `LANSYNC_CHROMIUM=/path/to/chrome`) and, for the lossy
-//! test, nftables. Without them each test says why and passes — unless `CI` is set, when it fails.
-//! Run: `cargo test --release --test stock_chromium -- --nocapture` (figures go to stdout).
+//! tests, nftables. Without them each test says why and passes — unless `CI` is set, when it
+//! fails. Run: `cargo test --release --test stock_chromium -- --nocapture` (figures go to stdout,
+//! one JSON object per line). `LANSYNC_LOG` shows lansync's logs; `LANSYNC_CHROMIUM_ARGS` and
+//! `LANSYNC_CHROMIUM_LOG` Chromium's (see [`Browser::launch`]).
 #![cfg(feature = "native")]
 
 use std::collections::HashMap;
@@ -1048,6 +1052,8 @@ fn assert_whole(stats: &Value, b: &Browser) {
     );
 }
 
+/// lansync with `loopback_only` (one SCTP packet per 16 KiB message) and a browser on the same
+/// machine: every record must be one Chromium accepts.
 #[test]
 fn stream_to_chromium_over_loopback() {
     let Some(env) = Env::get(false) else { return };
