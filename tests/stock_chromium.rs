@@ -44,8 +44,8 @@ const DEADLINE: Duration = Duration::from_secs(15);
 const STREAM_MESSAGES: usize = 1221;
 /// Tries of the `a=setup:passive` answer: with `rtc` 0.21's SCTP, 1 to 5 tries in 60 lose the
 /// page's first messages (its DATA arrives right behind COOKIE-ACK, before the offerer has bound
-/// its negotiated channels). A good try takes ~0.2 s.
-const PASSIVE_TRIES: usize = 60;
+/// its negotiated channels), so 100 tries catch that with ~98 % odds. A good try takes ~0.2 s.
+const PASSIVE_TRIES: usize = 100;
 /// How long a passive try may take to open: ~25 ms when it works; a lost ready marker is never
 /// sent again, so waiting longer would not save a try.
 const PASSIVE_OPEN: Duration = Duration::from_secs(5);
