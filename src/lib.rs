@@ -15,7 +15,8 @@
 //! | [`invite`] | invite/answer codes: compact base45 code, lz-string, QR rendering (pure codecs) |
 //! | [`sim`] | a deterministic simulated network for tests and the demo (pure) |
 //! | [`transfer`] | file transfer: chunk codec, manifests, media whitelist, resumable sender/receiver (pure) |
-//! | `transport` | WebRTC links: the only module that imports `webrtc` (feature `native`) |
+//! | [`sctp`] | SCTP for the data channels, built for lossy Wi-Fi: RTT-driven retransmission, fast retransmit, tail-loss probe, pacing, control ahead of file data (pure) |
+//! | `transport` | WebRTC links: ICE and DTLS from `rtc` under [`sctp`]; the only module that imports `rtc` (feature `native`) |
 //! | `discovery` | mDNS advert and browse of choir sessions, `_lansync._tcp.local.` (`native`) |
 //! | `node` | the async driver: runs a machine over links, a clock and a record file; the file service that moves files on disk (`native`) |
 //! | `netwatch` | network change notifications, so a follower redials when an interface returns (`native`) |
