@@ -2,7 +2,7 @@
 //!
 //! States (RFC 9260 §4, reduced to what data channels need): idle → COOKIE-WAIT (INIT sent) →
 //! COOKIE-ECHOED (COOKIE ECHO sent) → established → closed. The handshake is in
-//! [`handshake`], packet building in [`transmit`].
+//! `handshake.rs`, packet building in `transmit.rs`.
 //!
 //! One local verification tag and one initial TSN serve the association's whole life, so
 //! crossing INITs (both ends connect, as browsers do) need no tie-breaking: every INIT is

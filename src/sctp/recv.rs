@@ -1,6 +1,6 @@
 //! The inbound half of an association: which TSNs arrived (RFC 9260 §6.2, serial number
-//! arithmetic of RFC 1982), when to send a SACK, the receive window, and (in [`reassembly`])
-//! messages rebuilt from fragments and delivered per stream, (in [`reset`]) incoming stream
+//! arithmetic of RFC 1982), when to send a SACK, the receive window, and (in `reassembly.rs`)
+//! messages rebuilt from fragments and delivered per stream, (in `reset.rs`) incoming stream
 //! resets.
 //!
 //! Everything here comes from the peer and is untrusted: a TSN too far ahead is dropped, a
