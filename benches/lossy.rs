@@ -28,7 +28,7 @@
 
 mod common;
 
-use common::{ip, run};
+use common::ip;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -109,32 +109,8 @@ impl Lan {
 
     /// Random loss of `percent` on each follower's input and output (none at 0).
     fn set_loss(&self, percent: f64, tcp_too: bool) -> Result<(), String> {
-        let n = (percent * 100.0).round() as u32;
-        for i in 1..=FOLLOWERS {
-            let ns = ns_name(i);
-            let _ = run(
-                "ip",
-                &["netns", "exec", &ns, "nft", "delete table inet lossy"],
-                None,
-            );
-            if n == 0 {
-                continue;
-            }
-            let protos = if tcp_too { "{ tcp, udp }" } else { "udp" };
-            let rule = format!("meta l4proto {protos} numgen random mod 10000 < {n} drop");
-            let script = format!(
-                "table inet lossy {{\n\
-                 chain input {{ type filter hook input priority 0; policy accept; {rule}; }}\n\
-                 chain output {{ type filter hook output priority 0; policy accept; {rule}; }}\n\
-                 }}\n"
-            );
-            run(
-                "ip",
-                &["netns", "exec", &ns, "nft", "-f", "-"],
-                Some(&script),
-            )?;
-        }
-        Ok(())
+        let protos = if tcp_too { "{ tcp, udp }" } else { "udp" };
+        (1..=FOLLOWERS).try_for_each(|i| common::set_loss(&ns_name(i), percent, protos))
     }
 }
 

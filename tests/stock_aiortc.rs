@@ -11,8 +11,12 @@
 #![cfg(all(feature = "native", unix))]
 
 mod cli;
+// Namespace plumbing shared with the benchmarks (`run`, `ip`, `set_loss`).
+#[path = "../benches/common/mod.rs"]
+mod netns;
 
 use cli::Proc;
+use netns::ip;
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
 use std::io::{BufRead, BufReader, Write};
@@ -623,36 +627,6 @@ struct Veth {
 
 const SUBNET: &str = "10.231.77";
 
-fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<(), String> {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{program}: {e}"))?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes())
-            .map_err(|e| format!("{program}: {e}"))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("{program}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{program} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    run("ip", args, None)
-}
-
 impl Veth {
     /// Why namespaces cannot be made here, if they cannot.
     fn unavailable() -> Option<String> {
@@ -723,19 +697,7 @@ impl Veth {
     /// Drops `percent` % of the follower's UDP packets at random, each way (the WebRTC link;
     /// the join's HTTP over TCP is spared, so only the link is under test).
     fn set_loss(&self, percent: u32) {
-        let rule = format!("meta l4proto udp numgen random mod 100 < {percent} counter drop");
-        let script = format!(
-            "table inet lossy {{\n\
-             chain input {{ type filter hook input priority 0; policy accept; {rule}; }}\n\
-             chain output {{ type filter hook output priority 0; policy accept; {rule}; }}\n\
-             }}\n"
-        );
-        run(
-            "ip",
-            &["netns", "exec", &self.follower, "nft", "-f", "-"],
-            Some(&script),
-        )
-        .unwrap();
+        netns::set_loss(&self.follower, f64::from(percent), "udp").unwrap();
     }
 
     /// Packets the loss rules dropped so far (both ways).

@@ -1,4 +1,7 @@
-//! Plumbing shared by the benchmarks that build network namespaces (`throughput.rs`, `lossy.rs`).
+//! Plumbing shared by what builds network namespaces: the benchmarks (`throughput.rs`,
+//! `lossy.rs`) and the stock-peer tests (`tests/stock_aiortc.rs`, `tests/stock_chromium.rs`,
+//! which include this file by path). Each uses a part of it.
+#![allow(dead_code)]
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -28,6 +31,33 @@ pub fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<(), Stri
             String::from_utf8_lossy(&out.stderr).trim()
         ))
     }
+}
+
+/// Sets the random loss of namespace `ns` to `percent` % of its `protos` packets (nftables syntax:
+/// `udp`, or `{ tcp, udp }`), dropped on input and on output; 0 removes it. nftables `numgen
+/// random` stands in for `tc netem`, which this kernel lacks.
+pub fn set_loss(ns: &str, percent: f64, protos: &str) -> Result<(), String> {
+    let _ = run(
+        "ip",
+        &["netns", "exec", ns, "nft", "delete table inet lossy"],
+        None,
+    );
+    let n = (percent * 100.0).round() as u32;
+    if n == 0 {
+        return Ok(());
+    }
+    let rule = format!("meta l4proto {protos} numgen random mod 10000 < {n} counter drop");
+    let script = format!(
+        "table inet lossy {{\n\
+         chain input {{ type filter hook input priority 0; policy accept; {rule}; }}\n\
+         chain output {{ type filter hook output priority 0; policy accept; {rule}; }}\n\
+         }}\n"
+    );
+    run(
+        "ip",
+        &["netns", "exec", ns, "nft", "-f", "-"],
+        Some(&script),
+    )
 }
 
 /// `ip args` (iproute2).
