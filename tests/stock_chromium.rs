@@ -206,6 +206,36 @@ impl Drop for Net {
 
 /// Runs `body` on a tokio runtime whose threads all live in namespace `ns` (threads inherit the
 /// namespace of the thread that spawns them), so every socket lansync opens is there.
+/// Runs `body` in lansync's namespace with a headless Chromium placed as `place` (its namespace
+/// losing the given share of UDP), given the browser and the namespaces `[lansync, Chromium]`.
+/// Skips (or fails under `CI`) when root, `ip`, `chromium` or, for loss, `nft` is missing.
+fn with_chromium<F>(place: Place, body: impl FnOnce(Browser, [String; 2]) -> F + Send + 'static)
+where
+    F: std::future::Future<Output = ()>,
+{
+    let loss = match place {
+        Place::Loopback => 0,
+        Place::Veth(p) => p,
+    };
+    let Some(env) = Env::get(loss > 0) else {
+        return;
+    };
+    let net = Net::new();
+    if loss > 0 {
+        net.set_loss(loss).expect("set the loss");
+    }
+    let l = net.l.clone();
+    let ns = match place {
+        Place::Loopback => net.l.clone(),
+        Place::Veth(_) => net.c.clone(),
+    };
+    let chromium = env.chromium.clone();
+    in_netns(&net.l, move || async move {
+        let b = Browser::launch(&chromium, &ns).await;
+        body(b, [l, ns]).await;
+    });
+}
+
 fn in_netns<F>(ns: &str, body: impl FnOnce() -> F + Send + 'static)
 where
     F: std::future::Future<Output = ()>,
@@ -608,11 +638,7 @@ async fn first_messages(b: &Browser, link: &mut Link) -> Result<(), String> {
 
 #[test]
 fn lansync_offers_chromium_answers_active() {
-    let Some(env) = Env::get(false) else { return };
-    let net = Net::new();
-    let (ns, chromium) = (net.c.clone(), env.chromium.clone());
-    in_netns(&net.l, move || async move {
-        let b = Browser::launch(&chromium, &ns).await;
+    with_chromium(Place::Veth(0), |b, _| async move {
         for k in 0..3 {
             let started = Instant::now();
             let (mut link, connect) = lansync_offers(&b, false, false)
@@ -635,11 +661,7 @@ fn lansync_offers_chromium_answers_active() {
 /// the DTLS server and lansync, the offerer, the DTLS client.
 #[test]
 fn lansync_offers_chromium_answers_passive() {
-    let Some(env) = Env::get(false) else { return };
-    let net = Net::new();
-    let (ns, chromium) = (net.c.clone(), env.chromium.clone());
-    in_netns(&net.l, move || async move {
-        let b = Browser::launch(&chromium, &ns).await;
+    with_chromium(Place::Veth(0), |b, _| async move {
         let mut failures = Vec::new();
         for k in 0..PASSIVE_TRIES {
             let started = Instant::now();
@@ -678,11 +700,7 @@ fn lansync_offers_chromium_answers_passive() {
 
 #[test]
 fn chromium_offers_lansync_answers() {
-    let Some(env) = Env::get(false) else { return };
-    let net = Net::new();
-    let (ns, chromium) = (net.c.clone(), env.chromium.clone());
-    in_netns(&net.l, move || async move {
-        let b = Browser::launch(&chromium, &ns).await;
+    with_chromium(Place::Veth(0), |b, _| async move {
         for k in 0..3 {
             let started = Instant::now();
             let (mut link, connect) = chromium_offers(&b, false)
@@ -714,12 +732,7 @@ fn chromium_offers_lansync_answers() {
 /// Chromium does not complete under loss; the cause is not found yet.
 #[test]
 fn setup_at_5_percent_loss() {
-    let Some(env) = Env::get(true) else { return };
-    let net = Net::new();
-    net.set_loss(5).expect("set the loss");
-    let (ns, chromium) = (net.c.clone(), env.chromium.clone());
-    in_netns(&net.l, move || async move {
-        let b = Browser::launch(&chromium, &ns).await;
+    with_chromium(Place::Veth(5), |b, _| async move {
         let mut failures = Vec::new();
         for k in 0..LOSSY_SETUPS {
             let mut errors = Vec::new();
@@ -759,11 +772,7 @@ fn setup_at_5_percent_loss() {
 
 #[test]
 fn control_messages_both_ways_up_to_the_limit() {
-    let Some(env) = Env::get(false) else { return };
-    let net = Net::new();
-    let (ns, chromium) = (net.c.clone(), env.chromium.clone());
-    in_netns(&net.l, move || async move {
-        let b = Browser::launch(&chromium, &ns).await;
+    with_chromium(Place::Veth(0), |b, _| async move {
         let (mut link, _) = lansync_offers(&b, false, false)
             .await
             .unwrap_or_else(|e| panic!("{e}; {}", b.log_tail()));
@@ -829,11 +838,7 @@ fn control_messages_both_ways_up_to_the_limit() {
 /// PROTOCOL.md §1: the marker is consumed by the transport; later copies are ignored.
 #[test]
 fn later_ready_markers_are_not_delivered() {
-    let Some(env) = Env::get(false) else { return };
-    let net = Net::new();
-    let (ns, chromium) = (net.c.clone(), env.chromium.clone());
-    in_netns(&net.l, move || async move {
-        let b = Browser::launch(&chromium, &ns).await;
+    with_chromium(Place::Veth(0), |b, _| async move {
         let (mut link, _) = lansync_offers(&b, false, false)
             .await
             .unwrap_or_else(|e| panic!("{e}; {}", b.log_tail()));
@@ -1042,26 +1047,8 @@ enum Place {
 /// A 20 MB stream one way (`to_chromium`, or from it) with Chromium placed as `place`; every
 /// message must arrive whole and in order within `cap_s` seconds; figures go to stdout.
 fn stream_test(to_chromium: bool, place: Place, label: &'static str, cap_s: u64) {
-    let loss = match place {
-        Place::Loopback => 0,
-        Place::Veth(p) => p,
-    };
-    let Some(env) = Env::get(loss > 0) else {
-        return;
-    };
-    let net = Net::new();
-    if loss > 0 {
-        net.set_loss(loss).expect("set the loss");
-    }
     let loopback = matches!(place, Place::Loopback);
-    let ns = if loopback {
-        net.l.clone()
-    } else {
-        net.c.clone()
-    };
-    let (l, chromium) = (net.l.clone(), env.chromium.clone());
-    in_netns(&net.l, move || async move {
-        let b = Browser::launch(&chromium, &ns).await;
+    with_chromium(place, move |b, [l, ns]| async move {
         let cap = Duration::from_secs(cap_s);
         if to_chromium {
             let stats = stream(&b, loopback, label, cap, [&l, &ns]).await;

@@ -236,6 +236,23 @@ def start_stdin(loop, queue):
     threading.Thread(target=pump, daemon=True).start()
 
 
+async def read_commands(commands):
+    """The JSON commands of stdin's lines until end of input or `quit`; a line that is not JSON
+    is reported as `bad-command`."""
+    while True:
+        line = await commands.get()
+        if line is None:
+            return
+        try:
+            cmd = json.loads(line)
+        except ValueError:
+            emit({"event": "error", "code": "bad-command"})
+            continue
+        if cmd.get("cmd") == "quit":
+            return
+        yield cmd
+
+
 async def wait_until_open(link):
     opened = asyncio.ensure_future(link.open)
     closed = asyncio.ensure_future(link.closed.wait())
@@ -335,17 +352,7 @@ async def pair(args, commands):
             snapshot()
 
     async def on_commands():
-        while True:
-            line = await commands.get()
-            if line is None:
-                return
-            try:
-                cmd = json.loads(line)
-            except ValueError:
-                emit({"event": "error", "code": "bad-command"})
-                continue
-            if cmd.get("cmd") == "quit":
-                return
+        async for cmd in read_commands(commands):
             if cmd.get("cmd") == "set_page":
                 ts = max(now_ms(), state["top_ts"] + 1)
                 state["top_ts"] = ts
@@ -474,17 +481,8 @@ class Follower:
         return 0
 
     async def on_commands(self, commands):
-        while True:
-            line = await commands.get()
-            if line is None:
-                break
-            try:
-                cmd = json.loads(line)
-            except ValueError:
-                emit({"event": "error", "code": "bad-command"})
-                continue
-            if cmd.get("cmd") == "quit":
-                break
+        async for _ in read_commands(commands):
+            pass
         self.quit = True
 
     async def session(self, link, cmd_task):
