@@ -56,6 +56,7 @@
 pub mod auth;
 #[cfg(feature = "native")]
 pub mod discovery;
+mod error;
 pub mod invite;
 #[cfg(feature = "native")]
 pub mod netwatch;
@@ -70,3 +71,7 @@ pub mod sim;
 pub mod transfer;
 #[cfg(feature = "native")]
 pub mod transport;
+
+pub use error::Error;
+#[cfg(feature = "native")]
+pub use node::{AppEvent, Events, Host, HostOptions};

@@ -11,16 +11,19 @@
 //!  app ◀── events (mpsc) ── └────────────┘ ──▶ record file (atomic replace)
 //! ```
 
+mod events;
 mod files;
 mod host;
+mod state_files;
 
+pub use events::{AppEvent, Events, EVENT_QUEUE};
 pub use files::{list_files, Files, FilesEvent, FilesOptions, ProgressView, PublishedFiles};
 pub use host::{follower_dialer, Host, HostOptions, JoinTarget};
 
 use crate::protocol::{Envelope, RejectReason};
 use crate::session::{
     Command, DoorQuery, DoorReply, Event, Input, JoinCredentials, LinkState, Machine, Output,
-    PeerId, Record, Time,
+    PeerId, Record, RoleState, SoloState, Time,
 };
 use crate::transfer::{ManifestKind, TransferError};
 use crate::transport::{Link, LinkEvent, LinkSender};
@@ -145,30 +148,34 @@ impl Node {
         &self,
         kind: ManifestKind,
         paths: Option<Vec<PathBuf>>,
-    ) -> Result<PublishedFiles, TransferError> {
+    ) -> Result<PublishedFiles, crate::Error> {
         let files = self.files.as_ref().ok_or_else(|| {
             TransferError::InvalidSessionPack("this node has no file service".into())
         })?;
         let published = files.publish(kind, paths).await?;
         match kind {
             ManifestKind::Stream => match &published.stream {
-                Some(info) => self.command(Command::StreamPrepare(info.clone())),
-                None => self.command(Command::StreamClear),
+                Some(info) => self.command(Command::StreamPrepare(info.clone()))?,
+                None => self.command(Command::StreamClear)?,
             },
-            _ => self.command(Command::SetFiles(published.files.clone())),
+            _ => self.command(Command::SetFiles(published.files.clone()))?,
         }
         Ok(published)
     }
 
     /// Publishes the regular files of `dir` as the session pack (see [`publish`](Self::publish)).
-    pub async fn publish_pack(&self, dir: PathBuf) -> Result<PublishedFiles, TransferError> {
+    pub async fn publish_pack(&self, dir: PathBuf) -> Result<PublishedFiles, crate::Error> {
         let paths = files::list_files(&dir, ManifestKind::Pack)?;
         self.publish(ManifestKind::Pack, Some(paths)).await
     }
 
-    /// Gives the machine an application command.
-    pub fn command(&self, cmd: Command) {
-        let _ = self.tx.send(Request::Command(cmd));
+    /// Gives the machine an application command. Whether the machine accepts it is told by an
+    /// event (a refused command gives `Event::Error` with its code); `Err` here only means the
+    /// node has stopped.
+    pub fn command(&self, cmd: Command) -> Result<(), crate::Error> {
+        self.tx
+            .send(Request::Command(cmd))
+            .map_err(|_| crate::Error::Stopped)
     }
 
     /// Hands over an open link (from pairing or a join), which becomes `LinkUp`.
@@ -420,8 +427,6 @@ impl<M: Machine> Driver<M> {
     /// Passes the session facts the file service needs: its role, the link it was admitted on,
     /// what the host publishes, and which links are admitted.
     fn tell_files(&mut self, e: &Event) {
-        /// The solo state in which the partner's link is up: files come on that link only.
-        const SOLO_PAIRED: &str = "SOLO_PAIRED_CONNECTED";
         let Some(files) = &self.opts.files else {
             return;
         };
@@ -452,7 +457,11 @@ impl<M: Machine> Driver<M> {
                     host_id: host_id.clone(),
                 },
             }),
-            Event::State { state, .. } if state == SOLO_PAIRED => files.tell(Req::Paired),
+            // Files come on the partner's link only, once it is up.
+            Event::State {
+                state: RoleState::Solo(SoloState::PairedConnected),
+                ..
+            } => files.tell(Req::Paired),
             Event::SessionFiles(f) => files.tell(Req::HostFiles(f.clone())),
             Event::StreamPrepared(info) => files.tell(Req::StreamPrepared(info.stream_id.clone())),
             Event::StreamCleared | Event::SessionEnded => files.tell(Req::StreamCleared),

@@ -252,8 +252,8 @@ pub enum Event {
     },
     /// The role's own state machine moved (e.g. `FOLLOWER_CONNECTED_FOLLOW`).
     State {
-        /// State name as the role's rules name it (PROTOCOL.md §6).
-        state: String,
+        /// The new state (serialised as its name, PROTOCOL.md §6).
+        state: RoleState,
         /// Why it moved.
         reason: String,
     },
@@ -456,7 +456,7 @@ impl Outbox {
         tracing::info!(from = state.name(), to = next.name(), reason, "state");
         *state = next;
         self.event(Event::State {
-            state: next.name().into(),
+            state: next.role_state(),
             reason: reason.into(),
         });
     }
@@ -469,6 +469,49 @@ impl Outbox {
 /// A role state with the name the role's rules give it (PROTOCOL.md §6).
 pub(crate) trait StateName: Copy + PartialEq {
     fn name(self) -> &'static str;
+    fn role_state(self) -> RoleState;
+}
+
+/// The state of a device's role, typed. On the wire and in `--json` it is the state's name as
+/// the role's rules give it (PROTOCOL.md §6), e.g. `"FOLLOWER_CONNECTED_FOLLOW"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RoleState {
+    /// A solo device's state.
+    Solo(SoloState),
+    /// A choir master's state.
+    Master(MasterState),
+    /// A choir follower's state.
+    Follower(FollowerState),
+}
+
+impl RoleState {
+    /// The state's name (PROTOCOL.md §6), e.g. `"SOLO_PAIRED_CONNECTED"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RoleState::Solo(s) => s.name(),
+            RoleState::Master(s) => s.name(),
+            RoleState::Follower(s) => s.name(),
+        }
+    }
+}
+
+impl std::fmt::Display for RoleState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl PartialEq<str> for RoleState {
+    fn eq(&self, other: &str) -> bool {
+        self.name() == other
+    }
+}
+
+impl PartialEq<&str> for RoleState {
+    fn eq(&self, other: &&str) -> bool {
+        self.name() == *other
+    }
 }
 
 /// The earliest of several optional deadlines.

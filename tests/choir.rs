@@ -93,7 +93,7 @@ fn stream(id: &str) -> StreamInfo {
 fn states(sim: &Sim, n: NodeId) -> Vec<String> {
     sim.events_of(n)
         .filter_map(|e| match e {
-            Event::State { state, .. } => Some(state.clone()),
+            Event::State { state, .. } => Some(state.name().to_string()),
             _ => None,
         })
         .collect()

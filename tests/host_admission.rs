@@ -8,8 +8,7 @@ use lansync::session::{
     Command, DoorAuth, DoorQuery, DoorSecret, Event, Follower, FollowerConfig, JoinCredentials,
     MasterConfig,
 };
-use lansync::signaling::RateLimit;
-use lansync::transport::{Identity, TransportConfig};
+use lansync::transport::TransportConfig;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -39,6 +38,19 @@ async fn wait_for(
     assert_eq!(found, Ok(true), "no {what} within {DEADLINE:?}");
 }
 
+/// The session events of a host's stream (its file events are not looked at here).
+fn session_events(mut events: lansync::Events) -> UnboundedReceiver<Event> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(e) = events.recv().await {
+            if let lansync::AppEvent::Session(e) = e {
+                let _ = tx.send(e);
+            }
+        }
+    });
+    rx
+}
+
 fn by_token(token: &str) -> JoinCredentials {
     JoinCredentials {
         token: Some(token.into()),
@@ -50,19 +62,11 @@ fn by_token(token: &str) -> JoinCredentials {
 async fn an_impostor_with_a_members_device_id_is_refused_at_the_door() {
     let mut host = Host::start(HostOptions {
         master: MasterConfig::new("master"),
-        record_path: None,
-        identity: Identity::generate().unwrap(),
-        bind: "127.0.0.1:0".parse().unwrap(),
-        transport: loopback(),
-        rate: RateLimit {
-            per_sec: 1000.0,
-            burst: 1000.0,
-        },
-        files: None,
+        ..HostOptions::loopback()
     })
     .await
     .unwrap();
-    let mut host_events = host.take_events();
+    let mut host_events = session_events(host.events());
     let token = host.record().token.clone();
     let target = JoinTarget {
         addr: host.local_addr(),
@@ -80,7 +84,7 @@ async fn an_impostor_with_a_members_device_id_is_refused_at_the_door() {
             ..Default::default()
         },
     );
-    victim.command(Command::Join(by_token(&token)));
+    victim.command(Command::Join(by_token(&token))).unwrap();
     wait_for(&mut victim_events, "join", |e| {
         matches!(e, Event::Joined { .. })
     })

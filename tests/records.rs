@@ -55,7 +55,7 @@ async fn start_host(path: &Path) -> Host {
     Host::start(HostOptions {
         master: MasterConfig::new("master"),
         record_path: Some(path.to_path_buf()),
-        identity: Identity::generate().unwrap(),
+        identity: Some(Identity::generate().unwrap()),
         bind: "127.0.0.1:0".parse().unwrap(),
         transport: TransportConfig {
             loopback_only: true,
@@ -63,6 +63,7 @@ async fn start_host(path: &Path) -> Host {
         },
         rate: RateLimit::default(),
         files: None,
+        state_dir: None,
     })
     .await
     .unwrap()

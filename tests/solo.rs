@@ -51,7 +51,7 @@ fn pair(seed: u64) -> (Sim, NodeId, NodeId) {
 fn states(sim: &Sim, n: NodeId) -> Vec<String> {
     sim.events_of(n)
         .filter_map(|e| match e {
-            Event::State { state, .. } => Some(state.clone()),
+            Event::State { state, .. } => Some(state.name().to_string()),
             _ => None,
         })
         .collect()

@@ -1,58 +1,140 @@
 //! A choir master on the LAN: its node and its HTTP join endpoint, which asks the node's session
 //! machine who may join (PROTOCOL.md §9.3). Followers reach it with [`follower_dialer`].
 
-use super::{DialError, DialFuture, Dialer, Node, NodeOptions};
+use super::state_files::{random_device_id, StateDir};
+use super::{DialError, DialFuture, Dialer, Events, Node, NodeOptions, PublishedFiles};
 use crate::invite::JoinLink;
 use crate::node::{load_record, set_aside, BadRecord, Clock};
 use crate::protocol::RejectReason;
-use crate::session::{Event, JoinCredentials, Master, MasterConfig, MasterRecord, Record};
+use crate::session::{Command, JoinCredentials, Master, MasterConfig, MasterRecord, Record};
 use crate::signaling::{self, Door, JoinServer, RateLimit, SignalingError};
 use crate::transport::{self, Identity, TransportConfig};
+use crate::Error;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// How long a follower's link may take to open after its answer was sent.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// How to start a host.
+/// How to start a host. `HostOptions::default()` hosts a fresh session on every interface, with
+/// nothing kept on disk; set [`state_dir`](Self::state_dir) so a restart resumes the session.
 pub struct HostOptions {
-    /// The master's settings.
+    /// The master's settings. An empty `device_id` (the default) means: the one kept in
+    /// `state_dir`, else a new random one.
     pub master: MasterConfig,
-    /// Where the session record lives: an existing, not-ended record is resumed.
+    /// Where the session record, DTLS identity, device id and port are kept (created if
+    /// missing): a restart with the same directory resumes the session, and its QR links stay
+    /// valid.
+    pub state_dir: Option<PathBuf>,
+    /// Where the session record lives, if not `state_dir/master.json`: an existing, not-ended
+    /// record is resumed.
     pub record_path: Option<PathBuf>,
-    /// The master's DTLS identity: keep it across restarts so QR links stay valid.
-    pub identity: Identity,
-    /// Address of the join endpoint (port 0 picks one).
+    /// The master's DTLS identity; `None`: the one kept in `state_dir`, else a new one.
+    pub identity: Option<Identity>,
+    /// Address of the join endpoint. Port 0 (the default) takes the port used last time (kept
+    /// in `state_dir`), else any free one.
     pub bind: SocketAddr,
     /// Link settings (the identity is set from `identity`).
     pub transport: TransportConfig,
     /// Per-address rate limit of the join endpoint.
     pub rate: RateLimit,
-    /// The file service that serves the session's pack, media and streamed score, if any.
+    /// The file service that serves the session's pack, media and streamed score; `None`: the
+    /// host starts its own, whose events come with the host's [`events`](Host::events).
     pub files: Option<super::Files>,
+}
+
+impl Default for HostOptions {
+    fn default() -> Self {
+        HostOptions {
+            master: MasterConfig::new(""),
+            state_dir: None,
+            record_path: None,
+            identity: None,
+            bind: SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0),
+            transport: TransportConfig::default(),
+            rate: RateLimit::default(),
+            files: None,
+        }
+    }
+}
+
+impl HostOptions {
+    /// Everything on loopback (tests, a demo on one machine): the endpoint listens on
+    /// 127.0.0.1, links use only loopback, and the per-address rate limit is opened wide (every
+    /// follower has the same address there).
+    pub fn loopback() -> Self {
+        HostOptions {
+            bind: SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0),
+            transport: TransportConfig {
+                loopback_only: true,
+                ..TransportConfig::default()
+            },
+            rate: RateLimit {
+                per_sec: 1000.0,
+                burst: 1000.0,
+            },
+            ..HostOptions::default()
+        }
+    }
 }
 
 /// A running choir master.
 pub struct Host {
-    /// The master's node: send it commands.
+    /// The master's node: the low-level handle every typed method below uses.
     pub node: Node,
-    /// Its events.
-    pub events: mpsc::UnboundedReceiver<Event>,
+    events: Option<Events>,
     server: JoinServer,
     record: MasterRecord,
     fingerprint: String,
     bad_record: Option<BadRecord>,
+    state_dir: Option<PathBuf>,
 }
 
 impl Host {
-    /// Starts (or resumes) the session, its node and its join endpoint.
-    pub async fn start(opts: HostOptions) -> Result<Host, String> {
+    /// Starts (or resumes, from `state_dir` or `record_path`) the session, its node and its
+    /// join endpoint.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), lansync::Error> {
+    /// use lansync::{Host, HostOptions};
+    /// let mut host = Host::start(HostOptions::loopback()).await?;
+    /// println!("session code {}", host.record().session_code.as_str());
+    /// host.set_song("ave-maria")?;
+    /// host.set_page(2)?;
+    /// let mut events = host.events();
+    /// while let Some(event) = events.recv().await {
+    ///     println!("{event:?}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn start(mut opts: HostOptions) -> Result<Host, Error> {
         let now = Clock::new().now();
+        let kept = match &opts.state_dir {
+            Some(dir) => Some(StateDir::open(dir)?),
+            None => None,
+        };
+        if opts.master.device_id.is_empty() {
+            opts.master.device_id = match &kept {
+                Some(dir) => dir.device_id("master")?,
+                None => random_device_id("master"),
+            };
+        }
+        let identity = match (opts.identity.take(), &kept) {
+            (Some(id), _) => id,
+            (None, Some(dir)) => dir.identity()?,
+            (None, None) => Identity::generate().map_err(|e| Error::Transport(e.to_string()))?,
+        };
+        if let (0, Some(dir)) = (opts.bind.port(), &kept) {
+            opts.bind.set_port(dir.port());
+        }
+        let record_path = opts
+            .record_path
+            .clone()
+            .or_else(|| kept.as_ref().map(|d| d.path("master.json")));
         // A bad record is reported (Host::bad_record) and moved aside; the session starts anew.
-        let (resumed, bad_record) = match opts.record_path.as_deref() {
+        let (resumed, bad_record) = match record_path.as_deref() {
             Some(path) => match load_record(path) {
                 // Another role's record is not this session's: set aside, never overwritten.
                 Ok(Some(rec)) if !matches!(rec, Record::Master(_)) => (
@@ -65,7 +147,8 @@ impl Host {
             None => (None, None),
         };
         let mut entropy = [0u8; 32];
-        getrandom::fill(&mut entropy).map_err(|e| format!("no random source: {e}"))?;
+        getrandom::fill(&mut entropy)
+            .map_err(|e| Error::Transport(format!("no random source: {e}")))?;
         let machine = match resumed {
             Some(Record::Master(rec)) if !rec.ended => {
                 Master::restore(opts.master.clone(), now, rec, entropy)
@@ -73,12 +156,20 @@ impl Host {
             _ => Master::new(opts.master.clone(), now, entropy),
         };
         let record = machine.record().clone();
+        let (files, files_events) = match opts.files.clone() {
+            Some(files) => (files, None),
+            None => {
+                let (f, e) =
+                    super::Files::spawn(super::FilesOptions::new(opts.master.device_id.clone()));
+                (f, Some(e))
+            }
+        };
         let node_opts = NodeOptions {
             dialer: None,
-            record_path: opts.record_path.clone(),
-            files: opts.files.clone(),
+            record_path,
+            files: Some(files),
         };
-        let (node, events) = Node::spawn(machine, node_opts);
+        let (node, session_events) = Node::spawn(machine, node_opts);
         // The session machine is the one authority on who may join.
         let asking = node.clone();
         let door: Door = Arc::new(move |query| {
@@ -86,7 +177,7 @@ impl Host {
             Box::pin(async move { node.door(query).await })
         });
         let cfg = TransportConfig {
-            certificate: Some(opts.identity.clone()),
+            certificate: Some(identity.clone()),
             ..opts.transport
         };
         // The join endpoint's caps, not the default descriptor limit, bound its connections.
@@ -119,25 +210,62 @@ impl Host {
             }
         })
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Error::Unreachable {
+            addr: opts.bind.to_string(),
+            detail: e.to_string(),
+        })?;
+        if let Some(dir) = &kept {
+            dir.save_port(server.local_addr().port());
+        }
         Ok(Host {
             node,
-            events,
+            events: Some(Events::merge(session_events, files_events)),
             server,
             record,
-            fingerprint: opts.identity.fingerprint(),
+            fingerprint: identity.fingerprint(),
             bad_record,
+            state_dir: opts.state_dir,
         })
+    }
+
+    /// The session's events and those of the host's own file service, in one bounded stream
+    /// (see [`Events`] for what happens when the application does not keep up). Taken once; a
+    /// second call gets a stream that has already ended.
+    pub fn events(&mut self) -> Events {
+        self.events.take().unwrap_or_else(Events::ended)
+    }
+
+    /// Shows `song_id` on every device (page 0 of it).
+    pub fn set_song(&self, song_id: impl Into<String>) -> Result<(), Error> {
+        self.node.command(Command::SetSong {
+            song_id: song_id.into(),
+        })
+    }
+
+    /// Turns every following device to `page` (zero-based).
+    pub fn set_page(&self, page: u32) -> Result<(), Error> {
+        self.node.command(Command::SetPage { page })
+    }
+
+    /// Ends the session: followers are told, its token and codes are refused from now on.
+    pub fn end(&self) -> Result<(), Error> {
+        self.node.command(Command::End)
+    }
+
+    /// Publishes the regular files of `dir` as the session pack: every follower downloads and
+    /// verifies it (PROTOCOL.md §11).
+    pub async fn publish_pack(&self, dir: impl Into<PathBuf>) -> Result<PublishedFiles, Error> {
+        self.node.publish_pack(dir.into()).await
+    }
+
+    /// The state directory, if the host keeps one.
+    pub fn state_dir(&self) -> Option<&std::path::Path> {
+        self.state_dir.as_deref()
     }
 
     /// The record file found unusable at start (moved aside; the session started anew), if any.
     pub fn bad_record(&self) -> Option<&BadRecord> {
         self.bad_record.as_ref()
-    }
-
-    /// Takes the event stream (once; later calls get a closed stream).
-    pub fn take_events(&mut self) -> mpsc::UnboundedReceiver<Event> {
-        std::mem::replace(&mut self.events, mpsc::unbounded_channel().1)
     }
 
     /// The session as it started (id, token, code, name).

@@ -16,7 +16,7 @@ use super::keys::{KeyStore, Merge, DEFAULT_SYNC_GROUPS, PLAYBACK_GROUP};
 use super::link::{Admit, Link, Tick};
 use super::{
     earliest, Backoff, BackoffConfig, ClockEstimate, Command, Event, HeartbeatConfig, Input,
-    LinkState, Machine, Origin, Outbox, Output, PeerId, Record, Rng, StateName, Time,
+    LinkState, Machine, Origin, Outbox, Output, PeerId, Record, Rng, RoleState, StateName, Time,
 };
 use crate::protocol::{
     check_id, ChoirSnapshot, Control, ControlMode, DecodeError, Empty, Envelope, FollowMode,
@@ -109,6 +109,10 @@ impl StateName for FollowerState {
             FollowerState::DisconnectedLocal => "FOLLOWER_DISCONNECTED_LOCAL",
             FollowerState::Rejoining => "FOLLOWER_REJOINING",
         }
+    }
+
+    fn role_state(self) -> RoleState {
+        RoleState::Follower(self)
     }
 }
 

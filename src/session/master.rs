@@ -16,7 +16,7 @@ use super::keys::{KeyStore, Merge};
 use super::link::{Admit, Bucket, Link, Tick};
 use super::{
     earliest, ClockEstimate, Command, Event, HeartbeatConfig, Input, LinkState, Machine, Origin,
-    Outbox, Output, PeerId, Record, StateName, Time,
+    Outbox, Output, PeerId, Record, RoleState, StateName, Time,
 };
 use crate::auth::hex;
 use crate::protocol::{
@@ -106,6 +106,10 @@ impl StateName for MasterState {
             MasterState::ReconnectingLinks => "MASTER_RECONNECTING_LINKS",
             MasterState::SessionEnded => "MASTER_SESSION_ENDED",
         }
+    }
+
+    fn role_state(self) -> RoleState {
+        RoleState::Master(self)
     }
 }
 

@@ -9,7 +9,7 @@
 use super::link::{Admit, Link, Tick};
 use super::{
     earliest, Backoff, BackoffConfig, Command, Event, HeartbeatConfig, Input, JoinCredentials,
-    LinkState, Machine, Origin, Outbox, Output, PeerId, Rng, StateName, Time,
+    LinkState, Machine, Origin, Outbox, Output, PeerId, Rng, RoleState, StateName, Time,
 };
 use crate::protocol::{
     Envelope, Hello, Layout, Message, Mode, PageState, Parity, Snapshot, SoloSnapshot, Stamp,
@@ -77,6 +77,10 @@ impl StateName for SoloState {
             SoloState::PairedDegraded => "SOLO_PAIRED_DEGRADED",
             SoloState::PairedReconnecting => "SOLO_PAIRED_RECONNECTING",
         }
+    }
+
+    fn role_state(self) -> RoleState {
+        RoleState::Solo(self)
     }
 }
 

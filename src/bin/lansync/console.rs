@@ -218,7 +218,11 @@ pub async fn session(
                     }
                 };
                 match keys.parse(out.json, &line) {
-                    Ok(Line::Session(cmd)) => node.command(cmd),
+                    Ok(Line::Session(cmd)) => {
+                        if node.command(cmd).is_err() {
+                            return false;
+                        }
+                    }
                     Ok(Line::Files(cmd)) => {
                         files_ui::run(out, &node, cmd).await;
                     }

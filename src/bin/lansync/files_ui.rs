@@ -125,7 +125,7 @@ pub async fn run(out: &Out, node: &Node, (kind, paths, dir): FileCommand) -> boo
     let result = match dir {
         Some(dir) => match lansync::node::list_files(&dir, kind) {
             Ok(paths) => node.publish(kind, Some(paths)).await,
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         },
         None => node.publish(kind, paths).await,
     };

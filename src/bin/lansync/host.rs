@@ -132,7 +132,8 @@ async fn host(args: &HostArgs, out: &Out) -> Result<bool, String> {
     let mut host = Host::start(HostOptions {
         master,
         record_path: Some(dir.join("master.json")),
-        identity: identity.clone(),
+        identity: Some(identity.clone()),
+        state_dir: None,
         bind: SocketAddr::new(ip, port),
         transport: TransportConfig {
             loopback_only: args.loopback,
@@ -150,7 +151,8 @@ async fn host(args: &HostArgs, out: &Out) -> Result<bool, String> {
         },
         files: Some(files),
     })
-    .await?;
+    .await
+    .map_err(|e| e.to_string())?;
     if let Some(bad) = host.bad_record() {
         console::bad_record(out, bad);
     }
@@ -223,12 +225,12 @@ async fn host(args: &HostArgs, out: &Out) -> Result<bool, String> {
     };
 
     if let Some(d) = args.timer {
-        host.node.command(Command::Playback(PlaybackOp::Timer {
+        let _ = host.node.command(Command::Playback(PlaybackOp::Timer {
             duration_us: d.as_micros() as u64,
             phase: String::new(),
         }));
     }
-    let (events, advertising) = withdraw_on_end(host.take_events(), advert);
+    let (events, advertising) = withdraw_on_end(session_events(host.events()), advert);
     let stdin = console::InputLines::stdin();
     let ok = console::session(
         out,
@@ -267,4 +269,18 @@ fn withdraw_on_end(
         }
     });
     (rx, task)
+}
+
+/// The session events of the host's stream (its files' events come from the file service
+/// passed in, which the console reads on its own).
+fn session_events(mut events: lansync::Events) -> mpsc::UnboundedReceiver<Event> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(e) = events.recv().await {
+            if let lansync::AppEvent::Session(e) = e {
+                let _ = tx.send(e);
+            }
+        }
+    });
+    rx
 }

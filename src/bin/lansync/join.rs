@@ -197,7 +197,7 @@ async fn join(args: &JoinArgs, out: &Out) -> Result<bool, (&'static str, String)
         tracing::info!(%e, "no network change notifications; relying on the backoff");
     }
     if let Some(creds) = creds {
-        node.command(Command::Join(creds));
+        let _ = node.command(Command::Join(creds));
     }
     let stdin = console::InputLines::stdin();
     Ok(console::session(out, node, events, Some(files_events), stdin, Role::Follower).await)
