@@ -134,6 +134,7 @@ async fn host(args: &HostArgs, out: &Out) -> Result<bool, String> {
         record_path: Some(dir.join("master.json")),
         identity: Some(identity.clone()),
         state_dir: None,
+        advertise: false,
         bind: SocketAddr::new(ip, port),
         transport: TransportConfig {
             loopback_only: args.loopback,
