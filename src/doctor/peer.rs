@@ -435,6 +435,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_join_endpoint_is_recognised_by_its_known_refusal() {
+        use crate::session::DoorReply;
+        let door: crate::signaling::Door =
+            std::sync::Arc::new(|_| Box::pin(async { DoorReply::closed() }));
+        let server = crate::signaling::serve("127.0.0.1:0".parse().unwrap(), door, |_| async {
+            Err(crate::protocol::RejectReason::Unknown)
+        })
+        .await
+        .unwrap();
+        let c = join_endpoint(server.local_addr()).await;
+        assert_eq!(c.check.status, Status::Ok, "{}", c.check.message);
+        assert_eq!(c.check.facts["http_status"], 400);
+        assert_eq!(c.check.facts["error"], "version_mismatch");
+
+        // Something else on a port: not taken for a host.
+        let other = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = other.local_addr().unwrap();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            while let Ok((mut s, _)) = other.accept().await {
+                let _ = s
+                    .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        let c = join_endpoint(addr).await;
+        assert_eq!(c.check.status, Status::Warning, "{}", c.check.message);
+        assert_eq!(c.check.facts["outcome"], "unexpected");
+    }
+
+    #[tokio::test]
     async fn a_listener_greets_and_echoes() {
         let l = probe::Listener::bind(0, false).await.unwrap();
         let addr = SocketAddr::from(([127, 0, 0, 1], l.port()));
