@@ -25,21 +25,22 @@ pub(crate) struct PeerCheck {
     pub check: Check,
 }
 
-enum Connect {
-    Open(TcpStream, Duration),
+/// Why a connection did not open.
+enum NotOpen {
     /// A reset came back: the device is there, nothing listens on that port.
     Refused,
     TimedOut,
     Failed(io::Error),
 }
 
-async fn connect(addr: SocketAddr, timeout: Duration) -> Connect {
+/// The open stream and how long it took.
+async fn connect(addr: SocketAddr, timeout: Duration) -> Result<(TcpStream, Duration), NotOpen> {
     let start = Instant::now();
     match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(s)) => Connect::Open(s, start.elapsed()),
-        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => Connect::Refused,
-        Ok(Err(e)) => Connect::Failed(e),
-        Err(_) => Connect::TimedOut,
+        Ok(Ok(s)) => Ok((s, start.elapsed())),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => Err(NotOpen::Refused),
+        Ok(Err(e)) => Err(NotOpen::Failed(e)),
+        Err(_) => Err(NotOpen::TimedOut),
     }
 }
 
@@ -49,15 +50,15 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// The sentence for a connection that did not open.
-fn not_open(id: &'static str, addr: SocketAddr, c: &Connect, what: &str, start: &str) -> PeerCheck {
+fn not_open(id: &'static str, addr: SocketAddr, c: &NotOpen, what: &str, start: &str) -> PeerCheck {
     let (outcome, answered, check) = match c {
-        Connect::Refused => (
+        NotOpen::Refused => (
             "refused",
             true,
             Check::new(id, Status::Problem, format!("Nothing listens at {addr}: {what}."))
                 .action(start.to_string()),
         ),
-        Connect::TimedOut => (
+        NotOpen::TimedOut => (
             "timeout",
             false,
             Check::new(
@@ -70,13 +71,12 @@ fn not_open(id: &'static str, addr: SocketAddr, c: &Connect, what: &str, start: 
             )
             .action("Check that both devices are on the same Wi-Fi and awake; see the hints below."),
         ),
-        Connect::Failed(e) => (
+        NotOpen::Failed(e) => (
             "error",
             false,
             Check::new(id, Status::Problem, format!("Cannot reach {addr} ({e})."))
                 .action("Connect to the Wi-Fi the other devices use."),
         ),
-        Connect::Open(..) => unreachable!("only called for connections that did not open"),
     };
     PeerCheck {
         addr,
@@ -92,8 +92,8 @@ fn not_open(id: &'static str, addr: SocketAddr, c: &Connect, what: &str, start: 
 pub(crate) async fn join_endpoint(addr: SocketAddr) -> PeerCheck {
     let id = "join_endpoint";
     let connect_time = match connect(addr, CONNECT_TIMEOUT).await {
-        Connect::Open(_, t) => t,
-        other => {
+        Ok((_, t)) => t,
+        Err(other) => {
             return not_open(
                 id,
                 addr,
@@ -186,8 +186,8 @@ async fn ask_endpoint(addr: SocketAddr) -> Result<(u16, Option<String>), String>
 pub(crate) async fn listener_tcp(addr: SocketAddr) -> PeerCheck {
     let id = "peer_tcp";
     let (mut stream, connect_time) = match connect(addr, CONNECT_TIMEOUT).await {
-        Connect::Open(s, t) => (s, t),
-        other => {
+        Ok(open) => open,
+        Err(other) => {
             return not_open(
                 id,
                 addr,
@@ -349,7 +349,7 @@ async fn answers(gateway: Ipv4Addr) -> bool {
         let addr = SocketAddr::new(gateway.into(), port);
         if matches!(
             connect(addr, Duration::from_secs(1)).await,
-            Connect::Open(..) | Connect::Refused
+            Ok(_) | Err(NotOpen::Refused)
         ) {
             return true;
         }

@@ -156,7 +156,9 @@ async fn echo(sock: UdpSocket) {
     let mut window = Instant::now();
     loop {
         let Ok((len, from)) = sock.recv_from(&mut buf).await else {
-            // ICMP errors of earlier echoes surface here on some systems: keep going.
+            // ICMP errors of earlier echoes surface here on some systems: keep going, without
+            // spinning should the error persist.
+            tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         let Some((KIND_PROBE, seq, token)) = decode(&buf[..len]) else {
