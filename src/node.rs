@@ -13,9 +13,11 @@
 
 mod files;
 mod host;
+mod state_dir;
 
 pub use files::{list_files, Files, FilesEvent, FilesOptions, ProgressView, PublishedFiles};
 pub use host::{follower_dialer, Host, HostOptions, JoinTarget};
+pub use state_dir::default_state_dir;
 
 use crate::protocol::{Envelope, RejectReason};
 use crate::session::{

@@ -1,12 +1,26 @@
 //! The interactive part every role shares: commands in (keys or JSON lines on stdin), events
-//! out (text or JSON lines on stdout), until quit or the end of input.
+//! out (text or JSON lines on stdout), until quit, Ctrl-C, or the end of typed input.
+
+mod words;
 
 use crate::files_ui::{self, Bars};
 use lansync::node::{FilesEvent, Node};
 use lansync::protocol::{FollowMode, Parity, PlaybackOp, Rate};
-use lansync::session::{Command, Event};
+use lansync::session::{Command, Event, LinkState};
 use serde_json::{json, Value};
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader, Stdin};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+pub use words::bytes;
+
+/// How long a quitting follower waits for its goodbye (`LEAVE_SESSION`) to be sent.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
+/// After the goodbye is queued the node keeps the link 200 ms so queued messages leave: the
+/// process stays that long, and a little more, before exiting.
+const LEAVE_LINGER: Duration = Duration::from_millis(300);
 
 /// Longest line of input read, in bytes (newline excluded). A longer line is skipped up to its
 /// newline without being buffered, and reported.
@@ -117,9 +131,29 @@ pub enum Role {
 impl Role {
     fn help(self) -> &'static str {
         match self {
-            Role::Solo => "n / p: next / previous page, a number: go there, s NAME: song, odd / even: lead the layout, q: quit",
-            Role::Master => "n / p: next / previous page, a number: go there, s NAME: song, pack DIR / media DIR: publish files, stream FILE / clear: streamed score, load NAME / play / pause / seek SECS / rate X / timer 90s: shared playback, e: end the session, q: quit",
-            Role::Follower => "n / p / a number: look at a page, f: follow / free, play / pause: ask the host (shared-pause mode), l: leave, q: quit",
+            Role::Solo => "Keys: n / p: next / previous page, a number: go to that page (1 is the first), s NAME: song, odd / even: lead the layout, q: quit",
+            Role::Master => "Keys: n / p: next / previous page, a number: go to that page (1 is the first), s NAME: song, pack DIR / media DIR: publish files, stream FILE / clear: streamed score, load NAME / play / pause / seek SECS / rate X / timer 90s: shared playback, e: end the session for everyone, q: stop hosting (the session can be resumed)",
+            Role::Follower => "Keys: n / p / a number (1 is the first page): look at a page, f: follow / free, play / pause: ask the master (shared-pause mode), r: retry now, l: leave the session, q: leave and quit",
+        }
+    }
+
+    /// One line of the keys used most, for the start (a 24-row terminal also shows a QR code).
+    fn short_help(self) -> &'static str {
+        match self {
+            Role::Solo => "Keys: n / p, a page number, s SONG, q quit (h: all keys)",
+            Role::Master => {
+                "Keys: n / p, a page number, s SONG, e end for everyone, q stop (h: all keys)"
+            }
+            Role::Follower => "Keys: n / p, a page number, f follow / free, q leave (h: all keys)",
+        }
+    }
+
+    /// The role's name in the `ready` event.
+    fn name(self) -> &'static str {
+        match self {
+            Role::Solo => "solo",
+            Role::Master => "master",
+            Role::Follower => "follower",
         }
     }
 }
@@ -146,6 +180,23 @@ impl Out {
             println!("{v}");
         } else {
             println!("{}", human());
+        }
+    }
+
+    /// The first line of every role: `{"event":"ready","version":…,"role":…,"page_base":0}` (pages
+    /// in JSON count from 0), with the state directory when there is one; people see the state
+    /// directory only.
+    pub fn ready(&self, role: Role, state_dir: Option<&Path>) {
+        let dir = state_dir.map(|d| d.display().to_string());
+        if self.json {
+            let mut v = json!({"event":"ready","version":env!("CARGO_PKG_VERSION"),
+                               "role":role.name(),"page_base":0});
+            if let Some(dir) = &dir {
+                v["state_dir"] = json!(dir);
+            }
+            println!("{v}");
+        } else if let Some(dir) = dir {
+            println!("State kept in {dir}");
         }
     }
 
@@ -179,16 +230,21 @@ struct Keys {
 enum Line {
     Session(Command),
     Files(files_ui::FileCommand),
+    Help,
     Quit,
 }
 
 /// Runs until quit or the node stops: commands in, events out (file events too, when the
-/// node has a file service).
+/// node has a file service). Quitting — `q`, `{"cmd":"quit"}`, Ctrl-C, or the end of input
+/// typed at a terminal (Ctrl-D) — says goodbye first: a follower leaves the session
+/// (`LEAVE_SESSION`, PROTOCOL.md §6.2) so the master sees it at once; a master only stops, and
+/// its session stays resumable. Input that is not a terminal (a pipe, `/dev/null`) may end
+/// without quitting: a sidecar may close stdin and just watch.
 pub async fn session(
     out: &Out,
     node: Node,
-    mut events: tokio::sync::mpsc::UnboundedReceiver<Event>,
-    mut files: Option<tokio::sync::mpsc::UnboundedReceiver<FilesEvent>>,
+    mut events: UnboundedReceiver<Event>,
+    mut files: Option<UnboundedReceiver<FilesEvent>>,
     mut stdin: InputLines,
     role: Role,
 ) -> bool {
@@ -199,12 +255,18 @@ pub async fn session(
         page: 0,
         mode: FollowMode::Follow,
     };
+    // The master's link that opened last: the next `participant_joined` names it.
+    let mut newest_link = None;
     let mut stdin_open = true;
+    let typed = std::io::stdin().is_terminal();
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
     if !out.json {
-        println!("{}.", role.help());
+        println!("{}", role.short_help());
     }
     loop {
         tokio::select! {
+            _ = &mut ctrl_c => break,
             line = stdin.next_line(), if stdin_open => {
                 let line = match line {
                     Some(Ok(line)) => line,
@@ -212,6 +274,7 @@ pub async fn session(
                         out.error("bad-command", &bad.message());
                         continue;
                     }
+                    None if typed => break,
                     None => {
                         stdin_open = false; // keep running: a sidecar may close stdin and just watch
                         continue;
@@ -222,7 +285,8 @@ pub async fn session(
                     Ok(Line::Files(cmd)) => {
                         files_ui::run(out, &node, cmd).await;
                     }
-                    Ok(Line::Quit) => return true,
+                    Ok(Line::Quit) => break,
+                    Ok(Line::Help) => bars.println(&format!("{}.", role.help())),
                     Err(msg) => out.error("bad-command", &msg),
                 }
             }
@@ -239,15 +303,57 @@ pub async fn session(
                 match &ev {
                     Event::Page { page, .. } => keys.page = *page,
                     Event::FollowMode { mode } => keys.mode = *mode,
+                    Event::Link { peer, state: LinkState::Connected } => newest_link = Some(*peer),
+                    Event::ParticipantJoined(p) => {
+                        if let Some(peer) = newest_link.take() {
+                            bars.name_peer(peer, if p.name.is_empty() { &p.id } else { &p.name });
+                        }
+                    }
                     _ => {}
                 }
-                if out.json {
-                    out.emit(serde_json::to_value(&ev).unwrap_or(Value::Null), String::new);
-                } else {
-                    bars.println(&describe(&ev));
-                }
+                show(out, &bars, &ev, role);
             }
         }
+    }
+    goodbye(out, &node, &mut events, role).await;
+    true
+}
+
+/// One session event: a JSON line, or words (above the progress bars) when there are any.
+fn show(out: &Out, bars: &Bars, ev: &Event, role: Role) {
+    if out.json {
+        out.emit(serde_json::to_value(ev).unwrap_or(Value::Null), String::new);
+    } else if let Some(text) = words::describe(ev, role) {
+        bars.println(&text);
+    }
+}
+
+/// What quitting does besides stopping: a follower leaves the session (and waits, briefly, for
+/// the goodbye to go out); a master says how to resume.
+async fn goodbye(out: &Out, node: &Node, events: &mut UnboundedReceiver<Event>, role: Role) {
+    match role {
+        Role::Follower => {
+            node.command(Command::Leave);
+            let left = async {
+                while let Some(ev) = events.recv().await {
+                    if matches!(&ev, Event::State { state, .. } if state == "FOLLOWER_IDLE_LOCAL") {
+                        return;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(LEAVE_TIMEOUT, left).await;
+            tokio::time::sleep(LEAVE_LINGER).await;
+            out.emit(json!({"event":"quit","left":true}), || {
+                "You left the session. To come back, join again with its link or code.".into()
+            });
+        }
+        Role::Master => out.emit(json!({"event":"quit","resumable":true}), || {
+            "Stopped hosting; the session is not ended. Run `lansync host` again with the same \
+             state directory to resume it: followers rejoin by themselves. (`e` ends it for \
+             everyone.)"
+                .into()
+        }),
+        Role::Solo => {}
     }
 }
 
@@ -358,6 +464,8 @@ impl Keys {
         let page = self.page;
         let cmd = match (line, self.role) {
             ("q" | "quit", _) => return Ok(Line::Quit),
+            ("h" | "help" | "?", _) => return Ok(Line::Help),
+            ("r" | "retry", _) => Command::Retry,
             ("n" | "", _) => Command::SetPage {
                 page: page.saturating_add(1),
             },
@@ -383,74 +491,13 @@ impl Keys {
             (_, Role::Solo | Role::Master) if line.starts_with("s ") => Command::SetSong {
                 song_id: line[2..].trim().to_string(),
             },
+            // People count pages from 1; the session (and `--json`) from 0.
             _ => match line.parse::<u32>() {
-                Ok(p) => Command::SetPage { page: p },
-                Err(_) => return Err(format!("unknown key {line:?}: {}", self.role.help())),
+                Ok(0) => return Err("pages count from 1: type 1 for the first page".into()),
+                Ok(p) => Command::SetPage { page: p - 1 },
+                Err(_) => return Err(format!("unknown key {line:?}. {}", self.role.help())),
             },
         };
         Ok(Line::Session(cmd))
-    }
-}
-
-/// An event in words.
-fn describe(ev: &Event) -> String {
-    match ev {
-        Event::Page {
-            page,
-            origin,
-            song_id,
-            ..
-        } => format!(
-            "page {page}{} ({origin:?})",
-            song_id
-                .as_ref()
-                .map(|s| format!(" of {s}"))
-                .unwrap_or_default()
-        ),
-        Event::Link { state, .. } => format!("link {state:?}"),
-        Event::State { state, reason } => format!("{state} ({reason})"),
-        Event::Layout(l) => format!(
-            "layout: {} leads on {:?} pages",
-            l.leader_device_id, l.parity
-        ),
-        Event::Error { code, message } => format!("error ({code}): {message}"),
-        Event::ParticipantJoined(p) => {
-            format!("+ {} ({:?}, {:?}) joined", p.name, p.role, p.follow_mode)
-        }
-        Event::ParticipantLeft(p) => format!("- {} left ({:?})", p.name, p.status),
-        Event::Presence { count } => format!("{count} present"),
-        Event::Joined {
-            session_name,
-            session_code,
-            rejoin,
-            ..
-        } => format!(
-            "{} \"{session_name}\" ({session_code})",
-            if *rejoin { "rejoined" } else { "joined" }
-        ),
-        Event::Rejected { reason } => format!("refused: {}", reason.code()),
-        Event::SessionEnded => "the session has ended".into(),
-        Event::Hosting { session_code, .. } => format!("hosting session {session_code}"),
-        Event::FollowMode { mode } => format!("mode: {mode:?}"),
-        Event::StreamPrepared(s) => format!("streamed score available: {}", s.name),
-        Event::StreamCleared => "streamed score cleared".into(),
-        Event::SessionFiles(f) => match (&f.pack, &f.media) {
-            (None, None) => "the host has no files published".into(),
-            (p, m) => format!(
-                "the host publishes a pack of {} bytes and {} media file(s)",
-                p.as_ref().map_or(0, |p| p.size),
-                m.as_ref().map_or(0, |m| m.files_count)
-            ),
-        },
-        Event::GaveUp { attempts } => format!("gave up reconnecting after {attempts} attempts"),
-        Event::Playback(p) => format!(
-            "playback {} {} at {} ms",
-            p.media_id,
-            if p.running { "playing" } else { "paused" },
-            p.position_us / 1000
-        ),
-        Event::Control(c) => format!("control: {:?}, editor {:?}", c.mode, c.editor),
-        Event::Key { key, value, .. } => format!("{key} = {value}"),
-        Event::SyncGroups { groups } => format!("applying {}", groups.join(", ")),
     }
 }
