@@ -283,3 +283,28 @@ fn host_without_a_lan_interface_fails_at_once_with_one_sentence() {
         "nothing created"
     );
 }
+
+#[test]
+fn a_master_stops_on_quit_or_ctrl_c_while_its_input_stays_open_and_says_how_to_resume() {
+    let dir = state_dir("stop");
+    let mut host = Text::spawn(&["host", "--json", "--loopback", "--state-dir", &dir]);
+    host.wait_for("join link", |l| l.contains("\"hosting_link\""));
+    host.type_line(r#"{"cmd":"quit"}"#);
+    host.wait_for("quit", |l| l.contains("\"resumable\":true"));
+    assert_eq!(host.exit_code(), Some(0), "{:#?}", host.seen);
+
+    // Ctrl-C, for people: the same goodbye, the same session when it comes back.
+    let mut host = Text::spawn(&["host", "--loopback", "--state-dir", &dir]);
+    let code = host.wait_for("the code", |l| l.starts_with("Session code "));
+    let interrupt = Command::new("kill")
+        .args(["-INT", &host.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupt.success());
+    host.wait_for("how to resume", |l| {
+        l.contains("Run `lansync host` again with the same state directory")
+    });
+    assert_eq!(host.exit_code(), Some(0), "{:#?}", host.seen);
+    let mut again = Text::spawn(&["host", "--loopback", "--state-dir", &dir]);
+    again.wait_for("the same code", |l| l == code);
+}

@@ -1,7 +1,10 @@
 //! The interactive part every role shares: commands in (keys or JSON lines on stdin), events
 //! out (text or JSON lines on stdout), until quit, Ctrl-C, or the end of typed input.
 
+mod input;
 mod words;
+
+pub use input::InputLines;
 
 use crate::files_ui::{self, Bars};
 use lansync::node::{FilesEvent, Node};
@@ -11,7 +14,6 @@ use serde_json::{json, Value};
 use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader, Stdin};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 pub use words::bytes;
@@ -21,101 +23,6 @@ const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
 /// After the goodbye is queued the node keeps the link 200 ms so queued messages leave: the
 /// process stays that long, and a little more, before exiting.
 const LEAVE_LINGER: Duration = Duration::from_millis(300);
-
-/// Longest line of input read, in bytes (newline excluded). A longer line is skipped up to its
-/// newline without being buffered, and reported.
-pub const MAX_LINE: usize = 64 * 1024;
-
-/// Why a line of input was skipped.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BadLine {
-    /// Longer than [`MAX_LINE`] bytes.
-    TooLong,
-    /// Not UTF-8.
-    NotUtf8,
-}
-
-impl BadLine {
-    /// One sentence for the `bad-command` error.
-    pub fn message(&self) -> String {
-        match self {
-            BadLine::TooLong => format!("line longer than {MAX_LINE} bytes ignored"),
-            BadLine::NotUtf8 => "line that is not UTF-8 ignored".to_string(),
-        }
-    }
-}
-
-/// Lines of input read as bytes: each line is capped at [`MAX_LINE`] and checked for UTF-8 on
-/// its own, so one bad line never stops the lines after it. Cancel-safe (`next_line` may be
-/// dropped in a `select!` without losing input).
-pub struct InputLines<R = Stdin> {
-    reader: BufReader<R>,
-    /// The line read so far (empty once it is known to be too long).
-    line: Vec<u8>,
-    /// The current line went over [`MAX_LINE`]: the rest is skipped.
-    too_long: bool,
-}
-
-impl InputLines<Stdin> {
-    /// This process's standard input.
-    pub fn stdin() -> Self {
-        Self::new(tokio::io::stdin())
-    }
-}
-
-impl<R: AsyncRead + Unpin> InputLines<R> {
-    /// Lines of `reader`.
-    pub fn new(reader: R) -> Self {
-        InputLines {
-            reader: BufReader::new(reader),
-            line: Vec::new(),
-            too_long: false,
-        }
-    }
-
-    /// The next line without its line ending; `None` at the end of input (or on a read error).
-    pub async fn next_line(&mut self) -> Option<Result<String, BadLine>> {
-        loop {
-            let avail = match self.reader.fill_buf().await {
-                Ok(b) => b,
-                Err(_) => return None,
-            };
-            if avail.is_empty() {
-                // End of input: a last line without a newline still counts.
-                if self.line.is_empty() && !self.too_long {
-                    return None;
-                }
-                break;
-            }
-            let newline = avail.iter().position(|&b| b == b'\n');
-            let part = &avail[..newline.unwrap_or(avail.len())];
-            if !self.too_long {
-                if self.line.len() + part.len() > MAX_LINE {
-                    self.too_long = true;
-                    self.line = Vec::new();
-                } else {
-                    self.line.extend_from_slice(part);
-                }
-            }
-            let used = newline.map_or(avail.len(), |i| i + 1);
-            self.reader.consume(used);
-            if newline.is_some() {
-                break;
-            }
-        }
-        let line = std::mem::take(&mut self.line);
-        if std::mem::take(&mut self.too_long) {
-            return Some(Err(BadLine::TooLong));
-        }
-        let mut text = String::from_utf8(line).map_err(|_| BadLine::NotUtf8);
-        if let Ok(t) = &mut text {
-            if t.ends_with('\r') {
-                t.pop();
-            }
-        }
-        Some(text)
-    }
-}
 
 /// Which keys make sense.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,11 +47,9 @@ impl Role {
     /// One line of the keys used most, for the start (a 24-row terminal also shows a QR code).
     fn short_help(self) -> &'static str {
         match self {
-            Role::Solo => "Keys: n / p, a page number, s SONG, q quit (h: all keys)",
-            Role::Master => {
-                "Keys: n / p, a page number, s SONG, e end for everyone, q stop (h: all keys)"
-            }
-            Role::Follower => "Keys: n / p, a page number, f follow / free, q leave (h: all keys)",
+            Role::Solo => "Keys: n / p, a page number, s SONG, q quit, h help",
+            Role::Master => "Keys: n / p, a page number, s SONG, e end, q stop, h help",
+            Role::Follower => "Keys: n / p, a page number, f follow / free, q leave, h help",
         }
     }
 

@@ -109,7 +109,7 @@ impl Bars {
                     let who = peer
                         .map(|p| format!(" by {}", self.who(p)))
                         .unwrap_or_default();
-                    self.println(&format!("{} verified{who}", kind_name(*kind)));
+                    self.println(&format!("{} verified{who}", title(kind_name(*kind))));
                 }
             }
             FilesEvent::Failed {
@@ -118,7 +118,7 @@ impl Bars {
                 code,
                 message,
             } => {
-                let text = format!("{} stopped ({code}): {message}", kind_name(*kind));
+                let text = format!("{} stopped: {message} ({code})", title(kind_name(*kind)));
                 match self.bars.remove(&(*kind, *peer)) {
                     Some(bar) => {
                         bar.set_style(style(FINISHED));
@@ -128,19 +128,27 @@ impl Bars {
                 }
             }
             FilesEvent::FileReceived { path, .. } => {
-                self.println(&format!("received {}", path.display()))
+                self.println(&format!("Received {}", path.display()))
             }
             FilesEvent::StartGate { open, .. } => self.println(if *open {
-                "ready: every file of the session is here and verified"
+                "Ready: every file of the session is here and verified"
             } else {
-                "waiting for the session's files before starting"
+                "Waiting for the session's files before starting"
             }),
             FilesEvent::StreamReady { path, .. } => {
-                self.println(&format!("streamed score ready: {}", path.display()))
+                self.println(&format!("Streamed score ready: {}", path.display()))
             }
-            FilesEvent::StreamRemoved => self.println("streamed score removed"),
+            FilesEvent::StreamRemoved => self.println("Streamed score removed"),
         }
     }
+}
+
+/// `pack` → `Pack`.
+fn title(word: &str) -> String {
+    let mut c = word.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 /// Sizes, rate and time left: `12.1 MB of 96.0 MB, 4.2 MB/s, 20 s left`.

@@ -269,7 +269,7 @@ fn banner(rec: &lansync::session::MasterRecord, link: &str, loopback: bool) -> S
          \x20                  or lansync join{flag} {code}{password}\n\
          {security}\n\
          {}\
-         Session code {code}: scan the QR code, or join with the code.",
+         Session code {code} (scan the QR code or type the code)",
         rec.session_name,
         lansync::invite::qr::qr_terminal_compact(link),
     )

@@ -34,7 +34,7 @@ pub fn describe(ev: &Event, role: Role) -> Option<String> {
         ),
         Event::Error { code, message } => format!("Error: {message} ({code})"),
         Event::ParticipantJoined(p) => match p.role {
-            lansync::protocol::Role::Master => format!("{} (the master) is here", who(p)),
+            lansync::protocol::Role::Master => format!("{} is hosting", who(p)),
             _ => format!(
                 "{} joined ({})",
                 who(p),
