@@ -258,7 +258,11 @@ async fn goodbye(out: &Out, node: &Node, events: &mut UnboundedReceiver<Event>, 
              everyone.)"
                 .into()
         }),
-        Role::Solo => {}
+        Role::Solo => {
+            if out.json {
+                out.emit(json!({"event":"quit"}), String::new);
+            }
+        }
     }
 }
 
