@@ -308,3 +308,21 @@ fn a_master_stops_on_quit_or_ctrl_c_while_its_input_stays_open_and_says_how_to_r
     let mut again = Text::spawn(&["host", "--loopback", "--state-dir", &dir]);
     again.wait_for("the same code", |l| l == code);
 }
+
+#[test]
+fn host_keeps_its_state_in_the_per_user_data_directory_by_default() {
+    let data = state_dir("xdg-data");
+    let mut host = Text::spawn_with(
+        Command::new(env!("CARGO_BIN_EXE_lansync"))
+            .args(["host", "--json", "--loopback"])
+            .env("XDG_DATA_HOME", &data),
+    );
+    let ready: Value = serde_json::from_str(&host.next()).unwrap();
+    let expected = PathBuf::from(&data).join("lansync").join("host");
+    assert_eq!(ready["state_dir"], expected.to_str().unwrap(), "{ready}");
+    host.wait_for("join link", |l| l.contains("\"hosting_link\""));
+    assert!(
+        expected.join("identity.pem").is_file(),
+        "identity kept there"
+    );
+}
