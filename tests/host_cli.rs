@@ -186,6 +186,9 @@ fn a_follower_that_quits_or_is_interrupted_leaves_at_once_and_the_master_can_res
     host.wait_for("three present", |v| {
         v["event"] == "presence" && v["count"] == 3
     });
+    // Events on a follower's stdout mean its console runs (and listens for Ctrl-C).
+    alto.wait_for("alto joined", |v| v["event"] == "joined");
+    bass.wait_for("bass joined", |v| v["event"] == "joined");
 
     // A link that just went away would only be noticed after 10 s of silence, as `disconnected`;
     // a goodbye is seen at once, as `left`.
@@ -296,6 +299,8 @@ fn a_master_stops_on_quit_or_ctrl_c_while_its_input_stays_open_and_says_how_to_r
     // Ctrl-C, for people: the same goodbye, the same session when it comes back.
     let mut host = Text::spawn(&["host", "--loopback", "--state-dir", &dir]);
     let code = host.wait_for("the code", |l| l.starts_with("Session code "));
+    // The key line comes once the session listens for keys and Ctrl-C.
+    host.wait_for("the keys", |l| l.starts_with("Keys: "));
     let interrupt = Command::new("kill")
         .args(["-INT", &host.child.id().to_string()])
         .status()

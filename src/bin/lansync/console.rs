@@ -162,9 +162,11 @@ pub async fn session(
     };
     // The master's link that opened last: the next `participant_joined` names it.
     let mut newest_link = None;
+    // A follower in no session has nobody to say goodbye to.
+    let mut in_session = role != Role::Follower;
     let mut stdin_open = true;
     let typed = std::io::stdin().is_terminal();
-    let ctrl_c = tokio::signal::ctrl_c();
+    let ctrl_c = interrupted();
     tokio::pin!(ctrl_c);
     if !out.json {
         println!("{}", role.short_help());
@@ -208,6 +210,7 @@ pub async fn session(
                 match &ev {
                     Event::Page { page, .. } => keys.page = *page,
                     Event::FollowMode { mode } => keys.mode = *mode,
+                    Event::State { state, .. } => in_session = state != "FOLLOWER_IDLE_LOCAL",
                     Event::Link { peer, state: LinkState::Connected } => newest_link = Some(*peer),
                     Event::ParticipantJoined(p) => {
                         if let Some(peer) = newest_link.take() {
@@ -220,8 +223,30 @@ pub async fn session(
             }
         }
     }
-    goodbye(out, &node, &mut events, role).await;
+    goodbye(out, &node, &mut events, role, in_session).await;
     true
+}
+
+/// Ctrl-C (SIGINT), listened for from this call on — not from the first poll, so one that comes
+/// while the key line is printed is not lost to the default handler (which kills the process).
+fn interrupted() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let sigint = signal(SignalKind::interrupt());
+        async move {
+            match sigint {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// One session event: a JSON line, or words (above the progress bars) when there are any.
@@ -235,8 +260,17 @@ fn show(out: &Out, bars: &Bars, ev: &Event, role: Role) {
 
 /// What quitting does besides stopping: a follower leaves the session (and waits, briefly, for
 /// the goodbye to go out); a master says how to resume.
-async fn goodbye(out: &Out, node: &Node, events: &mut UnboundedReceiver<Event>, role: Role) {
+async fn goodbye(
+    out: &Out,
+    node: &Node,
+    events: &mut UnboundedReceiver<Event>,
+    role: Role,
+    in_session: bool,
+) {
     match role {
+        Role::Follower if !in_session => {
+            out.emit(json!({"event":"quit","left":false}), || "Bye.".into())
+        }
         Role::Follower => {
             node.command(Command::Leave);
             let left = async {
