@@ -14,11 +14,13 @@
 mod events;
 mod files;
 mod host;
+mod state_dir;
 mod state_files;
 
 pub use events::{AppEvent, Events, EVENT_QUEUE};
 pub use files::{list_files, Files, FilesEvent, FilesOptions, ProgressView, PublishedFiles};
 pub use host::{follower_dialer, Host, HostOptions, JoinTarget};
+pub use state_dir::default_state_dir;
 
 use crate::protocol::{Envelope, RejectReason};
 use crate::session::{
