@@ -169,29 +169,14 @@ fn answer_hmac(key: &Key, nonce: &[u8], answer: &str) -> HmacSha256 {
     mac
 }
 
-/// Lower-case hex.
+/// Lower-case hex, as keys, nonces and MACs travel in JSON (PROTOCOL.md §9.1).
 pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    bytes
-        .iter()
-        .flat_map(|b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]])
-        .map(char::from)
-        .collect()
+    hex::encode(bytes)
 }
 
 /// Bytes from hex digits (either case); `None` for an odd length or a non-hex character.
 pub fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    text.as_bytes()
-        .chunks(2)
-        .map(|p| {
-            let hi = (p[0] as char).to_digit(16)?;
-            let lo = (p[1] as char).to_digit(16)?;
-            Some((hi * 16 + lo) as u8)
-        })
-        .collect()
+    hex::decode(text).ok()
 }
 
 /// A stream of bytes expanded from caller-given entropy (SHA-256 in counter mode), so the PAKE
