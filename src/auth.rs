@@ -131,7 +131,8 @@ pub fn proof(key: &Key, nonce: &[u8], device_id: &str, offer: &str) -> [u8; MAC_
         .into()
 }
 
-/// Whether `given` is the proof for this transcript (constant time).
+/// Whether `given` is the proof for this transcript, compared in constant time
+/// (`Mac::verify_slice` compares with the `subtle` crate; PROTOCOL.md §9.3).
 pub fn verify_proof(key: &Key, nonce: &[u8], device_id: &str, offer: &str, given: &[u8]) -> bool {
     proof_mac(key, nonce, device_id, offer)
         .verify_slice(given)
@@ -146,7 +147,8 @@ pub fn answer_mac(key: &Key, nonce: &[u8], answer: &str) -> [u8; MAC_LEN] {
         .into()
 }
 
-/// Whether `given` is the answer MAC for this transcript (constant time).
+/// Whether `given` is the answer MAC for this transcript, compared in constant time
+/// (`Mac::verify_slice`, as for [`verify_proof`]; PROTOCOL.md §9.4).
 pub fn verify_answer(key: &Key, nonce: &[u8], answer: &str, given: &[u8]) -> bool {
     answer_hmac(key, nonce, answer).verify_slice(given).is_ok()
 }
