@@ -14,11 +14,14 @@
 mod events;
 mod files;
 mod host;
+mod join;
+mod join_dial;
 mod state_files;
 
 pub use events::{AppEvent, Events, EVENT_QUEUE};
 pub use files::{list_files, Files, FilesEvent, FilesOptions, ProgressView, PublishedFiles};
 pub use host::{follower_dialer, Host, HostOptions, JoinTarget};
+pub use join::{Join, JoinHow, JoinOptions};
 
 use crate::protocol::{Envelope, RejectReason};
 use crate::session::{
