@@ -18,7 +18,10 @@ const DEADLINE: Duration = Duration::from_secs(30);
 fn build_example(name: &str) -> PathBuf {
     // This test runs from target/<profile>/deps/; the example lands in target/<profile>/examples.
     let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>");
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>");
     let release = profile_dir.file_name().is_some_and(|n| n == "release");
     let target_dir = profile_dir.parent().expect("target dir");
     let mut cargo = std::process::Command::new(env!("CARGO"));

@@ -344,3 +344,29 @@ fn text_that_is_neither_a_link_nor_a_code_is_refused_in_one_sentence() {
     assert_eq!(status.code(), Some(1), "{out}");
     assert!(out.contains("neither a join link"), "{out}");
 }
+
+/// The bound is for a first join only: a member whose master is down when it starts keeps
+/// rejoining, and is back in the session when the master returns.
+#[test]
+fn a_member_keeps_rejoining_while_its_master_is_away() {
+    let (host_dir, dir) = (state_dir("away-host"), state_dir("away-join"));
+    let host_args = ["host", "--json", "--loopback", "--state-dir", &host_dir];
+    let host = cli::Proc::spawn("host", &host_args);
+    let hosting = host.wait_for("join link", |v| v["event"] == "hosting_link");
+    let link = hosting["link"].as_str().unwrap();
+    let join_args = ["join", "--json", "--loopback", "--state-dir", &dir];
+    let mut first = Run::spawn(None, &[&["join", link][..], &join_args[1..]].concat());
+    first.wait_json("joined", |v| v["event"] == "joined");
+    first.send(r#"{"cmd":"quit"}"#);
+    assert_eq!(first.finish().0.code(), Some(0));
+    drop(host);
+    // Nothing answers at the stored address now: the member starts anyway and keeps trying.
+    let member = Run::spawn(None, &join_args);
+    member.wait_json("a failed dial", |v| {
+        v["event"] == "state" && v["reason"] == "dial failed"
+    });
+    let _host = cli::Proc::spawn("host again", &host_args);
+    let joined = member.wait_json("rejoined", |v| v["event"] == "joined");
+    assert_eq!(joined["rejoin"], true);
+    assert_eq!(joined["session_id"], hosting["session_id"]);
+}
