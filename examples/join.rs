@@ -4,7 +4,6 @@
 //! ```text
 //! cargo run --example join -- 'lansync://join?h=…'        # the link of the host's QR code
 //! cargo run --example join -- ABCD-EFGH [PASSWORD]        # or its session code (found with mDNS)
-//! cargo run --example join -- 'lansync://join?h=…' --loopback   # a host on this machine only
 //! ```
 
 use lansync::session::Event;
@@ -29,7 +28,9 @@ async fn main() {
 async fn run(target: &str, password: Option<String>, loopback: bool) -> Result<(), lansync::Error> {
     // A link or a code, as a person would paste it.
     let how = JoinHow::parse(target, password)?;
-    let opts = if loopback {
+    // A host on this machine only (`--loopback`) is reached over loopback only.
+    let local = matches!(&how, JoinHow::Link(link) if link.addr.is_loopback());
+    let opts = if loopback || local {
         JoinOptions::loopback()
     } else {
         JoinOptions::default()

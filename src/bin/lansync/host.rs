@@ -1,26 +1,28 @@
 //! `lansync host`: a choir master on the LAN. Shows the join QR code and session code, advertises
 //! the session with mDNS, and turns pages for everyone who joins. Its session, DTLS identity and
-//! port live in `--state-dir`, so a restart (or a crash) resumes the same session: followers
-//! rejoin by themselves and their QR link stays valid.
+//! port live in `--state-dir` (default: the per-user data directory, `…/lansync/host`), so a
+//! restart (or a crash) resumes the same session: followers rejoin by themselves and their QR
+//! link stays valid.
 
 use crate::console::{self, Out, Role};
 use crate::files_ui;
-use lansync::discovery::{Advertisement, Discovery, SessionAdvert};
-use lansync::node::{Files, FilesOptions, Host, HostOptions};
 use lansync::protocol::PlaybackOp;
-use lansync::session::{Command, Event, MasterConfig};
-use lansync::signaling::RateLimit;
+use lansync::session::{Command, MasterConfig};
 use lansync::transfer::ManifestKind;
-use lansync::transport::{self, Identity, TransportConfig};
+use lansync::transport;
+use lansync::{Host, HostOptions};
 use serde_json::json;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// Said to the person hosting a session without a password (PROTOCOL.md §9.6).
 const OPEN_SESSION: &str = "Open session: anyone on this network who sees the code can join, and \
-followers joining by code cannot tell this master from an impostor. --password closes it.\n";
+followers joining by code cannot tell this master from an impostor. --password closes it.";
+
+/// Said when the machine has no LAN address: a link to 127.0.0.1 would reach nobody.
+const NO_LAN: &str = "no network interface besides loopback: connect to the Wi-Fi the singers \
+use, or pass --loopback to test on this machine";
 
 /// Options of `lansync host`.
 #[derive(clap::Args, Clone)]
@@ -43,9 +45,10 @@ pub struct HostArgs {
     /// Serve on loopback only (everything on this machine); no mDNS.
     #[arg(long)]
     loopback: bool,
-    /// Where the session, identity and port are kept.
-    #[arg(long = "state-dir", default_value = "lansync-host")]
-    state_dir: PathBuf,
+    /// Where the session, identity and port are kept (default: lansync/host in your user data
+    /// directory, e.g. ~/.local/share/lansync/host).
+    #[arg(long = "state-dir")]
+    state_dir: Option<PathBuf>,
     /// Port of the join endpoint (default: the one used last time, else any free one).
     #[arg(long)]
     port: Option<u16>,
@@ -64,41 +67,29 @@ pub struct HostArgs {
     timer: Option<Duration>,
 }
 
-/// Loads this master's DTLS identity, or makes and saves one: the fingerprint in QR links must
-/// survive restarts.
-fn identity(dir: &Path) -> Result<Identity, String> {
-    let path = dir.join("identity.pem");
-    if let Ok(pem) = std::fs::read_to_string(&path) {
-        return Identity::from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()));
-    }
-    let id = Identity::generate().map_err(|e| e.to_string())?;
-    std::fs::write(&path, id.to_pem()).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(id)
-}
-
-/// This device's stable id, kept in the state directory.
-pub(crate) fn device_id(dir: &Path, prefix: &str) -> String {
-    let path = dir.join("device-id");
-    if let Ok(id) = std::fs::read_to_string(&path) {
-        let id = id.trim().to_string();
-        if lansync::protocol::check_id("device-id", &id, false).is_ok() {
-            return id;
-        }
-    }
-    let mut b = [0u8; 6];
-    let _ = getrandom::fill(&mut b);
-    let id = format!(
-        "{prefix}-{}",
-        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-    );
-    let _ = std::fs::write(&path, &id);
-    id
-}
-
 /// Runs `lansync host`; returns whether it ended well.
 pub async fn run(args: HostArgs) -> bool {
     let out = Out::new(args.json);
-    match host(&args, &out).await {
+    let Some(dir) = args
+        .state_dir
+        .clone()
+        .or_else(|| lansync::node::default_state_dir("host"))
+    else {
+        out.ready(Role::Master, None);
+        out.error(
+            "state-dir",
+            "no home directory to keep the session in: pass --state-dir DIR",
+        );
+        return false;
+    };
+    out.ready(Role::Master, Some(&dir));
+    // Fail before anything is created: a link to 127.0.0.1 would reach nobody.
+    let lan = transport::lan_addresses();
+    if lan.is_empty() && !args.loopback {
+        out.error("no-network", NO_LAN);
+        return false;
+    }
+    match host(&args, &dir, lan.first().copied(), &out).await {
         Ok(ok) => ok,
         Err(msg) => {
             out.error("host-failed", &msg);
@@ -107,55 +98,33 @@ pub async fn run(args: HostArgs) -> bool {
     }
 }
 
-async fn host(args: &HostArgs, out: &Out) -> Result<bool, String> {
-    let dir = &args.state_dir;
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let identity = identity(dir)?;
-    let mut master = MasterConfig::new(device_id(dir, "master"));
-    let (files, files_events) = Files::spawn(FilesOptions::new(master.device_id.clone()));
+/// Hosts from the state directory `dir`; `lan` is the address followers reach (none with
+/// `--loopback`).
+async fn host(args: &HostArgs, dir: &Path, lan: Option<IpAddr>, out: &Out) -> Result<bool, String> {
+    let mut master = MasterConfig::new(""); // the id kept in the state directory
     master.device_name = args.name.clone();
     master.session_name = args.session_name.clone();
     master.password = args.password.clone();
     master.max_followers = args.max_followers;
-    let port_file = dir.join("port");
-    let port = args.port.unwrap_or_else(|| {
-        std::fs::read_to_string(&port_file)
-            .ok()
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or(0)
-    });
-    let ip = if args.loopback {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    let mut opts = if args.loopback {
+        HostOptions::loopback()
     } else {
-        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        HostOptions::default()
     };
-    let mut host = Host::start(HostOptions {
-        master,
-        record_path: Some(dir.join("master.json")),
-        identity: Some(identity.clone()),
-        state_dir: None,
-        bind: SocketAddr::new(ip, port),
-        transport: TransportConfig {
-            loopback_only: args.loopback,
-            ..TransportConfig::default()
-        },
-        // On loopback every follower has the same address: a per-address limit would only
-        // throttle a room joining at once.
-        rate: if args.loopback {
-            RateLimit {
-                per_sec: 1000.0,
-                burst: 1000.0,
-            }
-        } else {
-            RateLimit::default()
-        },
-        files: Some(files),
-    })
-    .await
-    .map_err(|e| e.to_string())?;
+    opts.master = master;
+    opts.state_dir = Some(dir.to_path_buf());
+    opts.advertise = !args.no_mdns;
+    if let Some(port) = args.port {
+        opts.bind.set_port(port);
+    }
+    let mut host = Host::start(opts).await.map_err(|e| e.to_string())?;
     if let Some(bad) = host.bad_record() {
         console::bad_record(out, bad);
     }
+    if let Some(why) = host.advert_problem() {
+        out.error("mdns-unavailable", why);
+    }
+    let (events, files_events) = console::split(host.events());
     // Published before anyone can join, so every follower gets the files with its first snapshot.
     for (kind, dir) in [
         (ManifestKind::Pack, &args.pack),
@@ -168,16 +137,10 @@ async fn host(args: &HostArgs, out: &Out) -> Result<bool, String> {
         }
     }
     let port = host.local_addr().port();
-    let _ = std::fs::write(&port_file, port.to_string());
-
     // The address a follower uses: loopback, or this machine's first LAN address.
-    let reach = if args.loopback {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else {
-        transport::lan_addresses()
-            .into_iter()
-            .next()
-            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    let reach = match lan {
+        Some(ip) if !args.loopback => ip,
+        _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
     };
     let rec = host.record().clone();
     let link = host.join_link(reach).to_url();
@@ -185,52 +148,14 @@ async fn host(args: &HostArgs, out: &Out) -> Result<bool, String> {
         json!({"event":"hosting_link","session_code":rec.session_code.as_str(),
                "session_id":rec.session_id,"session_name":rec.session_name,"link":link,
                "port":port,"open":rec.password.is_none()}),
-        || {
-            format!(
-                "{}\n\"{}\" — session code {}{}\nJoin link: {link}\n{}",
-                lansync::invite::qr::qr_terminal(&link),
-                rec.session_name,
-                rec.session_code.as_str(),
-                if rec.password.is_some() {
-                    " (password set)"
-                } else {
-                    ""
-                },
-                if rec.password.is_some() {
-                    ""
-                } else {
-                    OPEN_SESSION
-                },
-            )
-        },
+        || banner(&rec, &link, args.loopback),
     );
-
-    let advert = if args.no_mdns || args.loopback {
-        None
-    } else {
-        let discovery = Discovery::new().map_err(|e| e.to_string())?;
-        let advert = SessionAdvert::new(
-            rec.session_code.as_str(),
-            &rec.session_name,
-            host.fingerprint(),
-            port,
-        );
-        match discovery.advertise(&advert, &[]) {
-            Ok(a) => Some(a),
-            Err(e) => {
-                out.error("mdns-unavailable", &e.to_string());
-                None
-            }
-        }
-    };
-
     if let Some(d) = args.timer {
         let _ = host.node.command(Command::Playback(PlaybackOp::Timer {
             duration_us: d.as_micros() as u64,
             phase: String::new(),
         }));
     }
-    let (events, advertising) = withdraw_on_end(session_events(host.events()), advert);
     let stdin = console::InputLines::stdin();
     let ok = console::session(
         out,
@@ -241,46 +166,29 @@ async fn host(args: &HostArgs, out: &Out) -> Result<bool, String> {
         Role::Master,
     )
     .await;
+    // Stops the endpoint and withdraws the mDNS advert, its goodbye sent.
     host.shutdown().await;
-    // Once the node has stopped its events end, and the advert's goodbye goes out.
-    let _ = tokio::time::timeout(Duration::from_secs(3), advertising).await;
     Ok(ok)
 }
 
-/// Forwards the master's events; the mDNS advert is withdrawn (a goodbye, so followers' lists
-/// drop it at once) as soon as the session ends, or when the events stop.
-fn withdraw_on_end(
-    mut events: mpsc::UnboundedReceiver<Event>,
-    mut advert: Option<Advertisement>,
-) -> (mpsc::UnboundedReceiver<Event>, tokio::task::JoinHandle<()>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let task = tokio::spawn(async move {
-        while let Some(e) = events.recv().await {
-            let ended = matches!(e, Event::SessionEnded);
-            let _ = tx.send(e);
-            if ended {
-                if let Some(a) = advert.take() {
-                    a.stop().await;
-                }
-            }
-        }
-        if let Some(a) = advert {
-            a.stop().await;
-        }
-    });
-    (rx, task)
-}
-
-/// The session events of the host's stream (its files' events come from the file service
-/// passed in, which the console reads on its own).
-fn session_events(mut events: lansync::Events) -> mpsc::UnboundedReceiver<Event> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(e) = events.recv().await {
-            if let lansync::AppEvent::Session(e) = e {
-                let _ = tx.send(e);
-            }
-        }
-    });
-    rx
+fn banner(rec: &lansync::session::MasterRecord, link: &str, loopback: bool) -> String {
+    let code = rec.session_code.as_str();
+    let flag = if loopback { " --loopback" } else { "" };
+    let (password, security) = match rec.password {
+        Some(_) => (
+            " --password …",
+            "Password set: joining by code asks for it.",
+        ),
+        None => ("", OPEN_SESSION),
+    };
+    format!(
+        "\"{}\" — session code {code}\n\
+         On the other devices: lansync join{flag} '{link}'\n\
+         \x20                  or lansync join{flag} {code}{password}\n\
+         {security}\n\
+         {}\
+         Session code {code} (scan the QR code or type the code)",
+        rec.session_name,
+        lansync::invite::qr::qr_terminal_compact(link),
+    )
 }

@@ -62,9 +62,21 @@ const PROMPT: &str = "Paste the join link or session code:";
 /// Runs `lansync join`; returns whether it ended well.
 pub async fn run(args: JoinArgs) -> bool {
     let out = Out::new(args.json);
+    let Some(dir) = args
+        .state_dir
+        .clone()
+        .or_else(|| lansync::node::default_state_dir("join"))
+    else {
+        let e = Error::InvalidArgument(
+            "this user has no home directory for lansync's state: give --state-dir".into(),
+        );
+        report(&out, &e);
+        return false;
+    };
+    out.ready(Role::Follower, Some(&dir));
     // One reader for the whole run: what a pasted line leaves buffered stays for the session.
     let mut stdin = InputLines::stdin();
-    let join = match start(&args, &out, &mut stdin).await {
+    let join = match start(&args, dir, &out, &mut stdin).await {
         Ok(join) => join,
         Err(e) => {
             report(&out, &e);
@@ -83,15 +95,12 @@ pub async fn run(args: JoinArgs) -> bool {
     ok
 }
 
-async fn start(args: &JoinArgs, out: &Out, stdin: &mut InputLines) -> Result<Join, Error> {
-    let dir = match &args.state_dir {
-        Some(dir) => dir.clone(),
-        None => default_state_dir("join").ok_or_else(|| {
-            Error::InvalidArgument(
-                "this user has no home directory for lansync's state: give --state-dir".into(),
-            )
-        })?,
-    };
+async fn start(
+    args: &JoinArgs,
+    dir: PathBuf,
+    out: &Out,
+    stdin: &mut InputLines,
+) -> Result<Join, Error> {
     let how = match (&args.target, &args.code) {
         (Some(_), Some(_)) => {
             return Err(Error::InvalidArgument(
@@ -234,10 +243,4 @@ fn split(
         }
     });
     (session, files)
-}
-
-/// This user's state directory for `role` (`~/.local/share/lansync/join` on Linux).
-// TODO(merge): use node::default_state_dir
-fn default_state_dir(role: &str) -> Option<PathBuf> {
-    directories::ProjectDirs::from("", "", "lansync").map(|d| d.data_dir().join(role))
 }

@@ -129,6 +129,7 @@ pub async fn run_with_files(cmd: PairCmd, transfer: FileTransfer) -> bool {
         PairCmd::Answer { args, .. } => (args.clone(), false),
     };
     let out = Out::new(args.json);
+    out.ready(console::Role::Solo, None);
     let mut stdin = console::InputLines::stdin();
     let cfg = transport_config(&args);
     let paired = match cmd {
