@@ -150,7 +150,13 @@ async fn read_how(out: &Out, stdin: &mut InputLines, password: Option<String>) -
             print!("{PROMPT} ");
             let _ = std::io::stdout().flush();
         }
-        let line = match stdin.next_line().await? {
+        let Some(line) = stdin.next_line().await else {
+            if !out.json() {
+                println!(); // the end of input: what follows goes below the prompt
+            }
+            return None;
+        };
+        let line = match line {
             Ok(line) => line,
             Err(bad) => {
                 out.error("bad-command", &bad.message());
