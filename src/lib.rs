@@ -86,4 +86,4 @@ pub mod transport;
 
 pub use error::Error;
 #[cfg(feature = "native")]
-pub use node::{AppEvent, Events, Host, HostOptions};
+pub use node::{AppEvent, Events, Host, HostOptions, Join, JoinHow, JoinOptions};

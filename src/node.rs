@@ -14,12 +14,15 @@
 mod events;
 mod files;
 mod host;
+mod join;
+mod join_dial;
 mod state_dir;
 mod state_files;
 
 pub use events::{AppEvent, Events, EVENT_QUEUE};
 pub use files::{list_files, Files, FilesEvent, FilesOptions, ProgressView, PublishedFiles};
 pub use host::{follower_dialer, Host, HostOptions, JoinTarget};
+pub use join::{Join, JoinHow, JoinOptions};
 pub use state_dir::default_state_dir;
 
 use crate::protocol::{Envelope, RejectReason};
