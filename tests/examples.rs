@@ -81,3 +81,33 @@ async fn the_join_example_prints_the_page_the_host_turns_to() {
     assert!(matches!(status, Ok(Ok(s)) if s.success()), "{status:?}");
     host.shutdown().await;
 }
+
+/// `cargo run --example host -- --loopback` and `cargo run --example join -- LINK`, as two
+/// programs: the joiner follows the pages the host example turns by itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_host_and_join_examples_pair_on_loopback() {
+    let (host_exe, join_exe) = (build_example("host"), build_example("join"));
+    let mut host = tokio::process::Command::new(&host_exe)
+        .arg("--loopback")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the host example");
+    let mut host_lines = BufReader::new(host.stdout.take().unwrap()).lines();
+    let line = wait_line(&mut host_lines, "join link ").await;
+    let link = line.trim_start_matches("join link ").to_string();
+    let mut join = tokio::process::Command::new(&join_exe)
+        .args([link.as_str(), "--loopback"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the join example");
+    let mut join_lines = BufReader::new(join.stdout.take().unwrap()).lines();
+    wait_line(&mut join_lines, "joined").await;
+    // The host example turns a page every few seconds: a later page arrives by itself.
+    let first = wait_line(&mut join_lines, " of ave-maria").await;
+    let next = wait_line(&mut join_lines, " of ave-maria").await;
+    assert_ne!(first, next, "the pages the host turns reach the joiner");
+}
