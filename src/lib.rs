@@ -74,4 +74,7 @@ pub mod transport;
 
 pub use error::Error;
 #[cfg(feature = "native")]
-pub use node::{AppEvent, Events, Host, HostOptions};
+pub use node::{
+    AppEvent, CodeStyle, Events, Host, HostOptions, Pair, PairAnswer, PairCode, PairOffer,
+    PairOptions,
+};

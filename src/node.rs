@@ -14,11 +14,16 @@
 mod events;
 mod files;
 mod host;
+mod pair;
 mod state_files;
 
 pub use events::{AppEvent, Events, EVENT_QUEUE};
 pub use files::{list_files, Files, FilesEvent, FilesOptions, ProgressView, PublishedFiles};
 pub use host::{follower_dialer, Host, HostOptions, JoinTarget};
+pub use pair::{
+    pair_id, say_goodbye, CodeStyle, Pair, PairAnswer, PairCode, PairOffer, PairOptions,
+    CODE_PAIR_PATIENCE,
+};
 
 use crate::protocol::{Envelope, RejectReason};
 use crate::session::{
@@ -117,6 +122,8 @@ enum Request {
     AddLink(Link, Option<String>),
     Door(DoorQuery, oneshot::Sender<DoorReply>),
     NetworkChanged,
+    /// Answered once everything asked before has been handled and carried out.
+    Flush(oneshot::Sender<()>),
 }
 
 /// Handle to a running node. Cloneable; dropping every handle stops the node.
@@ -203,6 +210,16 @@ impl Node {
     pub fn network_changed(&self) {
         let _ = self.tx.send(Request::NetworkChanged);
     }
+
+    /// Returns once every command given before has been handled and what it made the machine
+    /// do (messages handed to the links, closes scheduled) has been carried out; at once if
+    /// the node has stopped.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Request::Flush(done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
 }
 
 struct OpenLink {
@@ -257,6 +274,10 @@ async fn drive<M: Machine>(
                     let _ = reply.send(d.machine.door(d.clock.now(), &query));
                 }
                 Some(Request::NetworkChanged) => d.input(Input::NetworkChanged),
+                Some(Request::Flush(done)) => {
+                    d.carry_out().await;
+                    let _ = done.send(());
+                }
                 None => break, // every handle dropped
             },
             Some((peer, ev)) = link_rx.recv() => d.on_link_event(peer, ev),
