@@ -18,6 +18,7 @@
 //! | [`sctp`] | SCTP for the data channels, built for lossy Wi-Fi: RTT-driven retransmission, fast retransmit, tail-loss probe, pacing, control ahead of file data (pure) |
 //! | `transport` | WebRTC links: ICE and DTLS from `rtc` under [`sctp`]; the only module that imports `rtc` (feature `native`) |
 //! | `discovery` | mDNS advert and browse of choir sessions, `_lansync._tcp.local.` (`native`) |
+//! | `doctor` | why devices don't see each other: interfaces, mDNS, firewall, a peer's TCP and UDP (`native`) |
 //! | `node` | the async driver: runs a machine over links, a clock and a record file; the file service that moves files on disk (`native`) |
 //! | `netwatch` | network change notifications, so a follower redials when an interface returns (`native`) |
 //! | `signaling` | the master's HTTP join endpoint on the LAN and its client, MAC-bound to the join secret (`native`) |
@@ -56,6 +57,8 @@
 pub mod auth;
 #[cfg(feature = "native")]
 pub mod discovery;
+#[cfg(feature = "native")]
+pub mod doctor;
 mod error;
 pub mod invite;
 #[cfg(feature = "native")]

@@ -15,6 +15,7 @@ mod events;
 mod files;
 mod host;
 mod pair;
+mod state_dir;
 mod state_files;
 
 pub use events::{AppEvent, Events, EVENT_QUEUE};
@@ -24,6 +25,7 @@ pub use pair::{
     pair_id, say_goodbye, CodeStyle, Pair, PairAnswer, PairCode, PairOffer, PairOptions,
     CODE_PAIR_PATIENCE,
 };
+pub use state_dir::default_state_dir;
 
 use crate::protocol::{Envelope, RejectReason};
 use crate::session::{

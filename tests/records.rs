@@ -64,6 +64,7 @@ async fn start_host(path: &Path) -> Host {
         rate: RateLimit::default(),
         files: None,
         state_dir: None,
+        advertise: false,
     })
     .await
     .unwrap()

@@ -13,6 +13,9 @@ use qrcode::{Color, EcLevel, QrCode, Version};
 
 /// Quiet zone around the symbol, in modules (the QR specification asks for 4).
 const QUIET: usize = 4;
+/// Quiet zone of the compact terminal rendering: its explicit white background already sets the
+/// symbol apart from the terminal, and phone readers find a 2-module margin on a screen.
+const COMPACT_QUIET: usize = 2;
 /// Pixels per module in PNG output.
 const PNG_SCALE: usize = 8;
 
@@ -53,13 +56,17 @@ pub fn qr_symbol(code: &str) -> Result<QrCode, QrError> {
 
 /// Dark modules with the quiet zone added, row by row (`true` = dark), and the side length.
 fn modules(code: &QrCode) -> (usize, Vec<bool>) {
+    modules_with(code, QUIET)
+}
+
+fn modules_with(code: &QrCode, quiet: usize) -> (usize, Vec<bool>) {
     let w = code.width();
-    let size = w + 2 * QUIET;
+    let size = w + 2 * quiet;
     let colors = code.to_colors();
     let mut out = vec![false; size * size];
     for y in 0..w {
         for x in 0..w {
-            out[(y + QUIET) * size + x + QUIET] = colors[y * w + x] == Color::Dark;
+            out[(y + quiet) * size + x + quiet] = colors[y * w + x] == Color::Dark;
         }
     }
     (size, out)
@@ -79,12 +86,27 @@ pub fn qr_text(code: &str) -> String {
     render_text(code, false)
 }
 
+/// The QR code as small as a terminal can show it, for a screen that also has to show the
+/// session code and link (a 24-row terminal): error correction level L (a screen does not get
+/// dirty; the smallest symbol), a 2-module quiet zone, two module rows per line, black on bright
+/// white. A join link (about 160 characters) takes 25 lines instead of 29.
+pub fn qr_terminal_compact(code: &str) -> String {
+    match QrCode::with_error_correction_level(code.trim().as_bytes(), EcLevel::L) {
+        Ok(symbol) => half_blocks(&symbol, COMPACT_QUIET, true),
+        Err(e) => format!("(no QR code: {e})\n"),
+    }
+}
+
 fn render_text(code: &str, ansi: bool) -> String {
-    let symbol = match qr_symbol(code) {
-        Ok(s) => s,
-        Err(e) => return format!("(no QR code: {e})\n"),
-    };
-    let (size, dark) = modules(&symbol);
+    match qr_symbol(code) {
+        Ok(symbol) => half_blocks(&symbol, QUIET, ansi),
+        Err(e) => format!("(no QR code: {e})\n"),
+    }
+}
+
+/// Two module rows per text line: `▀` top dark, `▄` bottom dark, `█` both.
+fn half_blocks(symbol: &QrCode, quiet: usize, ansi: bool) -> String {
+    let (size, dark) = modules_with(symbol, quiet);
     let mut out = String::with_capacity(size * (size / 2 + 1) * 4);
     for y in (0..size).step_by(2) {
         if ansi {
@@ -179,6 +201,31 @@ mod tests {
         let third: Vec<char> = plain.lines().nth(2).unwrap().chars().collect();
         assert_eq!(third[QUIET - 1], ' ');
         assert_eq!(third[QUIET], '█');
+    }
+
+    #[test]
+    fn compact_rendering_of_a_join_link_fits_beside_its_code_on_24_rows() {
+        // A join link as `JoinLink::to_url` writes it (token and fingerprint in hex).
+        let link = format!(
+            "lansync://join?h=192.168.178.23:48211&c=ABCD-EFGH&t={}&f={}",
+            "0123456789abcdef".repeat(2),
+            "0123456789abcdef".repeat(4)
+        );
+        let compact = qr_terminal_compact(&link);
+        let plain = qr_terminal(&link);
+        let lines = compact.lines().count();
+        assert!(lines <= 25, "{lines} lines");
+        assert!(lines < plain.lines().count());
+        // Same symbol data: the finder pattern starts after the 2-module margin (line 1).
+        let row: Vec<char> = compact
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim_start_matches("\x1b[30;107m")
+            .chars()
+            .collect();
+        assert_eq!(row[COMPACT_QUIET - 1], ' ');
+        assert_eq!(row[COMPACT_QUIET], '█');
     }
 
     #[test]

@@ -58,8 +58,18 @@ impl Events {
     /// stream. The internal queues are drained at once by the merging task, so the only queue an
     /// application can fill is this one.
     pub(crate) fn merge(
+        session: mpsc::UnboundedReceiver<Event>,
+        files: Option<mpsc::UnboundedReceiver<FilesEvent>>,
+    ) -> Events {
+        Events::merge_watching_end(session, files, None)
+    }
+
+    /// [`merge`](Self::merge), also firing `ended` when the session reports its end (a host
+    /// withdraws its mDNS advert then, whoever ended the session).
+    pub(crate) fn merge_watching_end(
         mut session: mpsc::UnboundedReceiver<Event>,
         mut files: Option<mpsc::UnboundedReceiver<FilesEvent>>,
+        mut ended: Option<tokio::sync::oneshot::Sender<()>>,
     ) -> Events {
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
         tokio::spawn(async move {
@@ -72,6 +82,11 @@ impl Events {
                     },
                     Some(e) = recv_files(&mut files) => AppEvent::Files(e),
                 };
+                if matches!(event, AppEvent::Session(Event::SessionEnded)) {
+                    if let Some(ended) = ended.take() {
+                        let _ = ended.send(());
+                    }
+                }
                 sink.send(event);
             }
             // The session stopped: what the file service still says is delivered too.

@@ -3,6 +3,7 @@
 
 use super::state_files::{random_device_id, StateDir};
 use super::{DialError, DialFuture, Dialer, Events, Node, NodeOptions, PublishedFiles};
+use crate::discovery::{Discovery, SessionAdvert};
 use crate::invite::JoinLink;
 use crate::node::{load_record, set_aside, BadRecord, Clock};
 use crate::protocol::RejectReason;
@@ -14,6 +15,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::oneshot;
 
 /// How long a follower's link may take to open after its answer was sent.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -43,6 +45,9 @@ pub struct HostOptions {
     /// The file service that serves the session's pack, media and streamed score; `None`: the
     /// host starts its own, whose events come with the host's [`events`](Host::events).
     pub files: Option<super::Files>,
+    /// Advertise the session with mDNS so followers can join by session code (PROTOCOL.md
+    /// §10); never on a loopback-only transport. The advert is withdrawn when the session ends.
+    pub advertise: bool,
 }
 
 impl Default for HostOptions {
@@ -56,6 +61,7 @@ impl Default for HostOptions {
             transport: TransportConfig::default(),
             rate: RateLimit::default(),
             files: None,
+            advertise: true,
         }
     }
 }
@@ -90,6 +96,16 @@ pub struct Host {
     fingerprint: String,
     bad_record: Option<BadRecord>,
     state_dir: Option<PathBuf>,
+    loopback: bool,
+    advert: Advert,
+}
+
+/// The host's mDNS advert: running (withdrawn by a task when the session ends), not wanted, or
+/// failed (followers can still join by QR link).
+enum Advert {
+    Running(tokio::task::JoinHandle<()>, oneshot::Sender<()>),
+    Off,
+    Failed(String),
 }
 
 impl Host {
@@ -214,18 +230,61 @@ impl Host {
             addr: opts.bind.to_string(),
             detail: e.to_string(),
         })?;
+        let port = server.local_addr().port();
         if let Some(dir) = &kept {
-            dir.save_port(server.local_addr().port());
+            dir.save_port(port);
         }
+        let fingerprint = identity.fingerprint();
+        let (ended_tx, ended_rx) = oneshot::channel();
+        let loopback = opts.transport.loopback_only;
+        let advert = if opts.advertise && !loopback {
+            let advert = SessionAdvert::new(
+                record.session_code.as_str(),
+                &record.session_name,
+                &fingerprint,
+                port,
+            );
+            advertise(&advert, ended_rx)
+        } else {
+            Advert::Off
+        };
         Ok(Host {
             node,
-            events: Some(Events::merge(session_events, files_events)),
+            events: Some(Events::merge_watching_end(
+                session_events,
+                files_events,
+                Some(ended_tx),
+            )),
             server,
             record,
-            fingerprint: identity.fingerprint(),
+            fingerprint,
             bad_record,
             state_dir: opts.state_dir,
+            loopback,
+            advert,
         })
+    }
+
+    /// Why the session is not advertised with mDNS, if it was meant to be (followers can still
+    /// join by QR link, or by typing the endpoint's address).
+    pub fn advert_problem(&self) -> Option<&str> {
+        match &self.advert {
+            Advert::Failed(why) => Some(why),
+            _ => None,
+        }
+    }
+
+    /// The join link for followers on the LAN: at this machine's first LAN address (loopback
+    /// on a loopback-only host). [`Error::NoNetwork`] when there is no LAN address.
+    pub fn lan_join_link(&self) -> Result<JoinLink, Error> {
+        if self.loopback {
+            return Ok(self.join_link(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)));
+        }
+        let addr = transport::lan_addresses()
+            .into_iter()
+            .next()
+            .ok_or(Error::NoNetwork)?;
+        Ok(self.join_link(addr))
     }
 
     /// The session's events and those of the host's own file service, in one bounded stream
@@ -294,9 +353,38 @@ impl Host {
         }
     }
 
-    /// Stops the join endpoint and the node (links close).
+    /// Stops the join endpoint and the node (links close), and withdraws the mDNS advert (its
+    /// goodbye sent before this returns).
     pub async fn shutdown(self) {
         self.server.shutdown().await;
+        if let Advert::Running(task, stop) = self.advert {
+            let _ = stop.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+        }
+    }
+}
+
+/// Publishes the advert; a task withdraws it (with a goodbye) when the session ends or the host
+/// shuts down.
+fn advertise(advert: &SessionAdvert, ended: oneshot::Receiver<()>) -> Advert {
+    let published = Discovery::new().and_then(|d| d.advertise(advert, &[]).map(|a| (d, a)));
+    match published {
+        Ok((discovery, advertisement)) => {
+            let (stop_tx, stop_rx) = oneshot::channel::<()>();
+            let task = tokio::spawn(async move {
+                tokio::select! {
+                    _ = ended => {}
+                    _ = stop_rx => {}
+                }
+                advertisement.stop().await;
+                drop(discovery);
+            });
+            Advert::Running(task, stop_tx)
+        }
+        Err(e) => {
+            tracing::warn!(%e, "cannot advertise the session with mDNS");
+            Advert::Failed(e.to_string())
+        }
     }
 }
 

@@ -1,107 +1,28 @@
 //! The interactive part every role shares: commands in (keys or JSON lines on stdin), events
-//! out (text or JSON lines on stdout), until quit or the end of input.
+//! out (text or JSON lines on stdout), until quit, Ctrl-C, or the end of typed input.
+
+mod input;
+mod words;
+
+pub use input::InputLines;
 
 use crate::files_ui::{self, Bars};
 use lansync::node::{FilesEvent, Node};
 use lansync::protocol::{FollowMode, Parity, PlaybackOp, Rate};
-use lansync::session::{Command, Event};
+use lansync::session::{Command, Event, LinkState};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader, Stdin};
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
 
-/// Longest line of input read, in bytes (newline excluded). A longer line is skipped up to its
-/// newline without being buffered, and reported.
-pub const MAX_LINE: usize = 64 * 1024;
+pub use words::bytes;
 
-/// Why a line of input was skipped.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BadLine {
-    /// Longer than [`MAX_LINE`] bytes.
-    TooLong,
-    /// Not UTF-8.
-    NotUtf8,
-}
-
-impl BadLine {
-    /// One sentence for the `bad-command` error.
-    pub fn message(&self) -> String {
-        match self {
-            BadLine::TooLong => format!("line longer than {MAX_LINE} bytes ignored"),
-            BadLine::NotUtf8 => "line that is not UTF-8 ignored".to_string(),
-        }
-    }
-}
-
-/// Lines of input read as bytes: each line is capped at [`MAX_LINE`] and checked for UTF-8 on
-/// its own, so one bad line never stops the lines after it. Cancel-safe (`next_line` may be
-/// dropped in a `select!` without losing input).
-pub struct InputLines<R = Stdin> {
-    reader: BufReader<R>,
-    /// The line read so far (empty once it is known to be too long).
-    line: Vec<u8>,
-    /// The current line went over [`MAX_LINE`]: the rest is skipped.
-    too_long: bool,
-}
-
-impl InputLines<Stdin> {
-    /// This process's standard input.
-    pub fn stdin() -> Self {
-        Self::new(tokio::io::stdin())
-    }
-}
-
-impl<R: AsyncRead + Unpin> InputLines<R> {
-    /// Lines of `reader`.
-    pub fn new(reader: R) -> Self {
-        InputLines {
-            reader: BufReader::new(reader),
-            line: Vec::new(),
-            too_long: false,
-        }
-    }
-
-    /// The next line without its line ending; `None` at the end of input (or on a read error).
-    pub async fn next_line(&mut self) -> Option<Result<String, BadLine>> {
-        loop {
-            let avail = match self.reader.fill_buf().await {
-                Ok(b) => b,
-                Err(_) => return None,
-            };
-            if avail.is_empty() {
-                // End of input: a last line without a newline still counts.
-                if self.line.is_empty() && !self.too_long {
-                    return None;
-                }
-                break;
-            }
-            let newline = avail.iter().position(|&b| b == b'\n');
-            let part = &avail[..newline.unwrap_or(avail.len())];
-            if !self.too_long {
-                if self.line.len() + part.len() > MAX_LINE {
-                    self.too_long = true;
-                    self.line = Vec::new();
-                } else {
-                    self.line.extend_from_slice(part);
-                }
-            }
-            let used = newline.map_or(avail.len(), |i| i + 1);
-            self.reader.consume(used);
-            if newline.is_some() {
-                break;
-            }
-        }
-        let line = std::mem::take(&mut self.line);
-        if std::mem::take(&mut self.too_long) {
-            return Some(Err(BadLine::TooLong));
-        }
-        let mut text = String::from_utf8(line).map_err(|_| BadLine::NotUtf8);
-        if let Ok(t) = &mut text {
-            if t.ends_with('\r') {
-                t.pop();
-            }
-        }
-        Some(text)
-    }
-}
+/// How long a quitting follower waits for its goodbye (`LEAVE_SESSION`) to be sent.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
+/// After the goodbye is queued the node keeps the link 200 ms so queued messages leave: the
+/// process stays that long, and a little more, before exiting.
+const LEAVE_LINGER: Duration = Duration::from_millis(300);
 
 /// Which keys make sense.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,9 +38,27 @@ pub enum Role {
 impl Role {
     fn help(self) -> &'static str {
         match self {
-            Role::Solo => "n / p: next / previous page, a number: go there, s NAME: song, odd / even: lead the layout, q: quit",
-            Role::Master => "n / p: next / previous page, a number: go there, s NAME: song, pack DIR / media DIR: publish files, stream FILE / clear: streamed score, load NAME / play / pause / seek SECS / rate X / timer 90s: shared playback, e: end the session, q: quit",
-            Role::Follower => "n / p / a number: look at a page, f: follow / free, play / pause: ask the host (shared-pause mode), l: leave, q: quit",
+            Role::Solo => "Keys: n / p: next / previous page, a number: go to that page (1 is the first), s NAME: song, odd / even: lead the layout, q: quit",
+            Role::Master => "Keys: n / p: next / previous page, a number: go to that page (1 is the first), s NAME: song, pack DIR / media DIR: publish files, stream FILE / clear: streamed score, load NAME / play / pause / seek SECS / rate X / timer 90s: shared playback, e: end the session for everyone, q: stop hosting (the session can be resumed)",
+            Role::Follower => "Keys: n / p / a number (1 is the first page): look at a page, f: follow / free, play / pause: ask the master (shared-pause mode), r: retry now, l: leave the session, q: leave and quit",
+        }
+    }
+
+    /// One line of the keys used most, for the start (a 24-row terminal also shows a QR code).
+    fn short_help(self) -> &'static str {
+        match self {
+            Role::Solo => "Keys: n / p, a page number, s SONG, q quit, h help",
+            Role::Master => "Keys: n / p, a page number, s SONG, e end, q stop, h help",
+            Role::Follower => "Keys: n / p, a page number, f follow / free, q leave, h help",
+        }
+    }
+
+    /// The role's name in the `ready` event.
+    fn name(self) -> &'static str {
+        match self {
+            Role::Solo => "solo",
+            Role::Master => "master",
+            Role::Follower => "follower",
         }
     }
 }
@@ -146,6 +85,23 @@ impl Out {
             println!("{v}");
         } else {
             println!("{}", human());
+        }
+    }
+
+    /// The first line of every role: `{"event":"ready","version":…,"role":…,"page_base":0}` (pages
+    /// in JSON count from 0), with the state directory when there is one; people see the state
+    /// directory only.
+    pub fn ready(&self, role: Role, state_dir: Option<&Path>) {
+        let dir = state_dir.map(|d| d.display().to_string());
+        if self.json {
+            let mut v = json!({"event":"ready","version":env!("CARGO_PKG_VERSION"),
+                               "role":role.name(),"page_base":0});
+            if let Some(dir) = &dir {
+                v["state_dir"] = json!(dir);
+            }
+            println!("{v}");
+        } else if let Some(dir) = dir {
+            println!("State kept in {dir}");
         }
     }
 
@@ -179,16 +135,21 @@ struct Keys {
 enum Line {
     Session(Command),
     Files(files_ui::FileCommand),
+    Help,
     Quit,
 }
 
 /// Runs until quit or the node stops: commands in, events out (file events too, when the
-/// node has a file service).
+/// node has a file service). Quitting — `q`, `{"cmd":"quit"}`, Ctrl-C, or the end of input
+/// typed at a terminal (Ctrl-D) — says goodbye first: a follower leaves the session
+/// (`LEAVE_SESSION`, PROTOCOL.md §6.2) so the master sees it at once; a master only stops, and
+/// its session stays resumable. Input that is not a terminal (a pipe, `/dev/null`) may end
+/// without quitting: a sidecar may close stdin and just watch.
 pub async fn session(
     out: &Out,
     node: Node,
-    mut events: tokio::sync::mpsc::UnboundedReceiver<Event>,
-    mut files: Option<tokio::sync::mpsc::UnboundedReceiver<FilesEvent>>,
+    mut events: UnboundedReceiver<Event>,
+    mut files: Option<UnboundedReceiver<FilesEvent>>,
     mut stdin: InputLines,
     role: Role,
 ) -> bool {
@@ -199,12 +160,20 @@ pub async fn session(
         page: 0,
         mode: FollowMode::Follow,
     };
+    // The master's link that opened last: the next `participant_joined` names it.
+    let mut newest_link = None;
+    // A follower in no session has nobody to say goodbye to.
+    let mut in_session = role != Role::Follower;
     let mut stdin_open = true;
+    let typed = std::io::stdin().is_terminal();
+    let ctrl_c = interrupted();
+    tokio::pin!(ctrl_c);
     if !out.json {
-        println!("{}.", role.help());
+        println!("{}", role.short_help());
     }
     loop {
         tokio::select! {
+            _ = &mut ctrl_c => break,
             line = stdin.next_line(), if stdin_open => {
                 let line = match line {
                     Some(Ok(line)) => line,
@@ -212,6 +181,7 @@ pub async fn session(
                         out.error("bad-command", &bad.message());
                         continue;
                     }
+                    None if typed => break,
                     None => {
                         stdin_open = false; // keep running: a sidecar may close stdin and just watch
                         continue;
@@ -226,7 +196,8 @@ pub async fn session(
                     Ok(Line::Files(cmd)) => {
                         files_ui::run(out, &node, cmd).await;
                     }
-                    Ok(Line::Quit) => return true,
+                    Ok(Line::Quit) => break,
+                    Ok(Line::Help) => bars.println(&format!("{}.", role.help())),
                     Err(msg) => out.error("bad-command", &msg),
                 }
             }
@@ -243,13 +214,91 @@ pub async fn session(
                 match &ev {
                     Event::Page { page, .. } => keys.page = *page,
                     Event::FollowMode { mode } => keys.mode = *mode,
+                    Event::State { state, .. } => in_session = state != "FOLLOWER_IDLE_LOCAL",
+                    Event::Link { peer, state: LinkState::Connected } => newest_link = Some(*peer),
+                    Event::ParticipantJoined(p) => {
+                        if let Some(peer) = newest_link.take() {
+                            bars.name_peer(peer, if p.name.is_empty() { &p.id } else { &p.name });
+                        }
+                    }
                     _ => {}
                 }
-                if out.json {
-                    out.emit(serde_json::to_value(&ev).unwrap_or(Value::Null), String::new);
-                } else {
-                    bars.println(&describe(&ev));
+                show(out, &bars, &ev, role);
+            }
+        }
+    }
+    goodbye(out, &node, &mut events, role, in_session).await;
+    true
+}
+
+/// Ctrl-C (SIGINT), listened for from this call on — not from the first poll, so one that comes
+/// while the key line is printed is not lost to the default handler (which kills the process).
+fn interrupted() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let sigint = signal(SignalKind::interrupt());
+        async move {
+            match sigint {
+                Ok(mut s) => {
+                    s.recv().await;
                 }
+                Err(_) => std::future::pending().await,
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// One session event: a JSON line, or words (above the progress bars) when there are any.
+fn show(out: &Out, bars: &Bars, ev: &Event, role: Role) {
+    if out.json {
+        out.emit(serde_json::to_value(ev).unwrap_or(Value::Null), String::new);
+    } else if let Some(text) = words::describe(ev, role) {
+        bars.println(&text);
+    }
+}
+
+/// What quitting does besides stopping: a follower leaves the session (and waits, briefly, for
+/// the goodbye to go out); a master says how to resume.
+async fn goodbye(
+    out: &Out,
+    node: &Node,
+    events: &mut UnboundedReceiver<Event>,
+    role: Role,
+    in_session: bool,
+) {
+    match role {
+        Role::Follower if !in_session => {
+            out.emit(json!({"event":"quit","left":false}), || "Bye.".into())
+        }
+        Role::Follower => {
+            node.command(Command::Leave);
+            let left = async {
+                while let Some(ev) = events.recv().await {
+                    if matches!(&ev, Event::State { state, .. } if state == "FOLLOWER_IDLE_LOCAL") {
+                        return;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(LEAVE_TIMEOUT, left).await;
+            tokio::time::sleep(LEAVE_LINGER).await;
+            out.emit(json!({"event":"quit","left":true}), || {
+                "You left the session. To come back, join again with its link or code.".into()
+            });
+        }
+        Role::Master => out.emit(json!({"event":"quit","resumable":true}), || {
+            "Stopped hosting; the session is not ended. Run `lansync host` again with the same \
+             state directory to resume it: followers rejoin by themselves. (`e` ends it for \
+             everyone.)"
+                .into()
+        }),
+        Role::Solo => {
+            if out.json {
+                out.emit(json!({"event":"quit"}), String::new);
             }
         }
     }
@@ -362,6 +411,8 @@ impl Keys {
         let page = self.page;
         let cmd = match (line, self.role) {
             ("q" | "quit", _) => return Ok(Line::Quit),
+            ("h" | "help" | "?", _) => return Ok(Line::Help),
+            ("r" | "retry", _) => Command::Retry,
             ("n" | "", _) => Command::SetPage {
                 page: page.saturating_add(1),
             },
@@ -387,74 +438,13 @@ impl Keys {
             (_, Role::Solo | Role::Master) if line.starts_with("s ") => Command::SetSong {
                 song_id: line[2..].trim().to_string(),
             },
+            // People count pages from 1; the session (and `--json`) from 0.
             _ => match line.parse::<u32>() {
-                Ok(p) => Command::SetPage { page: p },
-                Err(_) => return Err(format!("unknown key {line:?}: {}", self.role.help())),
+                Ok(0) => return Err("pages count from 1: type 1 for the first page".into()),
+                Ok(p) => Command::SetPage { page: p - 1 },
+                Err(_) => return Err(format!("unknown key {line:?}. {}", self.role.help())),
             },
         };
         Ok(Line::Session(cmd))
-    }
-}
-
-/// An event in words.
-fn describe(ev: &Event) -> String {
-    match ev {
-        Event::Page {
-            page,
-            origin,
-            song_id,
-            ..
-        } => format!(
-            "page {page}{} ({origin:?})",
-            song_id
-                .as_ref()
-                .map(|s| format!(" of {s}"))
-                .unwrap_or_default()
-        ),
-        Event::Link { state, .. } => format!("link {state:?}"),
-        Event::State { state, reason } => format!("{state} ({reason})"),
-        Event::Layout(l) => format!(
-            "layout: {} leads on {:?} pages",
-            l.leader_device_id, l.parity
-        ),
-        Event::Error { code, message } => format!("error ({code}): {message}"),
-        Event::ParticipantJoined(p) => {
-            format!("+ {} ({:?}, {:?}) joined", p.name, p.role, p.follow_mode)
-        }
-        Event::ParticipantLeft(p) => format!("- {} left ({:?})", p.name, p.status),
-        Event::Presence { count } => format!("{count} present"),
-        Event::Joined {
-            session_name,
-            session_code,
-            rejoin,
-            ..
-        } => format!(
-            "{} \"{session_name}\" ({session_code})",
-            if *rejoin { "rejoined" } else { "joined" }
-        ),
-        Event::Rejected { reason } => format!("refused: {}", reason.code()),
-        Event::SessionEnded => "the session has ended".into(),
-        Event::Hosting { session_code, .. } => format!("hosting session {session_code}"),
-        Event::FollowMode { mode } => format!("mode: {mode:?}"),
-        Event::StreamPrepared(s) => format!("streamed score available: {}", s.name),
-        Event::StreamCleared => "streamed score cleared".into(),
-        Event::SessionFiles(f) => match (&f.pack, &f.media) {
-            (None, None) => "the host has no files published".into(),
-            (p, m) => format!(
-                "the host publishes a pack of {} bytes and {} media file(s)",
-                p.as_ref().map_or(0, |p| p.size),
-                m.as_ref().map_or(0, |m| m.files_count)
-            ),
-        },
-        Event::GaveUp { attempts } => format!("gave up reconnecting after {attempts} attempts"),
-        Event::Playback(p) => format!(
-            "playback {} {} at {} ms",
-            p.media_id,
-            if p.running { "playing" } else { "paused" },
-            p.position_us / 1000
-        ),
-        Event::Control(c) => format!("control: {:?}, editor {:?}", c.mode, c.editor),
-        Event::Key { key, value, .. } => format!("{key} = {value}"),
-        Event::SyncGroups { groups } => format!("applying {}", groups.join(", ")),
     }
 }

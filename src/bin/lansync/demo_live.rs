@@ -221,6 +221,7 @@ async fn start_master(
         record_path: Some(record_path.to_path_buf()),
         identity: Some(identity.clone()),
         state_dir: None,
+        advertise: false,
         bind,
         transport: TransportConfig {
             loopback_only: true,

@@ -1,19 +1,33 @@
 //! Files in the terminal: progress bars (indicatif) for people, `files_*` JSON lines for
 //! programs, and the file commands (`publish_pack`, `publish_media`, `stream`, …).
 
-use crate::console::Out;
+use crate::console::{bytes, Out};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use lansync::node::{FilesEvent, Node};
+use lansync::node::{FilesEvent, Node, ProgressView};
 use lansync::transfer::ManifestKind;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-/// One bar per set (and per peer on a host).
+/// A bar's fixed part, at most 37 columns: who (16, cut to fit), the bar (16), the percentage.
+/// The message after it (sizes, rate, time left; then `verified` or why it stopped) takes the
+/// rest of the line and is cut to the terminal's width, so a bar never wraps.
+const RUNNING: &str = "{prefix:16!} {bar:16} {percent:>3}% {wide_msg}";
+/// A finished bar: who, then the outcome cut to fit.
+const FINISHED: &str = "{prefix:16!} {wide_msg}";
+
+/// One bar per set (and per peer on a host), with the names of the host's peers.
 #[derive(Default)]
 pub struct Bars {
     multi: Option<MultiProgress>,
     bars: HashMap<(ManifestKind, Option<u64>), ProgressBar>,
+    names: HashMap<u64, String>,
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
 }
 
 fn kind_name(kind: ManifestKind) -> &'static str {
@@ -35,27 +49,45 @@ impl Bars {
         }
     }
 
+    /// Names the host's link `peer` (from the participant that joined on it).
+    pub fn name_peer(&mut self, peer: u64, name: &str) {
+        self.names.insert(peer, name.to_string());
+    }
+
+    /// Who a host's link is, for people.
+    fn who(&self, peer: u64) -> String {
+        self.names
+            .get(&peer)
+            .cloned()
+            .unwrap_or_else(|| format!("follower {peer}"))
+    }
+
     fn bar(&mut self, kind: ManifestKind, peer: Option<u64>, total: u64) -> &ProgressBar {
+        let who = peer
+            .map(|p| format!(" → {}", self.who(p)))
+            .unwrap_or_default();
         let multi = self.multi.get_or_insert_with(MultiProgress::new);
         self.bars.entry((kind, peer)).or_insert_with(|| {
             let bar = multi.add(ProgressBar::new(total));
-            let who = peer.map(|p| format!(" → peer {p}")).unwrap_or_default();
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
+            bar.set_style(style(RUNNING));
             bar.set_prefix(format!("{}{who}", kind_name(kind)));
             bar
         })
     }
 
+    /// A files event as a JSON object; on a host, `name` says whose link `peer` is.
+    fn json(&self, ev: &FilesEvent) -> Value {
+        let mut v = serde_json::to_value(ev).unwrap_or(Value::Null);
+        if let Some(peer) = v.get("peer").and_then(Value::as_u64) {
+            v["name"] = json!(self.names.get(&peer));
+        }
+        v
+    }
+
     /// Shows one files event.
     pub fn show(&mut self, out: &Out, ev: &FilesEvent) {
         if out.json() {
-            out.emit(serde_json::to_value(ev).unwrap_or(Value::Null), String::new);
+            out.emit(self.json(ev), String::new);
             return;
         }
         match ev {
@@ -67,12 +99,17 @@ impl Bars {
                 let bar = self.bar(*kind, *peer, progress.bytes_total);
                 bar.set_length(progress.bytes_total);
                 bar.set_position(progress.bytes_done);
+                bar.set_message(progress_words(progress));
             }
             FilesEvent::Done { kind, peer, .. } => {
                 if let Some(bar) = self.bars.remove(&(*kind, *peer)) {
+                    bar.set_style(style(FINISHED));
                     bar.finish_with_message("verified");
                 } else {
-                    self.println(&format!("{} verified", kind_name(*kind)));
+                    let who = peer
+                        .map(|p| format!(" by {}", self.who(p)))
+                        .unwrap_or_default();
+                    self.println(&format!("{} verified{who}", title(kind_name(*kind))));
                 }
             }
             FilesEvent::Failed {
@@ -81,26 +118,49 @@ impl Bars {
                 code,
                 message,
             } => {
-                let text = format!("{} stopped ({code}): {message}", kind_name(*kind));
+                let text = format!("{} stopped: {message} ({code})", title(kind_name(*kind)));
                 match self.bars.remove(&(*kind, *peer)) {
-                    Some(bar) => bar.abandon_with_message(text),
+                    Some(bar) => {
+                        bar.set_style(style(FINISHED));
+                        bar.abandon_with_message(text);
+                    }
                     None => self.println(&text),
                 }
             }
             FilesEvent::FileReceived { path, .. } => {
-                self.println(&format!("received {}", path.display()))
+                self.println(&format!("Received {}", path.display()))
             }
             FilesEvent::StartGate { open, .. } => self.println(if *open {
-                "ready: every file of the session is here and verified"
+                "Ready: every file of the session is here and verified"
             } else {
-                "waiting for the session's files before starting"
+                "Waiting for the session's files before starting"
             }),
             FilesEvent::StreamReady { path, .. } => {
-                self.println(&format!("streamed score ready: {}", path.display()))
+                self.println(&format!("Streamed score ready: {}", path.display()))
             }
-            FilesEvent::StreamRemoved => self.println("streamed score removed"),
+            FilesEvent::StreamRemoved => self.println("Streamed score removed"),
         }
     }
+}
+
+/// `pack` → `Pack`.
+fn title(word: &str) -> String {
+    let mut c = word.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+/// Sizes, rate and time left: `12.1 MB of 96.0 MB, 4.2 MB/s, 20 s left`.
+fn progress_words(p: &ProgressView) -> String {
+    let mut text = format!("{} of {}", bytes(p.bytes_done), bytes(p.bytes_total));
+    if let Some(rate) = p.rate.filter(|&r| r > 0) {
+        text.push_str(&format!(", {}/s", bytes(rate)));
+    }
+    if let Some(ms) = p.eta_ms.filter(|_| p.bytes_done < p.bytes_total) {
+        text.push_str(&format!(", {} s left", ms.div_ceil(1000)));
+    }
+    text
 }
 
 /// A file command: the set, its files (or `None` to withdraw it), or a directory to list.

@@ -1,7 +1,8 @@
 //! `lansync host`: a choir master on the LAN. Shows the join QR code and session code, advertises
 //! the session with mDNS, and turns pages for everyone who joins. Its session, DTLS identity and
-//! port live in `--state-dir`, so a restart (or a crash) resumes the same session: followers
-//! rejoin by themselves and their QR link stays valid.
+//! port live in `--state-dir` (default: the per-user data directory, `…/lansync/host`), so a
+//! restart (or a crash) resumes the same session: followers rejoin by themselves and their QR
+//! link stays valid.
 
 use crate::console::{self, Out, Role};
 use crate::files_ui;
@@ -20,7 +21,11 @@ use tokio::sync::mpsc;
 
 /// Said to the person hosting a session without a password (PROTOCOL.md §9.6).
 const OPEN_SESSION: &str = "Open session: anyone on this network who sees the code can join, and \
-followers joining by code cannot tell this master from an impostor. --password closes it.\n";
+followers joining by code cannot tell this master from an impostor. --password closes it.";
+
+/// Said when the machine has no LAN address: a link to 127.0.0.1 would reach nobody.
+const NO_LAN: &str = "no network interface besides loopback: connect to the Wi-Fi the singers \
+use, or pass --loopback to test on this machine";
 
 /// Options of `lansync host`.
 #[derive(clap::Args, Clone)]
@@ -43,9 +48,10 @@ pub struct HostArgs {
     /// Serve on loopback only (everything on this machine); no mDNS.
     #[arg(long)]
     loopback: bool,
-    /// Where the session, identity and port are kept.
-    #[arg(long = "state-dir", default_value = "lansync-host")]
-    state_dir: PathBuf,
+    /// Where the session, identity and port are kept (default: lansync/host in your user data
+    /// directory, e.g. ~/.local/share/lansync/host).
+    #[arg(long = "state-dir")]
+    state_dir: Option<PathBuf>,
     /// Port of the join endpoint (default: the one used last time, else any free one).
     #[arg(long)]
     port: Option<u16>,
@@ -98,7 +104,26 @@ pub(crate) fn device_id(dir: &Path, prefix: &str) -> String {
 /// Runs `lansync host`; returns whether it ended well.
 pub async fn run(args: HostArgs) -> bool {
     let out = Out::new(args.json);
-    match host(&args, &out).await {
+    let Some(dir) = args
+        .state_dir
+        .clone()
+        .or_else(|| lansync::node::default_state_dir("host"))
+    else {
+        out.ready(Role::Master, None);
+        out.error(
+            "state-dir",
+            "no home directory to keep the session in: pass --state-dir DIR",
+        );
+        return false;
+    };
+    out.ready(Role::Master, Some(&dir));
+    // Fail before anything is created: a link to 127.0.0.1 would reach nobody.
+    let lan = transport::lan_addresses();
+    if lan.is_empty() && !args.loopback {
+        out.error("no-network", NO_LAN);
+        return false;
+    }
+    match host(&args, &dir, lan.first().copied(), &out).await {
         Ok(ok) => ok,
         Err(msg) => {
             out.error("host-failed", &msg);
@@ -107,8 +132,9 @@ pub async fn run(args: HostArgs) -> bool {
     }
 }
 
-async fn host(args: &HostArgs, out: &Out) -> Result<bool, String> {
-    let dir = &args.state_dir;
+/// Hosts from the state directory `dir`; `lan` is the address followers reach (none with
+/// `--loopback`).
+async fn host(args: &HostArgs, dir: &Path, lan: Option<IpAddr>, out: &Out) -> Result<bool, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let identity = identity(dir)?;
     let mut master = MasterConfig::new(device_id(dir, "master"));
@@ -134,6 +160,7 @@ async fn host(args: &HostArgs, out: &Out) -> Result<bool, String> {
         record_path: Some(dir.join("master.json")),
         identity: Some(identity.clone()),
         state_dir: None,
+        advertise: false,
         bind: SocketAddr::new(ip, port),
         transport: TransportConfig {
             loopback_only: args.loopback,
@@ -171,13 +198,9 @@ async fn host(args: &HostArgs, out: &Out) -> Result<bool, String> {
     let _ = std::fs::write(&port_file, port.to_string());
 
     // The address a follower uses: loopback, or this machine's first LAN address.
-    let reach = if args.loopback {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else {
-        transport::lan_addresses()
-            .into_iter()
-            .next()
-            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    let reach = match lan {
+        Some(ip) if !args.loopback => ip,
+        _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
     };
     let rec = host.record().clone();
     let link = host.join_link(reach).to_url();
@@ -185,24 +208,7 @@ async fn host(args: &HostArgs, out: &Out) -> Result<bool, String> {
         json!({"event":"hosting_link","session_code":rec.session_code.as_str(),
                "session_id":rec.session_id,"session_name":rec.session_name,"link":link,
                "port":port,"open":rec.password.is_none()}),
-        || {
-            format!(
-                "{}\n\"{}\" — session code {}{}\nJoin link: {link}\n{}",
-                lansync::invite::qr::qr_terminal(&link),
-                rec.session_name,
-                rec.session_code.as_str(),
-                if rec.password.is_some() {
-                    " (password set)"
-                } else {
-                    ""
-                },
-                if rec.password.is_some() {
-                    ""
-                } else {
-                    OPEN_SESSION
-                },
-            )
-        },
+        || banner(&rec, &link, args.loopback),
     );
 
     let advert = if args.no_mdns || args.loopback {
@@ -245,6 +251,31 @@ async fn host(args: &HostArgs, out: &Out) -> Result<bool, String> {
     // Once the node has stopped its events end, and the advert's goodbye goes out.
     let _ = tokio::time::timeout(Duration::from_secs(3), advertising).await;
     Ok(ok)
+}
+
+/// What people see once the session is up: its name and code, the commands to paste on the
+/// other devices, the QR code, and the code again below it (a 24-row terminal scrolls the top
+/// away). The link holds `&`: it is single-quoted for the shell.
+fn banner(rec: &lansync::session::MasterRecord, link: &str, loopback: bool) -> String {
+    let code = rec.session_code.as_str();
+    let flag = if loopback { " --loopback" } else { "" };
+    let (password, security) = match rec.password {
+        Some(_) => (
+            " --password …",
+            "Password set: joining by code asks for it.",
+        ),
+        None => ("", OPEN_SESSION),
+    };
+    format!(
+        "\"{}\" — session code {code}\n\
+         On the other devices: lansync join{flag} '{link}'\n\
+         \x20                  or lansync join{flag} {code}{password}\n\
+         {security}\n\
+         {}\
+         Session code {code} (scan the QR code or type the code)",
+        rec.session_name,
+        lansync::invite::qr::qr_terminal_compact(link),
+    )
 }
 
 /// Forwards the master's events; the mDNS advert is withdrawn (a goodbye, so followers' lists

@@ -69,6 +69,7 @@ struct SavedTarget {
 /// Runs `lansync join`; returns whether it ended well.
 pub async fn run(args: JoinArgs) -> bool {
     let out = Out::new(args.json);
+    out.ready(Role::Follower, Some(&args.state_dir));
     match join(&args, &out).await {
         Ok(ok) => ok,
         Err((code, msg)) => {

@@ -4,6 +4,7 @@
 mod console;
 mod demo;
 mod demo_live;
+mod doctor;
 mod files_ui;
 mod host;
 mod join;
@@ -57,6 +58,8 @@ enum Cmd {
         #[command(flatten)]
         args: pair::PairArgs,
     },
+    /// Why devices don't see each other: network, mDNS, firewall, and a peer's TCP and UDP.
+    Doctor(doctor::DoctorArgs),
 }
 
 fn main() {
@@ -78,6 +81,7 @@ fn main() {
         Cmd::Sessions(args) => block_on(sessions::run(args)),
         Cmd::Host(args) => block_on(host::run(args)),
         Cmd::Join(args) => block_on(join::run(args)),
+        Cmd::Doctor(args) => block_on(doctor::run(args)),
         Cmd::Send { files, args } => block_on(pair::run_with_files(
             pair::PairCmd::Offer(args),
             pair::FileTransfer {

@@ -100,7 +100,10 @@ fn options(args: &PairArgs, transfer: &FileTransfer) -> PairOptions {
     let mut opts = PairOptions::default();
     opts.solo.device_id = args.id.clone().unwrap_or_default();
     opts.solo.device_name = args.name.clone();
-    opts.state_dir = Some(args.state_dir.clone().unwrap_or_else(default_state_dir));
+    opts.state_dir = args
+        .state_dir
+        .clone()
+        .or_else(|| lansync::node::default_state_dir("pair"));
     opts.transport = TransportConfig {
         loopback_only: args.loopback,
         ice_servers: args.ice_servers.clone(),
@@ -114,15 +117,6 @@ fn options(args: &PairArgs, transfer: &FileTransfer) -> PairOptions {
     opts.send = transfer.send.clone();
     opts.receive_dir = transfer.receive.clone();
     opts
-}
-
-// TODO(merge): use node::default_state_dir("pair") once the per-user state directories land.
-fn default_state_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("lansync").join("pair")
 }
 
 /// Prints an error in one sentence (with the `--loopback` hint when the network is missing).
@@ -223,8 +217,9 @@ pub async fn run_with_files(cmd: PairCmd, transfer: FileTransfer) -> bool {
         PairCmd::Answer { args, code } => (args.clone(), Some(code.clone())),
     };
     let out = Out::new(args.json);
-    let mut stdin = console::InputLines::stdin();
     let opts = options(&args, &transfer);
+    out.ready(console::Role::Solo, opts.state_dir.as_deref());
+    let mut stdin = console::InputLines::stdin();
     let start = match code {
         None => offer(opts, &out, &mut stdin, &transfer).await,
         Some(code) => answer(code, opts, &out, &mut stdin).await,
