@@ -131,7 +131,8 @@ pub fn proof(key: &Key, nonce: &[u8], device_id: &str, offer: &str) -> [u8; MAC_
         .into()
 }
 
-/// Whether `given` is the proof for this transcript (constant time).
+/// Whether `given` is the proof for this transcript, compared in constant time
+/// (`Mac::verify_slice` compares with the `subtle` crate; PROTOCOL.md §9.3).
 pub fn verify_proof(key: &Key, nonce: &[u8], device_id: &str, offer: &str, given: &[u8]) -> bool {
     proof_mac(key, nonce, device_id, offer)
         .verify_slice(given)
@@ -146,7 +147,8 @@ pub fn answer_mac(key: &Key, nonce: &[u8], answer: &str) -> [u8; MAC_LEN] {
         .into()
 }
 
-/// Whether `given` is the answer MAC for this transcript (constant time).
+/// Whether `given` is the answer MAC for this transcript, compared in constant time
+/// (`Mac::verify_slice`, as for [`verify_proof`]; PROTOCOL.md §9.4).
 pub fn verify_answer(key: &Key, nonce: &[u8], answer: &str, given: &[u8]) -> bool {
     answer_hmac(key, nonce, answer).verify_slice(given).is_ok()
 }
@@ -169,29 +171,14 @@ fn answer_hmac(key: &Key, nonce: &[u8], answer: &str) -> HmacSha256 {
     mac
 }
 
-/// Lower-case hex.
+/// Lower-case hex, as keys, nonces and MACs travel in JSON (PROTOCOL.md §9.1).
 pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    bytes
-        .iter()
-        .flat_map(|b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]])
-        .map(char::from)
-        .collect()
+    hex::encode(bytes)
 }
 
 /// Bytes from hex digits (either case); `None` for an odd length or a non-hex character.
 pub fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    text.as_bytes()
-        .chunks(2)
-        .map(|p| {
-            let hi = (p[0] as char).to_digit(16)?;
-            let lo = (p[1] as char).to_digit(16)?;
-            Some((hi * 16 + lo) as u8)
-        })
-        .collect()
+    hex::decode(text).ok()
 }
 
 /// A stream of bytes expanded from caller-given entropy (SHA-256 in counter mode), so the PAKE

@@ -216,10 +216,7 @@ pub fn fingerprint_hash(fingerprint: &str) -> String {
         .map(|c| c.to_ascii_lowercase())
         .collect();
     let digest = Sha256::digest(canonical.as_bytes());
-    digest[..FINGERPRINT_HASH_LEN / 2]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&digest[..FINGERPRINT_HASH_LEN / 2])
 }
 
 fn is_fingerprint_hash(s: &str) -> bool {

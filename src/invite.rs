@@ -480,15 +480,14 @@ fn percent_decode(text: &str) -> Result<String, InviteError> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = bytes
+            let mut byte = [0u8];
+            bytes
                 .get(i + 1..i + 3)
-                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .and_then(|h| hex::decode_to_slice(h, &mut byte).ok())
                 .ok_or_else(|| {
                     InviteError::Corrupt(format!("the link has a broken %-escape at byte {i}"))
                 })?;
-            out.push(hex);
+            out.push(byte[0]);
             i += 3;
         } else {
             out.push(bytes[i]);

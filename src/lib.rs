@@ -13,7 +13,7 @@
 //! | [`protocol`] | the JSON envelope, the message catalog, limits and validation (pure) |
 //! | [`session`] | state machines: solo pair, choir master, choir follower, link health, backoff, clock offset, playback prediction, synced keys (pure) |
 //! | [`invite`] | invite/answer codes: compact base45 code, lz-string, QR rendering (pure codecs) |
-//! | [`sim`] | a deterministic simulated network for tests and the demo (pure) |
+//! | `sim` | a deterministic simulated network for tests and the demo (pure; feature `test-utils`) |
 //! | [`transfer`] | file transfer: chunk codec, manifests, media whitelist, resumable sender/receiver (pure) |
 //! | [`sctp`] | SCTP for the data channels, built for lossy Wi-Fi: RTT-driven retransmission, fast retransmit, tail-loss probe, pacing, control ahead of file data (pure) |
 //! | `transport` | WebRTC links: ICE and DTLS from `rtc` under [`sctp`]; the only module that imports `rtc` (feature `native`) |
@@ -23,8 +23,16 @@
 //! | `netwatch` | network change notifications, so a follower redials when an interface returns (`native`) |
 //! | `signaling` | the master's HTTP join endpoint on the LAN and its client, MAC-bound to the join secret (`native`) |
 //!
-//! Without the default `native` feature the crate is only the pure core and builds for
-//! `wasm32-unknown-unknown`, so a web page can run the same protocol logic.
+//! # Features
+//!
+//! - `native`: the IO modules above (tokio, WebRTC, mDNS, the join endpoint). An app that embeds
+//!   lansync takes `default-features = false, features = ["native"]`.
+//! - `cli` (default): `native` plus what only the `lansync` binary needs (argument parsing,
+//!   progress bars, log output), and `test-utils` for `lansync demo --sim`.
+//! - `test-utils`: the `sim` module.
+//!
+//! Without features the crate is only the pure core and builds for `wasm32-unknown-unknown`, so
+//! a web page can run the same protocol logic.
 //!
 //! # The run-loop contract
 //!
@@ -70,6 +78,7 @@ pub mod sctp;
 pub mod session;
 #[cfg(feature = "native")]
 pub mod signaling;
+#[cfg(any(test, feature = "test-utils"))]
 pub mod sim;
 pub mod transfer;
 #[cfg(feature = "native")]

@@ -10,7 +10,8 @@
 //! the virtual (global) time it happened at.
 //!
 //! The crate's own scenario and property tests run on it, and so does `lansync demo --sim`; apps
-//! can use it to test their own handling of the events.
+//! can use it to test their own handling of the events. Built with the `test-utils` feature
+//! (which `cli`, the default, turns on).
 
 use crate::session::{
     Command, Event, Follower, FollowerConfig, Input, Machine, Master, MasterConfig, Output, PeerId,

@@ -151,25 +151,16 @@ fn parse_fingerprint_hex(s: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
     let mut parts = s.trim().split(':');
     for byte in out.iter_mut() {
-        let part = parts.next()?;
-        if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        *byte = u8::from_str_radix(part, 16).ok()?;
+        hex::decode_to_slice(parts.next()?, std::slice::from_mut(byte)).ok()?;
     }
     parts.next().is_none().then_some(out)
 }
 
 /// `XX:XX:...` in upper case, as WebRTC stacks write it.
 pub fn fingerprint_hex(fp: &[u8; 32]) -> String {
-    let mut s = String::with_capacity(95);
-    for (i, b) in fp.iter().enumerate() {
-        if i > 0 {
-            s.push(':');
-        }
-        let _ = write!(s, "{b:02X}");
-    }
-    s
+    let digits = hex::encode_upper(fp);
+    let pairs: Vec<&str> = (0..fp.len()).map(|i| &digits[2 * i..2 * i + 2]).collect();
+    pairs.join(":")
 }
 
 /// Parses the part of an `a=candidate:` line after the colon. `None` for candidates a compact

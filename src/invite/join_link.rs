@@ -11,6 +11,7 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
+use super::compact::fingerprint_hex;
 use crate::session::SessionCode;
 
 /// Scheme and path of a join link.
@@ -184,14 +185,9 @@ impl std::str::FromStr for JoinLink {
 /// `"sha-256 AB:CD:…"` from 64 hex digits (either case; colons tolerated).
 fn fingerprint_from_hex(hex: &str) -> Option<String> {
     let digits: Vec<u8> = hex.bytes().filter(|b| *b != b':').collect();
-    if digits.len() != 64 || !digits.iter().all(u8::is_ascii_hexdigit) {
-        return None;
-    }
-    let pairs: Vec<String> = digits
-        .chunks(2)
-        .map(|p| String::from_utf8_lossy(p).to_ascii_uppercase())
-        .collect();
-    Some(format!("sha-256 {}", pairs.join(":")))
+    let mut fingerprint = [0u8; 32];
+    hex::decode_to_slice(digits, &mut fingerprint).ok()?;
+    Some(format!("sha-256 {}", fingerprint_hex(&fingerprint)))
 }
 
 /// Percent-decodes a query value (`+` stays `+`: none of our fields has spaces). `None` for a
@@ -202,9 +198,9 @@ fn percent_decode(text: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hi = (*bytes.get(i + 1)? as char).to_digit(16)?;
-            let lo = (*bytes.get(i + 2)? as char).to_digit(16)?;
-            out.push((hi * 16 + lo) as u8);
+            let mut byte = [0u8];
+            hex::decode_to_slice(bytes.get(i + 1..i + 3)?, &mut byte).ok()?;
+            out.push(byte[0]);
             i += 3;
         } else {
             out.push(bytes[i]);

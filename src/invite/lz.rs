@@ -11,6 +11,9 @@
 //! LZW output can grow quadratically with input length), dictionary entries are stored as ranges
 //! into the output rather than as copies, every code is range-checked, and every step consumes
 //! input bits, so it always ends.
+//!
+//! Why not the `lz-str` crate: its decoder has no output cap, so a small hostile code could make
+//! it allocate without bound; a code pasted by anyone must not (PROTOCOL.md §7.2.2).
 
 use std::collections::HashMap;
 

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
+use subtle::ConstantTimeEq;
 
 /// Master settings.
 #[derive(Debug, Clone)]
@@ -272,13 +273,10 @@ fn derive(entropy: &[u8; 32], label: &str) -> [u8; 32] {
 }
 
 /// Equality that takes the same time wherever the strings differ, so a secret cannot be guessed
-/// byte by byte from response times.
+/// byte by byte from response times (PROTOCOL.md §6.2). Only whether the lengths differ shows
+/// (tokens and member secrets all have one length).
 fn secret_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
 impl Master {

@@ -9,7 +9,7 @@ pub use input::InputLines;
 use crate::files_ui::{self, Bars};
 use lansync::node::{FilesEvent, Node};
 use lansync::protocol::{FollowMode, Parity, PlaybackOp, Rate};
-use lansync::session::{Command, Event, LinkState};
+use lansync::session::{Command, Event, FollowerState, LinkState, RoleState};
 use serde_json::{json, Value};
 use std::io::IsTerminal;
 use std::path::Path;
@@ -214,7 +214,9 @@ pub async fn session(
                 match &ev {
                     Event::Page { page, .. } => keys.page = *page,
                     Event::FollowMode { mode } => keys.mode = *mode,
-                    Event::State { state, .. } => in_session = state != "FOLLOWER_IDLE_LOCAL",
+                    Event::State { state, .. } => {
+                        in_session = *state != RoleState::Follower(FollowerState::IdleLocal)
+                    }
                     Event::Link { peer, state: LinkState::Connected } => newest_link = Some(*peer),
                     Event::ParticipantJoined(p) => {
                         if let Some(peer) = newest_link.take() {
@@ -276,16 +278,24 @@ async fn goodbye(
             out.emit(json!({"event":"quit","left":false}), || "Bye.".into())
         }
         Role::Follower => {
-            node.command(Command::Leave);
-            let left = async {
-                while let Some(ev) = events.recv().await {
-                    if matches!(&ev, Event::State { state, .. } if state == "FOLLOWER_IDLE_LOCAL") {
-                        return;
+            // A stopped node has no link left to say goodbye on.
+            if node.command(Command::Leave).is_ok() {
+                let left = async {
+                    while let Some(ev) = events.recv().await {
+                        if matches!(
+                            &ev,
+                            Event::State {
+                                state: RoleState::Follower(FollowerState::IdleLocal),
+                                ..
+                            }
+                        ) {
+                            return;
+                        }
                     }
-                }
-            };
-            let _ = tokio::time::timeout(LEAVE_TIMEOUT, left).await;
-            tokio::time::sleep(LEAVE_LINGER).await;
+                };
+                let _ = tokio::time::timeout(LEAVE_TIMEOUT, left).await;
+                tokio::time::sleep(LEAVE_LINGER).await;
+            }
             out.emit(json!({"event":"quit","left":true}), || {
                 "You left the session. To come back, join again with its link or code.".into()
             });
@@ -447,4 +457,29 @@ impl Keys {
         };
         Ok(Line::Session(cmd))
     }
+}
+
+/// The front door's one stream as the console reads it: session events and file events apart
+/// (the file events end on their own when a one-off send or receive is over).
+pub fn split(
+    mut events: lansync::Events,
+) -> (UnboundedReceiver<Event>, UnboundedReceiver<FilesEvent>) {
+    let (session_tx, session_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (files_tx, files_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(e) = events.recv().await {
+            match e {
+                lansync::AppEvent::Session(e) => {
+                    let _ = session_tx.send(e);
+                }
+                lansync::AppEvent::Files(e) => {
+                    let _ = files_tx.send(e);
+                }
+                lansync::AppEvent::Lagged { missed } => {
+                    tracing::warn!(missed, "the console fell behind; events were dropped")
+                }
+            }
+        }
+    });
+    (session_rx, files_rx)
 }

@@ -6,18 +6,15 @@
 
 use crate::console::{self, Out, Role};
 use crate::files_ui;
-use lansync::discovery::{Advertisement, Discovery, SessionAdvert};
-use lansync::node::{Files, FilesOptions, Host, HostOptions};
 use lansync::protocol::PlaybackOp;
-use lansync::session::{Command, Event, MasterConfig};
-use lansync::signaling::RateLimit;
+use lansync::session::{Command, MasterConfig};
 use lansync::transfer::ManifestKind;
-use lansync::transport::{self, Identity, TransportConfig};
+use lansync::transport;
+use lansync::{Host, HostOptions};
 use serde_json::json;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// Said to the person hosting a session without a password (PROTOCOL.md §9.6).
 const OPEN_SESSION: &str = "Open session: anyone on this network who sees the code can join, and \
@@ -68,18 +65,6 @@ pub struct HostArgs {
     /// Start a shared countdown (a drawing session's pose timer): `90s`, `2m`, `1m30s`.
     #[arg(long, value_parser = console::parse_duration)]
     timer: Option<Duration>,
-}
-
-/// Loads this master's DTLS identity, or makes and saves one: the fingerprint in QR links must
-/// survive restarts.
-fn identity(dir: &Path) -> Result<Identity, String> {
-    let path = dir.join("identity.pem");
-    if let Ok(pem) = std::fs::read_to_string(&path) {
-        return Identity::from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()));
-    }
-    let id = Identity::generate().map_err(|e| e.to_string())?;
-    std::fs::write(&path, id.to_pem()).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(id)
 }
 
 /// This device's stable id, kept in the state directory.
@@ -135,54 +120,30 @@ pub async fn run(args: HostArgs) -> bool {
 /// Hosts from the state directory `dir`; `lan` is the address followers reach (none with
 /// `--loopback`).
 async fn host(args: &HostArgs, dir: &Path, lan: Option<IpAddr>, out: &Out) -> Result<bool, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let identity = identity(dir)?;
-    let mut master = MasterConfig::new(device_id(dir, "master"));
-    let (files, files_events) = Files::spawn(FilesOptions::new(master.device_id.clone()));
+    let mut master = MasterConfig::new(""); // the id kept in the state directory
     master.device_name = args.name.clone();
     master.session_name = args.session_name.clone();
     master.password = args.password.clone();
     master.max_followers = args.max_followers;
-    let port_file = dir.join("port");
-    let port = args.port.unwrap_or_else(|| {
-        std::fs::read_to_string(&port_file)
-            .ok()
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or(0)
-    });
-    let ip = if args.loopback {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    let mut opts = if args.loopback {
+        HostOptions::loopback()
     } else {
-        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        HostOptions::default()
     };
-    let mut host = Host::start(HostOptions {
-        master,
-        record_path: Some(dir.join("master.json")),
-        identity: Some(identity.clone()),
-        state_dir: None,
-        advertise: false,
-        bind: SocketAddr::new(ip, port),
-        transport: TransportConfig {
-            loopback_only: args.loopback,
-            ..TransportConfig::default()
-        },
-        // On loopback every follower has the same address: a per-address limit would only
-        // throttle a room joining at once.
-        rate: if args.loopback {
-            RateLimit {
-                per_sec: 1000.0,
-                burst: 1000.0,
-            }
-        } else {
-            RateLimit::default()
-        },
-        files: Some(files),
-    })
-    .await
-    .map_err(|e| e.to_string())?;
+    opts.master = master;
+    opts.state_dir = Some(dir.to_path_buf());
+    opts.advertise = !args.no_mdns;
+    if let Some(port) = args.port {
+        opts.bind.set_port(port);
+    }
+    let mut host = Host::start(opts).await.map_err(|e| e.to_string())?;
     if let Some(bad) = host.bad_record() {
         console::bad_record(out, bad);
     }
+    if let Some(why) = host.advert_problem() {
+        out.error("mdns-unavailable", why);
+    }
+    let (events, files_events) = console::split(host.events());
     // Published before anyone can join, so every follower gets the files with its first snapshot.
     for (kind, dir) in [
         (ManifestKind::Pack, &args.pack),
@@ -195,8 +156,6 @@ async fn host(args: &HostArgs, dir: &Path, lan: Option<IpAddr>, out: &Out) -> Re
         }
     }
     let port = host.local_addr().port();
-    let _ = std::fs::write(&port_file, port.to_string());
-
     // The address a follower uses: loopback, or this machine's first LAN address.
     let reach = match lan {
         Some(ip) if !args.loopback => ip,
@@ -210,33 +169,12 @@ async fn host(args: &HostArgs, dir: &Path, lan: Option<IpAddr>, out: &Out) -> Re
                "port":port,"open":rec.password.is_none()}),
         || banner(&rec, &link, args.loopback),
     );
-
-    let advert = if args.no_mdns || args.loopback {
-        None
-    } else {
-        let discovery = Discovery::new().map_err(|e| e.to_string())?;
-        let advert = SessionAdvert::new(
-            rec.session_code.as_str(),
-            &rec.session_name,
-            host.fingerprint(),
-            port,
-        );
-        match discovery.advertise(&advert, &[]) {
-            Ok(a) => Some(a),
-            Err(e) => {
-                out.error("mdns-unavailable", &e.to_string());
-                None
-            }
-        }
-    };
-
     if let Some(d) = args.timer {
         let _ = host.node.command(Command::Playback(PlaybackOp::Timer {
             duration_us: d.as_micros() as u64,
             phase: String::new(),
         }));
     }
-    let (events, advertising) = withdraw_on_end(session_events(host.events()), advert);
     let stdin = console::InputLines::stdin();
     let ok = console::session(
         out,
@@ -247,15 +185,11 @@ async fn host(args: &HostArgs, dir: &Path, lan: Option<IpAddr>, out: &Out) -> Re
         Role::Master,
     )
     .await;
+    // Stops the endpoint and withdraws the mDNS advert, its goodbye sent.
     host.shutdown().await;
-    // Once the node has stopped its events end, and the advert's goodbye goes out.
-    let _ = tokio::time::timeout(Duration::from_secs(3), advertising).await;
     Ok(ok)
 }
 
-/// What people see once the session is up: its name and code, the commands to paste on the
-/// other devices, the QR code, and the code again below it (a 24-row terminal scrolls the top
-/// away). The link holds `&`: it is single-quoted for the shell.
 fn banner(rec: &lansync::session::MasterRecord, link: &str, loopback: bool) -> String {
     let code = rec.session_code.as_str();
     let flag = if loopback { " --loopback" } else { "" };
@@ -276,42 +210,4 @@ fn banner(rec: &lansync::session::MasterRecord, link: &str, loopback: bool) -> S
         rec.session_name,
         lansync::invite::qr::qr_terminal_compact(link),
     )
-}
-
-/// Forwards the master's events; the mDNS advert is withdrawn (a goodbye, so followers' lists
-/// drop it at once) as soon as the session ends, or when the events stop.
-fn withdraw_on_end(
-    mut events: mpsc::UnboundedReceiver<Event>,
-    mut advert: Option<Advertisement>,
-) -> (mpsc::UnboundedReceiver<Event>, tokio::task::JoinHandle<()>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let task = tokio::spawn(async move {
-        while let Some(e) = events.recv().await {
-            let ended = matches!(e, Event::SessionEnded);
-            let _ = tx.send(e);
-            if ended {
-                if let Some(a) = advert.take() {
-                    a.stop().await;
-                }
-            }
-        }
-        if let Some(a) = advert {
-            a.stop().await;
-        }
-    });
-    (rx, task)
-}
-
-/// The session events of the host's stream (its files' events come from the file service
-/// passed in, which the console reads on its own).
-fn session_events(mut events: lansync::Events) -> mpsc::UnboundedReceiver<Event> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(e) = events.recv().await {
-            if let lansync::AppEvent::Session(e) = e {
-                let _ = tx.send(e);
-            }
-        }
-    });
-    rx
 }

@@ -3,7 +3,7 @@
 
 use super::Role;
 use lansync::protocol::{FollowMode, Parity, PresenceStatus};
-use lansync::session::Event;
+use lansync::session::{Event, RoleState};
 
 /// A page index as people count it (the first page is page 1).
 fn page_number(index: u32) -> u64 {
@@ -112,23 +112,27 @@ pub fn describe(ev: &Event, role: Role) -> Option<String> {
 }
 
 /// A role's state (PROTOCOL.md §6) in words.
-fn state_words(state: &str) -> &str {
+fn state_words(state: &RoleState) -> &'static str {
+    use lansync::session::{FollowerState as F, MasterState as M, SoloState as S};
     match state {
-        "SOLO_LOCAL_ONLY" => "Not paired — pages turn on this device only",
-        "SOLO_PAIRED_CONNECTED" => "Paired — pages turn on both devices",
-        "SOLO_PAIRED_DEGRADED" => "Partner not answering — waiting…",
-        "SOLO_PAIRED_RECONNECTING" => "Partner lost — reconnecting…",
-        "FOLLOWER_JOINING" => "Joining…",
-        "FOLLOWER_REJOINING" => "Rejoining…",
-        "FOLLOWER_CONNECTED_FOLLOW" => "Connected — following the master",
-        "FOLLOWER_CONNECTED_FREE" => "Connected — browsing on your own",
-        "FOLLOWER_DISCONNECTED_LOCAL" => "Master lost — you keep your page; reconnecting…",
-        "FOLLOWER_IDLE_LOCAL" => "Not in a session",
-        "MASTER_IDLE" => "No session yet",
-        "MASTER_SESSION_ACTIVE" => "Session open",
-        "MASTER_RECONNECTING_LINKS" => "A follower was lost — waiting for them to rejoin",
-        "MASTER_SESSION_ENDED" => "Session ended",
-        other => other,
+        RoleState::Solo(S::LocalOnly) => "Not paired — pages turn on this device only",
+        RoleState::Solo(S::PairedConnected) => "Paired — pages turn on both devices",
+        RoleState::Solo(S::PairedDegraded) => "Partner not answering — waiting…",
+        RoleState::Solo(S::PairedReconnecting) => "Partner lost — reconnecting…",
+        RoleState::Follower(F::Joining) => "Joining…",
+        RoleState::Follower(F::Rejoining) => "Rejoining…",
+        RoleState::Follower(F::ConnectedFollow) => "Connected — following the master",
+        RoleState::Follower(F::ConnectedFree) => "Connected — browsing on your own",
+        RoleState::Follower(F::DisconnectedLocal) => {
+            "Master lost — you keep your page; reconnecting…"
+        }
+        RoleState::Follower(F::IdleLocal) => "Not in a session",
+        RoleState::Master(M::Idle) => "No session yet",
+        RoleState::Master(M::SessionActive) => "Session open",
+        RoleState::Master(M::ReconnectingLinks) => {
+            "A follower was lost — waiting for them to rejoin"
+        }
+        RoleState::Master(M::SessionEnded) => "Session ended",
     }
 }
 
