@@ -439,8 +439,7 @@ pub fn pair_id(offer_sdp: &str) -> String {
         .lines()
         .find(|l| l.starts_with("a=fingerprint:"))
         .unwrap_or_default();
-    let digest = Sha256::digest(line.trim().as_bytes());
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&Sha256::digest(line.trim().as_bytes())[..8])
 }
 
 fn transport_error(e: transport::TransportError) -> Error {
