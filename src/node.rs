@@ -22,8 +22,7 @@ pub use events::{AppEvent, Events, EVENT_QUEUE};
 pub use files::{list_files, Files, FilesEvent, FilesOptions, ProgressView, PublishedFiles};
 pub use host::{follower_dialer, Host, HostOptions, JoinTarget};
 pub use pair::{
-    pair_id, say_goodbye, CodeStyle, Pair, PairAnswer, PairCode, PairOffer, PairOptions,
-    CODE_PAIR_PATIENCE,
+    pair_id, CodeStyle, Pair, PairAnswer, PairCode, PairOffer, PairOptions, CODE_PAIR_PATIENCE,
 };
 pub use state_dir::default_state_dir;
 

@@ -138,7 +138,7 @@ fn the_printed_code_has_no_shell_characters_and_pastes_unquoted() {
     let line = command.replacen("lansync", env!("CARGO_BIN_EXE_lansync"), 1);
     let mut sh = Command::new("sh");
     sh.arg("-c")
-        .arg(format!("{line} --json --loopback --state-dir {sb}"));
+        .arg(format!("exec {line} --json --loopback --state-dir {sb}"));
     let b = Proc::spawn_command("answerer", sh);
     let answer = b.wait_for("answer", |v| v["event"] == "answer");
     a.send(json!({"cmd": "answer", "code": answer["code"]}));
@@ -262,7 +262,7 @@ fn with_no_network_both_sides_fail_at_once_with_one_sentence() {
     let state = temp_dir("nonet");
     let st = s(&state);
     // A valid invite made on loopback, for the answering side.
-    let mut a = Proc::spawn(
+    let a = Proc::spawn(
         "offerer",
         &["pair", "offer", "--json", "--loopback", "--state-dir", &st],
     );

@@ -109,23 +109,21 @@ pub struct PairCode {
 
 impl PairCode {
     fn new(kind: CodeKind, sdp: &str, style: CodeStyle) -> PairCode {
-        let compact = match style {
-            CodeStyle::Compact => invite::encode_compact_url(kind, sdp)
-                .and_then(|text| Ok((text, invite::encode_compact(kind, sdp)?))),
-            CodeStyle::Lz => Err(invite::InviteError::Empty),
-        };
-        match compact {
-            Ok((text, qr)) => PairCode { text, qr },
-            Err(e) => {
-                if style == CodeStyle::Compact {
-                    tracing::warn!(%e, "compact code impossible, using lz-string");
-                }
-                let lz = invite::encode_lz(kind, sdp);
-                PairCode {
-                    text: lz.clone(),
-                    qr: lz,
+        if style == CodeStyle::Compact {
+            match (
+                invite::encode_compact_url(kind, sdp),
+                invite::encode_compact(kind, sdp),
+            ) {
+                (Ok(text), Ok(qr)) => return PairCode { text, qr },
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(%e, "compact code impossible, using lz-string")
                 }
             }
+        }
+        let lz = invite::encode_lz(kind, sdp);
+        PairCode {
+            text: lz.clone(),
+            qr: lz,
         }
     }
 
@@ -419,16 +417,10 @@ impl Pair {
     /// reconnection. Waits briefly for the message to leave; the node stops once every handle
     /// is dropped.
     pub async fn close(self) {
-        say_goodbye(&self.node).await;
-    }
-}
-
-/// The goodbye of [`Pair::close`] for a solo node driven by hand (the CLI's console): tells the
-/// partner this device leaves and waits briefly for the message to leave.
-pub async fn say_goodbye(node: &Node) {
-    if node.command(Command::Leave).is_ok() {
-        node.flush().await;
-        tokio::time::sleep(GOODBYE_GRACE).await;
+        if self.node.command(Command::Leave).is_ok() {
+            self.node.flush().await;
+            tokio::time::sleep(GOODBYE_GRACE).await;
+        }
     }
 }
 

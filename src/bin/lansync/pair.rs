@@ -174,7 +174,8 @@ async fn read_code(out: &Out, stdin: &mut console::InputLines, cmds: &[&str]) ->
         return Some(match line.trim() {
             "q" | "quit" => Said::Quit,
             "" => Said::Other,
-            code => Said::Code(code.to_string()),
+            // A code pasted with the quotes of a shell command around it.
+            code => Said::Code(code.trim_matches(|c| c == '\'' || c == '"').to_string()),
         });
     }
     let said = match serde_json::from_str::<Value>(&line) {
