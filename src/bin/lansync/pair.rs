@@ -17,6 +17,7 @@ use lansync::session::Event;
 use lansync::transport::TransportConfig;
 use lansync::{AppEvent, CodeStyle, Error, Events, Pair, PairOptions};
 use serde_json::{json, Value};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -195,12 +196,13 @@ async fn read_code(out: &Out, stdin: &mut console::InputLines, cmds: &[&str]) ->
     Some(said)
 }
 
-/// The end of the input before pairing: nothing more can come.
+/// The end of the input before a code was given: Ctrl-D at a terminal quits; a script's input
+/// that ended can give no code any more (a failure, said in one sentence).
 fn input_ended(out: &Out, what: &str) -> bool {
-    out.error(
-        "bad-command",
-        &format!("the input ended before {what} was given"),
-    );
+    if std::io::stdin().is_terminal() {
+        return true;
+    }
+    out.error("bad-command", &format!("the input ended before {what} was given"));
     false
 }
 
@@ -317,7 +319,11 @@ async fn answer(
     if !out.json() {
         println!("Waiting for the first device to take the answer code (q to quit)…");
     }
-    // The person may give up while the link opens: the input is read meanwhile.
+    // The person may give up while the link opens: the input is read meanwhile. Its end
+    // quits only when typed at a terminal (Ctrl-D); a script may give the code as an argument
+    // and no input at all (the open deadline still bounds the wait).
+    let typed = std::io::stdin().is_terminal();
+    let mut reading = true;
     let opening = answer.open();
     tokio::pin!(opening);
     loop {
@@ -329,9 +335,10 @@ async fn answer(
                     Start::Over(false)
                 }
             },
-            said = read_code(out, stdin, &["quit"]) => match said {
+            said = read_code(out, stdin, &["quit"]), if reading => match said {
                 Some(Said::Quit) => return Start::Over(true),
-                None => return Start::Over(input_ended(out, "the pairing was made")),
+                None if typed => return Start::Over(true),
+                None => reading = false,
                 Some(_) => out.error("bad-command", "not paired yet: wait for the link, or quit"),
             },
         }
