@@ -54,6 +54,10 @@ pub enum Error {
     /// A value given by the application breaks a rule (PROTOCOL.md §3 limits).
     #[error("{0}")]
     InvalidArgument(String),
+    /// The application sends commands far faster than the session acts on them; this one was
+    /// not taken. Try again a moment later.
+    #[error("the session is not keeping up with commands; try again in a moment")]
+    Busy,
     /// The session has stopped (shut down, or every handle dropped): commands go nowhere.
     #[error("the session has stopped")]
     Stopped,
@@ -70,7 +74,7 @@ impl Error {
             Error::Transport(_) => "transport-unavailable",
             #[cfg(feature = "native")]
             Error::Discovery(e) => e.code(),
-            Error::Io { .. } | Error::Stopped => "internal",
+            Error::Io { .. } | Error::Stopped | Error::Busy => "internal",
             Error::InvalidArgument(_) => "bad-command",
         }
     }

@@ -117,6 +117,11 @@ pub struct NodeOptions {
     pub files: Option<Files>,
 }
 
+/// How many app commands and new links wait for the driver before [`Node::command`] says
+/// [`Error::Busy`](crate::Error::Busy): the driver takes them as fast as the machine handles
+/// them, so a full queue means the app sends far faster than a session can act.
+pub const REQUEST_QUEUE: usize = 1024;
+
 enum Request {
     Command(Command),
     /// A link, and the device id the join endpoint admitted it as, if it did.
@@ -130,7 +135,7 @@ enum Request {
 /// Handle to a running node. Cloneable; dropping every handle stops the node.
 #[derive(Clone)]
 pub struct Node {
-    tx: mpsc::UnboundedSender<Request>,
+    tx: mpsc::Sender<Request>,
     files: Option<Files>,
 }
 
@@ -141,7 +146,7 @@ impl Node {
         machine: M,
         opts: NodeOptions,
     ) -> (Node, mpsc::UnboundedReceiver<Event>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let files = opts.files.clone();
         tokio::spawn(drive(machine, opts, rx, events_tx));
@@ -182,26 +187,29 @@ impl Node {
     /// node has stopped.
     pub fn command(&self, cmd: Command) -> Result<(), crate::Error> {
         self.tx
-            .send(Request::Command(cmd))
-            .map_err(|_| crate::Error::Stopped)
+            .try_send(Request::Command(cmd))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => crate::Error::Busy,
+                mpsc::error::TrySendError::Closed(_) => crate::Error::Stopped,
+            })
     }
 
     /// Hands over an open link (from pairing or a join), which becomes `LinkUp`.
     pub fn add_link(&self, link: Link) {
-        let _ = self.tx.send(Request::AddLink(link, None));
+        self.hand_over(Request::AddLink(link, None));
     }
 
     /// Hands over a link the join endpoint made for a request it admitted as `device_id`
     /// (PROTOCOL.md §9.4): the link may only join as that id.
     pub fn add_admitted_link(&self, link: Link, device_id: String) {
-        let _ = self.tx.send(Request::AddLink(link, Some(device_id)));
+        self.hand_over(Request::AddLink(link, Some(device_id)));
     }
 
     /// Asks the machine, as it is at this instant, what a join request must prove and whether
     /// it would be admitted (PROTOCOL.md §9.3). A stopped node admits nobody.
     pub async fn door(&self, query: DoorQuery) -> DoorReply {
         let (reply, answer) = oneshot::channel();
-        if self.tx.send(Request::Door(query, reply)).is_err() {
+        if self.tx.send(Request::Door(query, reply)).await.is_err() {
             return DoorReply::closed();
         }
         answer.await.unwrap_or_else(|_| DoorReply::closed())
@@ -209,7 +217,16 @@ impl Node {
 
     /// Tells the machine the network changed, so it retries at once.
     pub fn network_changed(&self) {
-        let _ = self.tx.send(Request::NetworkChanged);
+        // A change already queued and not yet seen does the same.
+        let _ = self.tx.try_send(Request::NetworkChanged);
+    }
+
+    /// Queues a link for the driver; a link it cannot take (stopped, or flooded with requests)
+    /// is dropped, which closes it: the peer sees a closed link and retries.
+    fn hand_over(&self, request: Request) {
+        if self.tx.try_send(request).is_err() {
+            tracing::warn!("the node cannot take a new link now; closing it");
+        }
     }
 
     /// Returns once every command given before has been handled and what it made the machine
@@ -217,7 +234,7 @@ impl Node {
     /// the node has stopped.
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
-        if self.tx.send(Request::Flush(done)).is_ok() {
+        if self.tx.send(Request::Flush(done)).await.is_ok() {
             let _ = wait.await;
         }
     }
@@ -242,7 +259,7 @@ struct Driver<M> {
 async fn drive<M: Machine>(
     machine: M,
     opts: NodeOptions,
-    mut requests: mpsc::UnboundedReceiver<Request>,
+    mut requests: mpsc::Receiver<Request>,
     events: mpsc::UnboundedSender<Event>,
 ) {
     let (link_tx, mut link_rx) = mpsc::unbounded_channel();

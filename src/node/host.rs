@@ -112,18 +112,27 @@ impl Host {
     /// Starts (or resumes, from `state_dir` or `record_path`) the session, its node and its
     /// join endpoint.
     ///
-    /// ```no_run
-    /// # async fn run() -> Result<(), lansync::Error> {
-    /// use lansync::{Host, HostOptions};
+    /// ```
+    /// use lansync::session::Event;
+    /// use lansync::{AppEvent, Host, HostOptions};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// // A session on this machine only; `HostOptions::default()` serves the LAN.
     /// let mut host = Host::start(HostOptions::loopback()).await?;
-    /// println!("session code {}", host.record().session_code.as_str());
+    /// println!("join with {}", host.lan_join_link()?.to_url());
     /// host.set_song("ave-maria")?;
     /// host.set_page(2)?;
+    ///
+    /// // One stream tells the session's and the files' events, in order.
     /// let mut events = host.events();
     /// while let Some(event) = events.recv().await {
-    ///     println!("{event:?}");
+    ///     if let AppEvent::Session(Event::Page { page: 2, .. }) = event {
+    ///         break; // every follower now shows page 3 (pages count from 0)
+    ///     }
     /// }
-    /// # Ok(()) }
+    /// host.shutdown().await;
+    /// # Ok::<(), lansync::Error>(())
+    /// # }).unwrap();
     /// ```
     pub async fn start(mut opts: HostOptions) -> Result<Host, Error> {
         let now = Clock::new().now();

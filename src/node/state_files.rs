@@ -80,6 +80,5 @@ impl StateDir {
 pub(crate) fn random_device_id(prefix: &str) -> String {
     let mut b = [0u8; 6];
     let _ = getrandom::fill(&mut b);
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{prefix}-{hex}")
+    format!("{prefix}-{}", hex::encode(b))
 }

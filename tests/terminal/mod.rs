@@ -19,11 +19,22 @@ pub struct Terminal {
 impl Terminal {
     /// Runs the lansync binary with `args` in a `cols`×`rows` terminal, in `dir`.
     pub fn spawn(args: &[&str], cols: u16, rows: u16, dir: &std::path::Path) -> Terminal {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lansync"));
+        cmd.args(args);
+        Terminal::run(cmd, cols, rows, dir)
+    }
+
+    /// Runs `script` with `sh -c` in a terminal (a command line as a person pastes it).
+    pub fn spawn_shell(script: &str, cols: u16, rows: u16, dir: &std::path::Path) -> Terminal {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(script);
+        Terminal::run(cmd, cols, rows, dir)
+    }
+
+    fn run(mut cmd: Command, cols: u16, rows: u16, dir: &std::path::Path) -> Terminal {
         let (master, slave) = open_pty(cols, rows);
         let slave_file = std::fs::File::from(slave);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lansync"));
-        cmd.args(args)
-            .current_dir(dir)
+        cmd.current_dir(dir)
             .env("COLUMNS", cols.to_string())
             .env("LINES", rows.to_string())
             .env("TERM", "xterm-256color")
@@ -47,22 +58,21 @@ impl Terminal {
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
-            let mut line = Vec::new();
+            let mut pending = Vec::new();
             while let Ok(n) = reader.read(&mut buf) {
                 if n == 0 {
                     break;
                 }
-                for &b in &buf[..n] {
-                    if b == b'\n' {
-                        let text = strip_escapes(&String::from_utf8_lossy(&line));
-                        // A carriage return redraws the line: keep what is shown last.
-                        let shown = text.rsplit('\r').find(|s| !s.is_empty()).unwrap_or("");
-                        if tx.send(shown.to_string()).is_err() {
-                            return;
-                        }
-                        line.clear();
-                    } else {
-                        line.push(b);
+                pending.extend_from_slice(&buf[..n]);
+                // Cut at the last row boundary; a partial UTF-8 character or escape waits.
+                let Some(end) = pending.iter().rposition(|&b| b == b'\n' || b == b'\r') else {
+                    continue;
+                };
+                let text = String::from_utf8_lossy(&pending[..=end]).into_owned();
+                pending.drain(..=end);
+                for seg in drawn_segments(&text) {
+                    if tx.send(seg).is_err() {
+                        return;
                     }
                 }
             }
@@ -146,26 +156,57 @@ fn open_pty(cols: u16, rows: u16) -> (OwnedFd, OwnedFd) {
     unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) }
 }
 
-/// The text without ANSI escape sequences (colours, cursor moves).
-pub fn strip_escapes(s: &str) -> String {
-    let mut out = String::new();
+/// The pieces of text drawn on one output line, split where the program moved the cursor back
+/// or erased (a carriage return, `ESC[…K`, `ESC[…A`, `ESC[…G`, `ESC[…J`), without colours.
+/// Each piece is what the terminal showed at once on one row, so one longer than the terminal is
+/// wide would have wrapped.
+pub fn drawn_segments(s: &str) -> Vec<String> {
+    let mut segments = vec![String::new()];
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            if chars.peek() == Some(&'[') {
-                chars.next();
-                // Parameters and intermediates, then one final byte in @..~.
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
+        match c {
+            '\u{1b}' => {
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    // Parameters and intermediates, then one final byte in @..~.
+                    let mut last = ' ';
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            last = c;
+                            break;
+                        }
                     }
+                    if matches!(last, 'K' | 'A' | 'G' | 'J' | 'H') {
+                        segments.push(String::new());
+                    }
+                } else {
+                    chars.next();
                 }
-            } else {
-                chars.next();
             }
-        } else {
-            out.push(c);
+            '\r' | '\n' => segments.push(String::new()),
+            c => segments.last_mut().unwrap().push(c),
         }
     }
-    out
+    segments.retain(|s| !s.trim().is_empty());
+    segments
+}
+
+/// The drawn pieces in which a progress bar (a row with a percentage) runs on to the next row of
+/// a `cols`-wide terminal. Text wider than the terminal wraps (the terminal's autowrap, which
+/// progress-bar libraries rely on for long messages); a bar must not.
+pub fn wrapped_bars(segments: &[String], cols: usize) -> Vec<String> {
+    let mut wrapped = Vec::new();
+    for seg in segments {
+        let chars: Vec<char> = seg.chars().collect();
+        let rows: Vec<String> = chars.chunks(cols).map(|r| r.iter().collect()).collect();
+        for pair in rows.windows(2) {
+            let is_bar = pair[0].contains('%');
+            let runs_on = !pair[1].trim().is_empty() && !pair[1].contains('%');
+            if is_bar && runs_on {
+                wrapped.push(seg.clone());
+                break;
+            }
+        }
+    }
+    wrapped
 }

@@ -127,9 +127,13 @@ impl Bars {
                     None => self.println(&text),
                 }
             }
-            FilesEvent::FileReceived { path, .. } => {
-                self.println(&format!("Received {}", path.display()))
-            }
+            // The name only: the download directory is said once, and a full path would wrap.
+            FilesEvent::FileReceived { path, .. } => self.println(&format!(
+                "Received {}",
+                path.file_name()
+                    .unwrap_or(path.as_os_str())
+                    .to_string_lossy()
+            )),
             FilesEvent::StartGate { open, .. } => self.println(if *open {
                 "Ready: every file of the session is here and verified"
             } else {

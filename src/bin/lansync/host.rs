@@ -105,13 +105,13 @@ pub async fn run(args: HostArgs) -> bool {
     // Fail before anything is created: a link to 127.0.0.1 would reach nobody.
     let lan = transport::lan_addresses();
     if lan.is_empty() && !args.loopback {
-        out.error("no-network", NO_LAN);
+        out.error(lansync::Error::NoNetwork.code(), NO_LAN);
         return false;
     }
     match host(&args, &dir, lan.first().copied(), &out).await {
         Ok(ok) => ok,
         Err(msg) => {
-            out.error("host-failed", &msg);
+            out.error(msg.code(), &msg.to_string());
             false
         }
     }
@@ -119,7 +119,12 @@ pub async fn run(args: HostArgs) -> bool {
 
 /// Hosts from the state directory `dir`; `lan` is the address followers reach (none with
 /// `--loopback`).
-async fn host(args: &HostArgs, dir: &Path, lan: Option<IpAddr>, out: &Out) -> Result<bool, String> {
+async fn host(
+    args: &HostArgs,
+    dir: &Path,
+    lan: Option<IpAddr>,
+    out: &Out,
+) -> Result<bool, lansync::Error> {
     let mut master = MasterConfig::new(""); // the id kept in the state directory
     master.device_name = args.name.clone();
     master.session_name = args.session_name.clone();
@@ -136,12 +141,12 @@ async fn host(args: &HostArgs, dir: &Path, lan: Option<IpAddr>, out: &Out) -> Re
     if let Some(port) = args.port {
         opts.bind.set_port(port);
     }
-    let mut host = Host::start(opts).await.map_err(|e| e.to_string())?;
+    let mut host = Host::start(opts).await?;
     if let Some(bad) = host.bad_record() {
         console::bad_record(out, bad);
     }
     if let Some(why) = host.advert_problem() {
-        out.error("mdns-unavailable", why);
+        out.error("network-unavailable", why);
     }
     let (events, files_events) = console::split(host.events());
     // Published before anyone can join, so every follower gets the files with its first snapshot.

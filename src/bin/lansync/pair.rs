@@ -202,7 +202,10 @@ fn input_ended(out: &Out, what: &str) -> bool {
     if std::io::stdin().is_terminal() {
         return true;
     }
-    out.error("bad-command", &format!("the input ended before {what} was given"));
+    out.error(
+        "bad-command",
+        &format!("the input ended before {what} was given"),
+    );
     false
 }
 

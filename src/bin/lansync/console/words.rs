@@ -187,7 +187,7 @@ mod tests {
             Some("Page 3 — ave-maria")
         );
         let state = Event::State {
-            state: "SOLO_PAIRED_RECONNECTING".into(),
+            state: RoleState::Solo(lansync::session::SoloState::PairedReconnecting),
             reason: "link lost".into(),
         };
         let words = describe(&state, Role::Solo).unwrap();
