@@ -205,8 +205,8 @@ impl Prepared {
             .await
             .map_err(|e| match e {
                 transport::TransportError::OpenTimeout => Error::Transport(format!(
-                    "the devices did not connect within {secs} s: check that both are on the same \
-                 network, then pair again with new codes"
+                    "the devices did not connect within {secs} s: check that both are on the \
+                     same network, then pair again with new codes"
                 )),
                 other => Error::Transport(other.to_string()),
             })?;

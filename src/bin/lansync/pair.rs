@@ -141,13 +141,14 @@ fn show_code(out: &Out, kind: CodeKind, code: &PairCode, command: Option<&str>) 
                 CodeKind::Offer => "Invite code — scan it, or copy it to the other device",
                 CodeKind::Answer => "Answer code — scan it, or paste it on the first device",
             };
+            // The QR first: on a short terminal the text to copy stays on screen, at the bottom.
             let mut text = format!(
-                "{}\n{what}:\n\n  {}\n",
-                invite::qr::qr_terminal(code.qr()),
+                "{}{what}:\n  {}",
+                invite::qr::qr_terminal_compact(code.qr()),
                 code.text()
             );
             if let Some(cmd) = command {
-                text.push_str(&format!("\nOn the other device run:\n\n  {cmd}\n"));
+                text.push_str(&format!("\nOn the other device run:  {cmd}"));
             }
             text
         },
