@@ -18,6 +18,27 @@ pub enum Error {
     /// the same request will not help.
     #[error("{}", refusal_sentence(*.0))]
     Rejected(RejectReason),
+    /// A join by code reached a session that has a password, and none was given.
+    #[error("this session needs a password: ask the master for it")]
+    PasswordRequired,
+    /// Nothing on the network advertises this session code (mDNS, PROTOCOL.md §10).
+    #[error(
+        "no session with code {code} was found on this network: scan the master's QR code, or \
+         check that this device is on the same Wi-Fi as the master"
+    )]
+    SessionNotFound {
+        /// The code looked for (`XXXX-XXXX`).
+        code: String,
+    },
+    /// A rejoin was asked for, but the state directory holds no session.
+    #[error(
+        "no session is stored in {} to rejoin: give a join link or a session code",
+        dir.display()
+    )]
+    NothingToRejoin {
+        /// The state directory.
+        dir: std::path::PathBuf,
+    },
     /// The peer could not be reached at all (nothing listens there, or the network drops the
     /// packets).
     #[error("cannot reach {addr}: {detail}")]
@@ -68,6 +89,9 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::Rejected(reason) => reason.code(),
+            Error::PasswordRequired => "invalid-password",
+            Error::SessionNotFound { .. } => "session-not-found",
+            Error::NothingToRejoin { .. } => "missing-session-code",
             Error::Unreachable { .. } | Error::NoNetwork => "network-unavailable",
             Error::Invite(e) => invite_code(e),
             Error::Files(e) => e.code(),
@@ -107,7 +131,7 @@ fn refusal_sentence(reason: RejectReason) -> &'static str {
             "the join link is not this session's: scan the master's current QR code"
         }
         RejectReason::InvalidPassword => {
-            "the password is wrong or missing: ask the master for the session's password"
+            "the password is wrong: ask the master for the session's password"
         }
         RejectReason::SessionEnded => "the session has ended: ask the master for a new one",
         RejectReason::VersionMismatch => {

@@ -87,6 +87,6 @@ pub mod transport;
 pub use error::Error;
 #[cfg(feature = "native")]
 pub use node::{
-    AppEvent, CodeStyle, Events, Host, HostOptions, Pair, PairAnswer, PairCode, PairOffer,
-    PairOptions,
+    AppEvent, CodeStyle, Events, Host, HostOptions, Join, JoinHow, JoinOptions, Pair, PairAnswer,
+    PairCode, PairOffer, PairOptions,
 };

@@ -14,6 +14,8 @@
 mod events;
 mod files;
 mod host;
+mod join;
+mod join_dial;
 mod pair;
 mod state_dir;
 mod state_files;
@@ -21,6 +23,7 @@ mod state_files;
 pub use events::{AppEvent, Events, EVENT_QUEUE};
 pub use files::{list_files, Files, FilesEvent, FilesOptions, ProgressView, PublishedFiles};
 pub use host::{follower_dialer, Host, HostOptions, JoinTarget};
+pub use join::{Join, JoinHow, JoinOptions};
 pub use pair::{
     pair_id, CodeStyle, Pair, PairAnswer, PairCode, PairOffer, PairOptions, CODE_PAIR_PATIENCE,
 };

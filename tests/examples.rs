@@ -1,33 +1,90 @@
-//! The examples run as a person would run them, against each other on loopback: codes pass
-//! through their stdout and stdin.
+//! The examples of `examples/` run against a real session on loopback, or against each other
+//! (the pair examples pass their codes through their stdout and stdin).
 //!
-//! Every wait is for a line, with a generous deadline; nothing sleeps to synchronise.
+//! Each example is built by `cargo build --example NAME` (same profile and target directory as
+//! this test), run as a program: `cargo test --test examples` alone does not build examples, and
+//! a binary found lying in `target/` could be stale.
 #![cfg(all(feature = "native", unix))]
 
-use std::io::{BufRead, BufReader, Write};
+use lansync::{Host, HostOptions};
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::ChildStdout;
 
-const DEADLINE: Duration = Duration::from_secs(60);
+const DEADLINE: Duration = Duration::from_secs(30);
+/// For the examples run against each other: two processes pairing over WebRTC.
+const PAIR_DEADLINE: Duration = Duration::from_secs(60);
 
-/// Builds `examples/NAME.rs` with the profile of this test and returns its path.
-fn example(name: &str) -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
-    build.args(["build", "--quiet", "--example", name]);
-    if !cfg!(debug_assertions) {
-        build.arg("--release");
+/// Builds example `name` and returns its path.
+fn build_example(name: &str) -> PathBuf {
+    // This test runs from target/<profile>/deps/; the example lands in target/<profile>/examples.
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>");
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let target_dir = profile_dir.parent().expect("target dir");
+    let mut cargo = std::process::Command::new(env!("CARGO"));
+    cargo
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "--quiet", "--example", name, "--target-dir"])
+        .arg(target_dir);
+    if release {
+        cargo.arg("--release");
     }
-    assert!(
-        build.status().unwrap().success(),
-        "cannot build example {name}"
-    );
-    // Examples land next to the binaries, in `examples/`.
-    Path::new(env!("CARGO_BIN_EXE_lansync"))
-        .with_file_name("examples")
-        .join(name)
+    let status = cargo.status().expect("run cargo");
+    assert!(status.success(), "cargo build --example {name} failed");
+    profile_dir.join("examples").join(name)
+}
+
+/// The next line containing `text`.
+async fn wait_line(lines: &mut Lines<BufReader<ChildStdout>>, text: &str) -> String {
+    let found = tokio::time::timeout(DEADLINE, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains(text) {
+                return Some(line);
+            }
+        }
+        None
+    })
+    .await;
+    match found {
+        Ok(Some(line)) => line,
+        Ok(None) => panic!("the example ended before printing {text:?}"),
+        Err(_) => panic!("the example printed no {text:?} within {DEADLINE:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_join_example_prints_the_page_the_host_turns_to() {
+    let example = build_example("join");
+    let mut host = Host::start(HostOptions::loopback()).await.expect("host");
+    let _events = host.events(); // kept, unread: the stream drops what nobody reads
+    let link = host.join_link([127, 0, 0, 1].into()).to_url();
+    let mut child = tokio::process::Command::new(&example)
+        .args([link.as_str(), "--loopback"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the example");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    wait_line(&mut lines, "joined").await;
+    host.set_song("ave-maria").unwrap();
+    host.set_page(2).unwrap();
+    // Zero-based page 2 is the third page for people.
+    let line = wait_line(&mut lines, "page 3").await;
+    assert_eq!(line, "page 3 of ave-maria");
+    host.end().unwrap();
+    wait_line(&mut lines, "the session has ended").await;
+    let status = tokio::time::timeout(DEADLINE, child.wait()).await;
+    assert!(matches!(status, Ok(Ok(s)) if s.success()), "{status:?}");
+    host.shutdown().await;
 }
 
 /// A running example: its stdin, and its stdout line by line.
@@ -50,7 +107,10 @@ impl Run {
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
                 if tx.send(line).is_err() {
                     break;
                 }
@@ -66,13 +126,13 @@ impl Run {
 
     /// The first line starting with `prefix`, without it.
     fn wait_for(&self, prefix: &str) -> String {
-        let end = Instant::now() + DEADLINE;
+        let end = Instant::now() + PAIR_DEADLINE;
         loop {
             let left = end.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) if line.starts_with(prefix) => return line[prefix.len()..].to_string(),
                 Ok(_) => {}
-                Err(_) => panic!("{}: no line {prefix:?} within {DEADLINE:?}", self.name),
+                Err(_) => panic!("{}: no line {prefix:?} within {PAIR_DEADLINE:?}", self.name),
             }
         }
     }
@@ -85,7 +145,7 @@ impl Run {
 
     /// Waits for the exit (stdin left as it is) and says whether it succeeded.
     fn exits_ok(&mut self) -> bool {
-        let end = Instant::now() + DEADLINE;
+        let end = Instant::now() + PAIR_DEADLINE;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.success();
@@ -105,7 +165,7 @@ impl Drop for Run {
 
 #[test]
 fn two_pair_examples_pair_from_codes_and_mirror_pages() {
-    let pair = example("pair");
+    let pair = build_example("pair");
     let mut a = Run::start("offering example", &pair, &["--loopback"]);
     let invite = a.wait_for("invite code: ");
     let mut b = Run::start(
@@ -131,7 +191,7 @@ fn two_pair_examples_pair_from_codes_and_mirror_pages() {
 
 #[test]
 fn the_send_files_examples_move_a_file_byte_identical_and_exit_when_verified() {
-    let send_files = example("send_files");
+    let send_files = build_example("send_files");
     let dir = std::env::temp_dir().join(format!("lansync-example-{}", std::process::id()));
     let (src, dst) = (dir.join("src"), dir.join("dst"));
     let _ = std::fs::remove_dir_all(&dir);

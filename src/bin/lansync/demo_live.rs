@@ -254,7 +254,7 @@ async fn turn(
     who: &[usize],
 ) -> (bool, Vec<f64>) {
     let t0 = Instant::now();
-    tell(&master, cmd);
+    tell(master, cmd);
     let ok = log
         .wait(Duration::from_secs(10), |e| {
             who.iter().all(|&f| shown(e, f) == Some(expect))
@@ -285,7 +285,7 @@ async fn timed_turn(r: &mut Report, master: &Node, log: &Log, epoch: u64, who: &
     let t0 = Instant::now();
     let at_ms = clock.now().as_millis() + 300;
     let due = t0 + Duration::from_millis(300);
-    tell(&master, Command::SetPageAt { page: 9, at: at_ms });
+    tell(master, Command::SetPageAt { page: 9, at: at_ms });
     let ok = log
         .wait(Duration::from_secs(10), |e| {
             who.iter().all(|&f| shown(e, f) == Some((epoch, 9)))
@@ -371,7 +371,7 @@ async fn played_segment(r: &mut Report, master: &Node, log: &Log, who: &[usize])
         ),
     ];
     tell(
-        &master,
+        master,
         Command::Playback(PlaybackOp::Load {
             media_id: "warm-up".into(),
         }),
@@ -380,7 +380,7 @@ async fn played_segment(r: &mut Report, master: &Node, log: &Log, who: &[usize])
         .wait(Duration::from_secs(5), loaded("warm-up", false, 1.0))
         .await;
     for (op, rate, ms) in steps {
-        tell(&master, Command::Playback(op));
+        tell(master, Command::Playback(op));
         ok &= log
             .wait(Duration::from_secs(5), loaded("warm-up", true, rate))
             .await;
@@ -400,7 +400,7 @@ async fn played_segment(r: &mut Report, master: &Node, log: &Log, who: &[usize])
             tokio::time::sleep(Duration::from_millis(20)).await; // the sampling period
         }
     }
-    tell(&master, Command::Playback(PlaybackOp::Pause));
+    tell(master, Command::Playback(PlaybackOp::Pause));
     ok &= log
         .wait(Duration::from_secs(5), loaded("warm-up", false, 1.5))
         .await;

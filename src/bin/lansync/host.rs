@@ -67,25 +67,6 @@ pub struct HostArgs {
     timer: Option<Duration>,
 }
 
-/// This device's stable id, kept in the state directory.
-pub(crate) fn device_id(dir: &Path, prefix: &str) -> String {
-    let path = dir.join("device-id");
-    if let Ok(id) = std::fs::read_to_string(&path) {
-        let id = id.trim().to_string();
-        if lansync::protocol::check_id("device-id", &id, false).is_ok() {
-            return id;
-        }
-    }
-    let mut b = [0u8; 6];
-    let _ = getrandom::fill(&mut b);
-    let id = format!(
-        "{prefix}-{}",
-        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-    );
-    let _ = std::fs::write(&path, &id);
-    id
-}
-
 /// Runs `lansync host`; returns whether it ended well.
 pub async fn run(args: HostArgs) -> bool {
     let out = Out::new(args.json);
