@@ -86,4 +86,7 @@ pub mod transport;
 
 pub use error::Error;
 #[cfg(feature = "native")]
-pub use node::{AppEvent, Events, Host, HostOptions, Join, JoinHow, JoinOptions};
+pub use node::{
+    AppEvent, CodeStyle, Events, Host, HostOptions, Join, JoinHow, JoinOptions, Pair, PairAnswer,
+    PairCode, PairOffer, PairOptions,
+};

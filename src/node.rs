@@ -16,6 +16,7 @@ mod files;
 mod host;
 mod join;
 mod join_dial;
+mod pair;
 mod state_dir;
 mod state_files;
 
@@ -23,6 +24,9 @@ pub use events::{AppEvent, Events, EVENT_QUEUE};
 pub use files::{list_files, Files, FilesEvent, FilesOptions, ProgressView, PublishedFiles};
 pub use host::{follower_dialer, Host, HostOptions, JoinTarget};
 pub use join::{Join, JoinHow, JoinOptions};
+pub use pair::{
+    pair_id, CodeStyle, Pair, PairAnswer, PairCode, PairOffer, PairOptions, CODE_PAIR_PATIENCE,
+};
 pub use state_dir::default_state_dir;
 
 use crate::protocol::{Envelope, RejectReason};
@@ -127,6 +131,8 @@ enum Request {
     AddLink(Link, Option<String>),
     Door(DoorQuery, oneshot::Sender<DoorReply>),
     NetworkChanged,
+    /// Answered once everything asked before has been handled and carried out.
+    Flush(oneshot::Sender<()>),
 }
 
 /// Handle to a running node. Cloneable; dropping every handle stops the node.
@@ -225,6 +231,16 @@ impl Node {
             tracing::warn!("the node cannot take a new link now; closing it");
         }
     }
+
+    /// Returns once every command given before has been handled and what it made the machine
+    /// do (messages handed to the links, closes scheduled) has been carried out; at once if
+    /// the node has stopped.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Request::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
 }
 
 struct OpenLink {
@@ -279,6 +295,10 @@ async fn drive<M: Machine>(
                     let _ = reply.send(d.machine.door(d.clock.now(), &query));
                 }
                 Some(Request::NetworkChanged) => d.input(Input::NetworkChanged),
+                Some(Request::Flush(done)) => {
+                    d.carry_out().await;
+                    let _ = done.send(());
+                }
                 None => break, // every handle dropped
             },
             Some((peer, ev)) = link_rx.recv() => d.on_link_event(peer, ev),

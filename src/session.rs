@@ -33,7 +33,7 @@ pub use link::{HeartbeatConfig, LinkState};
 pub use master::{Master, MasterConfig, MasterRecord, MasterState, MemberRecord, SessionCode};
 pub use playback::TIMER_MEDIA_ID;
 pub use records::RecordError;
-pub use solo::{Solo, SoloConfig, SoloState};
+pub use solo::{Solo, SoloConfig, SoloState, PARTNER_LEFT};
 
 use crate::protocol::{
     Control, ControlMode, Envelope, FollowMode, KeyPolicy, Layout, Message, PageState, Parity,

@@ -5,8 +5,8 @@ mod sim;
 
 use lansync::protocol::{Layout, Parity};
 use lansync::session::{
-    BackoffConfig, Command, Event, Input, Machine, Origin, Output, Solo, SoloConfig, SoloState,
-    Time,
+    BackoffConfig, Command, Event, Input, LinkState, Machine, Origin, Output, Solo, SoloConfig,
+    SoloState, Time, PARTNER_LEFT,
 };
 use sim::{NodeId, Sim, EPOCH_MS};
 use std::time::Duration;
@@ -307,6 +307,60 @@ fn reconnect_gives_up_after_max_attempts_to_local_only_until_retry() {
         (SoloState::PairedConnected, SoloState::PairedConnected)
     );
     assert_eq!(at(&sim, b), 4);
+}
+
+/// Every state a tablet went through, with its reason.
+fn reasons(sim: &Sim, n: NodeId) -> Vec<(String, String)> {
+    sim.events_of(n)
+        .filter_map(|e| match e {
+            Event::State { state, reason } => Some((state.name().to_string(), reason.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_tablet_that_leaves_says_goodbye_and_neither_waits_nor_redials() {
+    // Either side may leave: the one that redials after a loss (tab-a) and the one that waits.
+    for (seed, leaves_first) in [(30, true), (31, false)] {
+        let (mut sim, a, b) = pair(seed);
+        let (gone, partner) = if leaves_first { (a, b) } else { (b, a) };
+        sim.clear_events();
+        sim.command(gone, Command::Leave);
+        // One network transit, not a heartbeat's 3.5 s of silence.
+        sim.run_for(ms(100));
+        assert_eq!(
+            reasons(&sim, partner),
+            [("SOLO_LOCAL_ONLY".to_string(), PARTNER_LEFT.to_string())]
+        );
+        assert_eq!(
+            reasons(&sim, gone),
+            [(
+                "SOLO_LOCAL_ONLY".to_string(),
+                "left by the user".to_string()
+            )]
+        );
+        for n in [gone, partner] {
+            assert!(sim.events_of(n).any(|e| matches!(
+                e,
+                Event::Link {
+                    state: LinkState::Ended,
+                    ..
+                }
+            )));
+        }
+        // Nobody redials or reconnects: the pair is over until a new pairing or a retry.
+        sim.run_for(secs(120));
+        assert_eq!(
+            both(&sim, a, b),
+            (SoloState::LocalOnly, SoloState::LocalOnly)
+        );
+        assert_eq!(reasons(&sim, partner).len(), 1);
+        assert_eq!(reasons(&sim, gone).len(), 1);
+        // Both still work alone.
+        sim.command(partner, page(6));
+        assert_eq!(at(&sim, partner), 6);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,10 +12,13 @@ use super::{
     LinkState, Machine, Origin, Outbox, Output, PeerId, Rng, RoleState, StateName, Time,
 };
 use crate::protocol::{
-    Envelope, Hello, Layout, Message, Mode, PageState, Parity, Snapshot, SoloSnapshot, Stamp,
+    Empty, Envelope, Hello, Layout, Message, Mode, PageState, Parity, Snapshot, SoloSnapshot, Stamp,
 };
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+
+/// The reason of the state change when the partner says goodbye (LEAVE_SESSION, §6.1).
+pub const PARTNER_LEFT: &str = "partner left";
 
 /// Solo settings.
 #[derive(Debug, Clone)]
@@ -309,6 +312,8 @@ impl Solo {
             }
             Message::SetPage(p) | Message::SetSong(p) => self.merge_page(p, stamp, Origin::Remote),
             Message::SetLayoutParity(l) => self.merge_layout(l, stamp),
+            // The partner quit for good (§6.1): no heartbeat to wait for, nothing to redial.
+            Message::LeaveSession(_) => self.part(PARTNER_LEFT),
             Message::Ping(ping) => {
                 self.send(now, now.as_millis(), Message::Pong(Link::pong(now, &ping)))
             }
@@ -362,8 +367,30 @@ impl Solo {
                     }
                 }
             }
+            Command::Leave => {
+                if self.link.is_some() {
+                    self.send(now, now.as_millis(), Message::LeaveSession(Empty {}));
+                }
+                self.part("left by the user");
+            }
             other => self.out.not_allowed("solo device", other),
         }
+    }
+
+    /// The pair is over (this device quit, or its partner did): the link closes, the device
+    /// works alone and retries nothing until a manual retry or a new pairing (§6.1).
+    fn part(&mut self, reason: &str) {
+        if let Some((peer, _)) = self.link.take() {
+            self.out.push(Output::Close(peer));
+            self.out.event(Event::Link {
+                peer,
+                state: LinkState::Ended,
+            });
+        }
+        self.retry_at = None;
+        self.snapshot_due = None;
+        self.backoff.reset();
+        self.enter(SoloState::LocalOnly, reason);
     }
 
     fn set_layout(&mut self, now: Time, leader: String, parity: Parity) {

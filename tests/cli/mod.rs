@@ -19,8 +19,14 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &'static str, args: &[&str]) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lansync"))
-            .args(args)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lansync"));
+        cmd.args(args);
+        Proc::spawn_command(name, cmd)
+    }
+
+    /// Runs `cmd` (e.g. `lansync` through `sh -c` or `ip netns exec`) with piped stdin/stdout.
+    pub fn spawn_command(name: &'static str, mut cmd: Command) -> Proc {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -92,6 +98,28 @@ impl Proc {
         self.wait_for(&format!("page {page}"), |v| {
             v["event"] == "page" && v["page"] == page
         });
+    }
+
+    /// Every line until the process exits (stdin kept open), and how it exited; panics if it
+    /// is still running after `within`.
+    pub fn lines_until_exit(&mut self, within: Duration) -> (Vec<Value>, std::process::ExitStatus) {
+        let end = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // The reader thread ends with the pipe: take what it still holds.
+                let mut lines = Vec::new();
+                while let Ok(v) = self.lines.recv_timeout(Duration::from_secs(2)) {
+                    lines.push(v);
+                }
+                return (lines, status);
+            }
+            assert!(
+                Instant::now() < end,
+                "{}: still running after {within:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn signal(&self, sig: &str) {

@@ -50,8 +50,8 @@ enum Cmd {
     },
     /// Receive files from `lansync send`: answers its invite code, exits when they are verified.
     Receive {
-        /// The sender's invite code.
-        code: String,
+        /// The sender's invite code; read from the input when left out.
+        code: Option<String>,
         /// Where the files go.
         #[arg(long, default_value = ".")]
         dir: std::path::PathBuf,
@@ -77,19 +77,19 @@ fn main() {
     let cli = Cli::parse();
     let ok = match cli.command {
         Cmd::Demo(args) => demo::run(&args),
-        Cmd::Pair(cmd) => runtime().block_on(pair::run(cmd)),
-        Cmd::Sessions(args) => runtime().block_on(sessions::run(args)),
-        Cmd::Host(args) => runtime().block_on(host::run(args)),
-        Cmd::Join(args) => runtime().block_on(join::run(args)),
-        Cmd::Doctor(args) => runtime().block_on(doctor::run(args)),
-        Cmd::Send { files, args } => runtime().block_on(pair::run_with_files(
+        Cmd::Pair(cmd) => block_on(pair::run(cmd)),
+        Cmd::Sessions(args) => block_on(sessions::run(args)),
+        Cmd::Host(args) => block_on(host::run(args)),
+        Cmd::Join(args) => block_on(join::run(args)),
+        Cmd::Doctor(args) => block_on(doctor::run(args)),
+        Cmd::Send { files, args } => block_on(pair::run_with_files(
             pair::PairCmd::Offer(args),
             pair::FileTransfer {
                 send: files,
                 receive: None,
             },
         )),
-        Cmd::Receive { code, dir, args } => runtime().block_on(pair::run_with_files(
+        Cmd::Receive { code, dir, args } => block_on(pair::run_with_files(
             pair::PairCmd::Answer { code, args },
             pair::FileTransfer {
                 send: Vec::new(),
@@ -98,6 +98,16 @@ fn main() {
         )),
     };
     std::process::exit(if ok { 0 } else { 1 });
+}
+
+/// Runs `fut` to its end, then leaves at once: a read of stdin still blocked in the runtime's
+/// thread pool must not hold the exit (dropping the runtime would wait for it, so `send` /
+/// `receive` stayed until Enter was pressed).
+fn block_on<T>(fut: impl std::future::Future<Output = T>) -> T {
+    let rt = runtime();
+    let result = rt.block_on(fut);
+    rt.shutdown_background();
+    result
 }
 
 fn runtime() -> tokio::runtime::Runtime {

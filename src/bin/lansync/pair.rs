@@ -1,21 +1,26 @@
-//! `lansync pair offer|answer`: solo pairing from codes alone, then page turns in step.
+//! `lansync pair offer|answer`, `send`, `receive`: solo pairing from codes alone (the library's
+//! [`Pair`]), then page turns in step, or files.
 //!
-//! Human mode prints a QR code and reads lines: `n` / `p` next / previous page, a number to go
-//! there, `s NAME` to change song, `odd` / `even` to lead the layout, `q` to quit.
+//! Human mode prints the code to copy (shell-safe), a ready-to-paste command for the other
+//! device and a QR code, and reads lines: `n` / `p` next / previous page, a number to go there,
+//! `s NAME` to change song, `odd` / `even` to lead the layout, `q` to quit.
 //! `--json` mode writes one JSON event per line on stdout and reads one JSON command per line on
-//! stdin (`{"cmd":"answer","code":…}`, `{"cmd":"set_page","page":3}`, `{"cmd":"quit"}`, and every
-//! other `Command` of the library).
+//! stdin (`{"cmd":"answer","code":…}` on the offering side, `{"cmd":"invite","code":…}` on an
+//! answering side started without a code, `{"cmd":"set_page","page":3}`, `{"cmd":"quit"}`, and
+//! every other `Command` of the library). Whatever ends the session (`q`, the files verified,
+//! the console's other exits), the partner is told this device left ([`Pair::close`]).
 
 use crate::console::{self, Out};
-use lansync::invite::{self, CodeFormat, CodeKind};
-use lansync::node::{Files, FilesEvent, FilesOptions, Node, NodeOptions};
-use lansync::session::{Solo, SoloConfig};
-use lansync::transfer::ManifestKind;
-use lansync::transport::{self, Link, TransportConfig};
+use lansync::invite::{self, CodeKind};
+use lansync::node::{FilesEvent, PairCode};
+use lansync::session::Event;
+use lansync::transport::TransportConfig;
+use lansync::{AppEvent, CodeStyle, Error, Events, Pair, PairOptions};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// Options shared by both sides of a pairing.
 #[derive(clap::Args, Clone)]
@@ -29,9 +34,12 @@ pub struct PairArgs {
     /// This device's name.
     #[arg(long, default_value = "Tablet")]
     name: String,
-    /// This device's stable id (default: random).
+    /// This device's stable id (default: the one kept in the state directory).
     #[arg(long)]
     id: Option<String>,
+    /// Where this device keeps its id (default: the per-user state directory).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
     /// Write codes in the lz-string format of JavaScript apps instead of the compact one.
     #[arg(long)]
     lz: bool,
@@ -56,65 +64,11 @@ pub enum PairCmd {
     Offer(PairArgs),
     /// Answer an invite code, then stay paired.
     Answer {
-        /// The invite code (or a link containing it).
-        code: String,
+        /// The invite code (or a link containing it); read from the input when left out.
+        code: Option<String>,
         #[command(flatten)]
         args: PairArgs,
     },
-}
-
-/// How long a silent link of a code pair is kept before the pair falls back to local mode.
-const CODE_PAIR_PATIENCE: Duration = Duration::from_secs(300);
-
-fn show_code(out: &Out, kind: CodeKind, code: &str) {
-    let event = match kind {
-        CodeKind::Offer => "invite",
-        CodeKind::Answer => "answer",
-    };
-    out.emit(json!({"event":event,"code":code}), || {
-        let what = match kind {
-            CodeKind::Offer => "Invite code — scan or paste it on the other device",
-            CodeKind::Answer => "Answer code — scan or paste it on the first device",
-        };
-        format!("{}\n{what}:\n{code}\n", invite::qr::qr_terminal(code))
-    });
-}
-
-fn transport_config(args: &PairArgs) -> TransportConfig {
-    TransportConfig {
-        loopback_only: args.loopback,
-        ice_servers: args.ice_servers.clone(),
-        ..TransportConfig::default()
-    }
-}
-
-fn encode(kind: CodeKind, sdp: &str, lz: bool) -> String {
-    if lz {
-        return invite::encode_lz(kind, sdp);
-    }
-    invite::encode_compact(kind, sdp).unwrap_or_else(|e| {
-        tracing::warn!(%e, "compact code impossible, using lz-string");
-        invite::encode_lz(kind, sdp)
-    })
-}
-
-/// Both devices name the pair after the offer's DTLS fingerprint, which both of them know.
-fn pair_id(offer_sdp: &str) -> String {
-    let line = offer_sdp
-        .lines()
-        .find(|l| l.starts_with("a=fingerprint:"))
-        .unwrap_or_default();
-    let digest = Sha256::digest(line.trim().as_bytes());
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn random_id() -> String {
-    let mut b = [0u8; 6];
-    let _ = getrandom::fill(&mut b);
-    format!(
-        "dev-{}",
-        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-    )
 }
 
 /// Runs `lansync pair …`; returns whether it ended well.
@@ -122,204 +76,317 @@ pub async fn run(cmd: PairCmd) -> bool {
     run_with_files(cmd, FileTransfer::default()).await
 }
 
-/// Runs a pairing that also sends or receives files (`lansync send` / `lansync receive`).
-pub async fn run_with_files(cmd: PairCmd, transfer: FileTransfer) -> bool {
-    let (args, offering) = match &cmd {
-        PairCmd::Offer(a) => (a.clone(), true),
-        PairCmd::Answer { args, .. } => (args.clone(), false),
-    };
-    let out = Out::new(args.json);
-    out.ready(console::Role::Solo, None);
-    let mut stdin = console::InputLines::stdin();
-    let cfg = transport_config(&args);
-    let paired = match cmd {
-        PairCmd::Offer(_) => offer(&cfg, &args, &out, &mut stdin).await,
-        PairCmd::Answer { code, .. } => answer(&cfg, &args, &out, &code).await,
-    };
-    let Some((mut link, pair)) = paired else {
-        return false;
-    };
-    if let Err(e) = link.wait_open(Duration::from_secs(30)).await {
-        out.error(
-            "transport-unavailable",
-            &format!("the link did not open: {e}"),
-        );
-        return false;
-    }
-    let mut solo_cfg = SoloConfig::new(args.id.clone().unwrap_or_else(random_id));
-    solo_cfg.device_name = args.name.clone();
-    solo_cfg.pair_id = pair;
-    solo_cfg.initiator = offering;
-    // A pair made from codes has no way to dial again, so a silent link is kept for as long as
-    // ICE can still bring it back (a Wi-Fi outage, a device asleep) instead of being given up.
-    solo_cfg.heartbeat.dead_after = CODE_PAIR_PATIENCE;
-    let mut seed = [0u8; 8];
-    let _ = getrandom::fill(&mut seed);
-    let moves_files = !transfer.send.is_empty() || transfer.receive.is_some();
-    let (files, files_events) = if moves_files {
-        let mut opts = FilesOptions::new(solo_cfg.device_id.clone());
-        opts.download_dir = transfer.receive.clone();
-        let (f, e) = Files::spawn(opts);
-        (Some(f), Some(e))
+/// What the other device runs with our invite code.
+fn partner_command(transfer: &FileTransfer, code: &str) -> String {
+    let verb = if transfer.send.is_empty() {
+        "pair answer"
     } else {
-        (None, None)
+        "receive"
     };
-    if let (Some(files), false) = (&files, transfer.send.is_empty()) {
-        // A pair has no session snapshot to announce it in: the set is simply offered.
-        if let Err(e) = files
-            .publish(ManifestKind::Pack, Some(transfer.send.clone()))
-            .await
-        {
-            out.error(e.code(), &e.to_string());
-            return false;
-        }
-    }
-    let (node, events) = Node::spawn(
-        Solo::new(solo_cfg, u64::from_le_bytes(seed)),
-        NodeOptions {
-            files,
-            ..NodeOptions::default()
-        },
-    );
-    node.add_link(link);
-    match files_events {
-        // Sending or receiving: done when the set is verified on the receiving side.
-        Some(fe) => {
-            console::session(
-                &out,
-                node,
-                events,
-                Some(until_files_done(fe)),
-                stdin,
-                console::Role::Solo,
-            )
-            .await
-        }
-        None => console::session(&out, node, events, None, stdin, console::Role::Solo).await,
+    format!("lansync {verb} {}", shell_word(code))
+}
+
+/// `text` as one shell word: as it is when no character is special to a shell (the compact
+/// code's text form, and lz codes as lansync writes them), else single-quoted.
+pub fn shell_word(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "._-+:/,=@%".contains(c);
+    if !text.is_empty() && !text.starts_with('-') && text.chars().all(plain) {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
     }
 }
 
-/// How long a receiver stays after its files are verified, so its TRANSFER_DONE (already
-/// queued) crosses the link before the process exits and closes it.
-const LINGER: Duration = Duration::from_millis(500);
+fn options(args: &PairArgs, transfer: &FileTransfer) -> PairOptions {
+    let mut opts = PairOptions::default();
+    opts.solo.device_id = args.id.clone().unwrap_or_default();
+    opts.solo.device_name = args.name.clone();
+    opts.state_dir = args
+        .state_dir
+        .clone()
+        .or_else(|| lansync::node::default_state_dir("pair"));
+    opts.transport = TransportConfig {
+        loopback_only: args.loopback,
+        ice_servers: args.ice_servers.clone(),
+        ..TransportConfig::default()
+    };
+    opts.style = if args.lz {
+        CodeStyle::Lz
+    } else {
+        CodeStyle::Compact
+    };
+    opts.send = transfer.send.clone();
+    opts.receive_dir = transfer.receive.clone();
+    opts
+}
 
-/// Forwards file events, ending the stream after the first verified or failed set so the
-/// session (and the program) ends there.
-fn until_files_done(
-    mut events: tokio::sync::mpsc::UnboundedReceiver<FilesEvent>,
-) -> tokio::sync::mpsc::UnboundedReceiver<FilesEvent> {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(e) = events.recv().await {
-            let last = matches!(e, FilesEvent::Done { .. } | FilesEvent::Failed { .. });
-            let _ = tx.send(e);
-            if last {
-                tokio::time::sleep(LINGER).await;
-                break;
+/// Prints an error in one sentence (with the `--loopback` hint when the network is missing).
+fn fail(out: &Out, e: &Error) {
+    let mut message = e.to_string();
+    if matches!(e, Error::NoNetwork) {
+        message.push_str(", or pass --loopback to try both devices on this machine");
+    }
+    out.error(e.code(), &message);
+}
+
+fn show_code(out: &Out, kind: CodeKind, code: &PairCode, command: Option<&str>) {
+    let event = match kind {
+        CodeKind::Offer => "invite",
+        CodeKind::Answer => "answer",
+    };
+    out.emit(
+        json!({"event":event,"code":code.text(),"qr":code.qr(),"command":command}),
+        || {
+            let what = match kind {
+                CodeKind::Offer => "Invite code — scan it, or copy it to the other device",
+                CodeKind::Answer => "Answer code — scan it, or paste it on the first device",
+            };
+            // The QR first: on a short terminal the text to copy stays on screen, at the bottom.
+            let mut text = format!(
+                "{}{what}:\n  {}",
+                invite::qr::qr_terminal_compact(code.qr()),
+                code.text()
+            );
+            if let Some(cmd) = command {
+                text.push_str(&format!("\nOn the other device run:  {cmd}"));
             }
+            text
+        },
+    );
+}
+
+/// What a line of input says before pairing.
+enum Said {
+    Code(String),
+    Quit,
+    Other,
+}
+
+/// Reads one line before pairing: a code (`cmd` names the JSON command that carries it), a
+/// quit, or something else (reported). `None`: the input ended.
+async fn read_code(out: &Out, stdin: &mut console::InputLines, cmds: &[&str]) -> Option<Said> {
+    let line = match stdin.next_line().await? {
+        Ok(line) => line,
+        Err(bad) => {
+            out.error("bad-command", &bad.message());
+            return Some(Said::Other);
         }
-    });
-    rx
+    };
+    if !out.json() {
+        return Some(match line.trim() {
+            "q" | "quit" => Said::Quit,
+            "" => Said::Other,
+            // A code pasted with the quotes of a shell command around it.
+            code => Said::Code(code.trim_matches(|c| c == '\'' || c == '"').to_string()),
+        });
+    }
+    let said = match serde_json::from_str::<Value>(&line) {
+        Ok(v) if v["cmd"] == "quit" => Said::Quit,
+        Ok(v) if cmds.iter().any(|c| v["cmd"] == *c) => {
+            Said::Code(v["code"].as_str().unwrap_or("").to_string())
+        }
+        _ => {
+            let expected = format!(
+                "expected {{\"cmd\":\"{}\",\"code\":…}} or {{\"cmd\":\"quit\"}}",
+                cmds[0]
+            );
+            out.error("bad-command", &expected);
+            Said::Other
+        }
+    };
+    Some(said)
+}
+
+/// The end of the input before a code was given: Ctrl-D at a terminal quits; a script's input
+/// that ended can give no code any more (a failure, said in one sentence).
+fn input_ended(out: &Out, what: &str) -> bool {
+    if std::io::stdin().is_terminal() {
+        return true;
+    }
+    out.error(
+        "bad-command",
+        &format!("the input ended before {what} was given"),
+    );
+    false
+}
+
+/// How a pairing attempt ended before the session.
+enum Start {
+    Paired(Pair),
+    /// Quit by the person (a success) or failed (reported).
+    Over(bool),
+}
+
+/// Runs a pairing that also sends or receives files (`lansync send` / `lansync receive`).
+pub async fn run_with_files(cmd: PairCmd, transfer: FileTransfer) -> bool {
+    let (args, code) = match &cmd {
+        PairCmd::Offer(a) => (a.clone(), None),
+        PairCmd::Answer { args, code } => (args.clone(), Some(code.clone())),
+    };
+    let out = Out::new(args.json);
+    let opts = options(&args, &transfer);
+    out.ready(console::Role::Solo, opts.state_dir.as_deref());
+    let mut stdin = console::InputLines::stdin();
+    let start = match code {
+        None => offer(opts, &out, &mut stdin, &transfer).await,
+        Some(code) => answer(code, opts, &out, &mut stdin).await,
+    };
+    let mut pair = match start {
+        Start::Paired(pair) => pair,
+        Start::Over(ok) => return ok,
+    };
+    let moves_files = !transfer.send.is_empty() || transfer.receive.is_some();
+    let (session, files) = split(pair.events(), moves_files);
+    let ok = console::session(
+        &out,
+        pair.node.clone(),
+        session,
+        files,
+        stdin,
+        console::Role::Solo,
+    )
+    .await;
+    pair.close().await;
+    ok
 }
 
 async fn offer(
-    cfg: &TransportConfig,
-    args: &PairArgs,
+    opts: PairOptions,
     out: &Out,
     stdin: &mut console::InputLines,
-) -> Option<(Link, String)> {
-    let pending = match transport::create_offer(cfg).await {
-        Ok(p) => p,
+    transfer: &FileTransfer,
+) -> Start {
+    let mut offer = match Pair::offer(opts).await {
+        Ok(o) => o,
         Err(e) => {
-            out.error("transport-unavailable", &e.to_string());
-            return None;
+            fail(out, &e);
+            return Start::Over(false);
         }
     };
-    let pair = pair_id(pending.sdp());
-    show_code(
-        out,
-        CodeKind::Offer,
-        &encode(CodeKind::Offer, pending.sdp(), args.lz),
-    );
+    let command = partner_command(transfer, offer.code().text());
+    show_code(out, CodeKind::Offer, offer.code(), Some(&command));
     loop {
         if !out.json() {
-            println!("Paste the answer code and press Enter:");
+            println!("Paste the answer code here and press Enter (q to quit):");
         }
-        let line = match stdin.next_line().await? {
-            Ok(line) => line,
-            Err(bad) => {
-                out.error("bad-command", &bad.message());
-                continue;
-            }
+        let text = match read_code(out, stdin, &["answer"]).await {
+            None => return Start::Over(input_ended(out, "an answer code")),
+            Some(Said::Quit) => return Start::Over(true),
+            Some(Said::Other) => continue,
+            Some(Said::Code(text)) => text,
         };
-        let text = if out.json() {
-            match serde_json::from_str::<Value>(&line) {
-                Ok(v) if v["cmd"] == "answer" => v["code"].as_str().unwrap_or("").to_string(),
-                Ok(v) if v["cmd"] == "quit" => return None,
-                _ => {
-                    out.error("bad-command", "expected {\"cmd\":\"answer\",\"code\":…}");
-                    continue;
-                }
-            }
-        } else {
-            line
-        };
-        let answer = invite::decode(&text)
-            .and_then(|inv| invite::expect_kind(&inv, CodeKind::Answer).map(|()| inv));
-        match answer {
-            Ok(inv) => {
-                return match pending.accept_answer(&inv.sdp).await {
-                    Ok(link) => Some((link, pair)),
-                    Err(e) => {
-                        out.error("invalid-answer", &e.to_string());
-                        None
-                    }
-                };
-            }
+        match offer.accept(&text).await {
+            Ok(pair) => return Start::Paired(pair),
             // A wrong paste is not fatal: the offer stays valid, ask again.
-            Err(e) => out.error(invite_error_code(&e), &e.to_string()),
+            Err(e @ Error::Invite(_)) => fail(out, &e),
+            Err(e) => {
+                fail(out, &e);
+                return Start::Over(false);
+            }
         }
     }
 }
 
 async fn answer(
-    cfg: &TransportConfig,
-    args: &PairArgs,
+    code: Option<String>,
+    opts: PairOptions,
     out: &Out,
-    code: &str,
-) -> Option<(Link, String)> {
-    let inv = match invite::decode(code)
-        .and_then(|inv| invite::expect_kind(&inv, CodeKind::Offer).map(|()| inv))
-    {
-        Ok(inv) => inv,
+    stdin: &mut console::InputLines,
+) -> Start {
+    let answer = match code {
+        Some(code) => Pair::answer(&code, opts).await,
+        None => loop {
+            if !out.json() {
+                println!("Paste the invite code and press Enter (q to quit):");
+            }
+            let text = match read_code(out, stdin, &["invite", "answer"]).await {
+                None => return Start::Over(input_ended(out, "an invite code")),
+                Some(Said::Quit) => return Start::Over(true),
+                Some(Said::Other) => continue,
+                Some(Said::Code(text)) => text,
+            };
+            match Pair::answer(&text, opts.clone()).await {
+                // A wrong paste: ask again.
+                Err(e @ Error::Invite(_)) => fail(out, &e),
+                other => break other,
+            }
+        },
+    };
+    let answer = match answer {
+        Ok(a) => a,
         Err(e) => {
-            out.error(invite_error_code(&e), &e.to_string());
-            return None;
+            fail(out, &e);
+            return Start::Over(false);
         }
     };
-    let pair = pair_id(&inv.sdp);
-    // Answer in the format of the invite: a JavaScript app that sent lz reads lz back.
-    let lz = args.lz || matches!(invite::code_format(code), Ok(CodeFormat::Lz));
-    match transport::accept_offer(cfg, &inv.sdp).await {
-        Ok((sdp, link)) => {
-            show_code(out, CodeKind::Answer, &encode(CodeKind::Answer, &sdp, lz));
-            Some((link, pair))
-        }
-        Err(e) => {
-            out.error("invalid-invite", &e.to_string());
-            None
+    show_code(out, CodeKind::Answer, answer.code(), None);
+    if !out.json() {
+        println!("Waiting for the first device to take the answer code (q to quit)…");
+    }
+    // The person may give up while the link opens: the input is read meanwhile. Its end
+    // quits only when typed at a terminal (Ctrl-D); a script may give the code as an argument
+    // and no input at all (the open deadline still bounds the wait).
+    let typed = std::io::stdin().is_terminal();
+    let mut reading = true;
+    let opening = answer.open();
+    tokio::pin!(opening);
+    loop {
+        tokio::select! {
+            opened = &mut opening => return match opened {
+                Ok(pair) => Start::Paired(pair),
+                Err(e) => {
+                    fail(out, &e);
+                    Start::Over(false)
+                }
+            },
+            said = read_code(out, stdin, &["quit"]), if reading => match said {
+                Some(Said::Quit) => return Start::Over(true),
+                None if typed => return Start::Over(true),
+                None => reading = false,
+                Some(_) => out.error("bad-command", "not paired yet: wait for the link, or quit"),
+            },
         }
     }
 }
 
-fn invite_error_code(e: &invite::InviteError) -> &'static str {
-    use invite::InviteError::*;
-    match e {
-        NotAnOffer => "not-an-offer",
-        NotAnAnswer => "not-an-answer",
-        BadChecksum => "bad-checksum",
-        Truncated => "truncated-code",
-        UnsupportedVersion(_) => "unsupported-code-version",
-        _ => "invalid-code",
-    }
+/// How long a receiver stays after its files are verified, so its TRANSFER_DONE (already
+/// queued) crosses the link before the session ends.
+const LINGER: Duration = Duration::from_millis(500);
+
+/// The console's two streams from the pair's one. When files move, the file stream ends after
+/// the first verified or failed set, so the session (and the program) ends there.
+fn split(
+    mut events: Events,
+    moves_files: bool,
+) -> (
+    mpsc::UnboundedReceiver<Event>,
+    Option<mpsc::UnboundedReceiver<FilesEvent>>,
+) {
+    let (stx, srx) = mpsc::unbounded_channel();
+    let (ftx, frx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut files = Some(ftx);
+        while let Some(e) = events.recv().await {
+            match e {
+                AppEvent::Session(e) => {
+                    let _ = stx.send(e);
+                }
+                AppEvent::Files(e) => {
+                    let last = moves_files
+                        && matches!(e, FilesEvent::Done { .. } | FilesEvent::Failed { .. });
+                    if let Some(tx) = &files {
+                        let _ = tx.send(e);
+                    }
+                    if last {
+                        tokio::time::sleep(LINGER).await;
+                        files = None;
+                    }
+                }
+                AppEvent::Lagged { missed } => {
+                    tracing::warn!(missed, "events dropped: the console fell behind")
+                }
+            }
+        }
+    });
+    (srx, Some(frx))
 }
