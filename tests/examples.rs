@@ -115,6 +115,7 @@ async fn the_host_and_join_examples_pair_on_loopback() {
     let first = wait_line(&mut join_lines, " of ave-maria").await;
     let next = wait_line(&mut join_lines, " of ave-maria").await;
     assert_ne!(first, next, "the pages the host turns reach the joiner");
+}
 
 /// A running example: its stdin, and its stdout line by line.
 struct Run {

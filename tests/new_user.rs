@@ -169,3 +169,79 @@ fn progress_bars_fit_a_narrow_terminal() {
     host.type_text("q\n");
     let _ = host.wait_exit(DEADLINE);
 }
+
+/// `send` a missing file: one sentence and exit 1 before any invite is printed (it used to print
+/// an invite and fail only after the whole code exchange).
+#[test]
+fn sending_a_missing_file_fails_before_any_invite() {
+    let dir = scratch("missing");
+    let state = dir.join("state");
+    let mut send = Terminal::spawn(
+        &[
+            "send",
+            "missing.pdf",
+            "--loopback",
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+        80,
+        24,
+        &dir,
+    );
+    assert_eq!(send.wait_exit(DEADLINE), Some(1), "{:#?}", send.seen);
+    assert!(
+        !send
+            .seen
+            .iter()
+            .any(|l| l.contains("LS.") || l.contains("LS:")),
+        "no invite for files that cannot be sent: {:#?}",
+        send.seen
+    );
+    assert!(
+        send.seen.iter().any(|l| l.contains("missing.pdf")),
+        "the sentence names the file: {:#?}",
+        send.seen
+    );
+}
+
+/// `send` in one terminal, the printed `lansync receive LS.…` pasted as it is into another: the
+/// file arrives byte-identical and both programs end by themselves, their terminals left open
+/// (they used to wait for Enter).
+#[test]
+fn send_and_receive_end_by_themselves_in_open_terminals() {
+    let dir = scratch("send");
+    let mut bytes = b"%PDF-1.7\n".to_vec();
+    bytes.resize(8 * 1024 * 1024, b'y');
+    std::fs::write(dir.join("score.pdf"), &bytes).unwrap();
+    let (sender_state, receiver_state, inbox) = (dir.join("s"), dir.join("r"), dir.join("inbox"));
+    std::fs::create_dir_all(&inbox).unwrap();
+    let mut send = Terminal::spawn(
+        &[
+            "send",
+            "score.pdf",
+            "--loopback",
+            "--state-dir",
+            sender_state.to_str().unwrap(),
+        ],
+        80,
+        24,
+        &dir,
+    );
+    let command = send
+        .wait_line(DEADLINE, |l| l.contains("lansync receive --loopback LS."))
+        .unwrap_or_else(|| panic!("a receive command: {:#?}", send.seen));
+    let printed = &command[command.find("lansync receive").unwrap()..];
+    let printed = format!(
+        "{printed} --dir '{}' --state-dir '{}'",
+        inbox.display(),
+        receiver_state.display()
+    );
+    let mut receive = paste(&printed, 80, &dir);
+    let answer = receive
+        .wait_line(DEADLINE, |l| l.trim_start().starts_with("LS."))
+        .unwrap_or_else(|| panic!("an answer code: {:#?}", receive.seen));
+    send.type_text(&format!("{}\n", answer.trim()));
+    assert_eq!(receive.wait_exit(DEADLINE), Some(0), "{:#?}", receive.seen);
+    assert_eq!(send.wait_exit(DEADLINE), Some(0), "{:#?}", send.seen);
+    assert!(std::fs::read(inbox.join("score.pdf")).unwrap() == bytes);
+}

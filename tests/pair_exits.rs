@@ -133,12 +133,13 @@ fn the_printed_code_has_no_shell_characters_and_pastes_unquoted() {
         "{code}"
     );
     let command = invite["command"].as_str().unwrap();
-    assert_eq!(command, format!("lansync pair answer {code}"));
+    // The offer is on loopback only, so the answer must be too: the command says so.
+    assert_eq!(command, format!("lansync pair answer --loopback {code}"));
     // What a person does: paste the printed command into a shell, unquoted.
     let line = command.replacen("lansync", env!("CARGO_BIN_EXE_lansync"), 1);
     let mut sh = Command::new("sh");
     sh.arg("-c")
-        .arg(format!("exec {line} --json --loopback --state-dir {sb}"));
+        .arg(format!("exec {line} --json --state-dir {sb}"));
     let b = Proc::spawn_command("answerer", sh);
     let answer = b.wait_for("answer", |v| v["event"] == "answer");
     a.send(json!({"cmd": "answer", "code": answer["code"]}));

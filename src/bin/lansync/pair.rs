@@ -77,13 +77,15 @@ pub async fn run(cmd: PairCmd) -> bool {
 }
 
 /// What the other device runs with our invite code.
-fn partner_command(transfer: &FileTransfer, code: &str) -> String {
+fn partner_command(transfer: &FileTransfer, code: &str, loopback: bool) -> String {
     let verb = if transfer.send.is_empty() {
         "pair answer"
     } else {
         "receive"
     };
-    format!("lansync {verb} {}", shell_word(code))
+    // A pairing on this machine only is answered on this machine only.
+    let flag = if loopback { " --loopback" } else { "" };
+    format!("lansync {verb}{flag} {}", shell_word(code))
 }
 
 /// `text` as one shell word: as it is when no character is special to a shell (the compact
@@ -256,6 +258,7 @@ async fn offer(
     stdin: &mut console::InputLines,
     transfer: &FileTransfer,
 ) -> Start {
+    let loopback = opts.transport.loopback_only;
     let mut offer = match Pair::offer(opts).await {
         Ok(o) => o,
         Err(e) => {
@@ -263,7 +266,7 @@ async fn offer(
             return Start::Over(false);
         }
     };
-    let command = partner_command(transfer, offer.code().text());
+    let command = partner_command(transfer, offer.code().text(), loopback);
     show_code(out, CodeKind::Offer, offer.code(), Some(&command));
     loop {
         if !out.json() {
