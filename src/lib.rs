@@ -2,6 +2,39 @@
 //! a choir master turning pages for thirty singers — peer to peer over WebRTC data channels, with
 //! no server and no internet.
 //!
+//! # The front door
+//!
+//! Three types cover what an app does (feature `native`):
+//!
+//! | type | what it is | example |
+//! |---|---|---|
+//! | [`Host`] | a choir master: join endpoint, mDNS advert, page turns for everyone, session pack | `examples/host.rs` |
+//! | [`Join`] | a choir follower, by join link ([`JoinHow::Link`]), session code, or rejoining the stored session | `examples/join.rs` |
+//! | [`Pair`] | two equal devices paired from codes alone, pages both ways, files | `examples/pair.rs`, `examples/send_files.rs` |
+//!
+//! Each has options with a `Default` (and a `loopback()` set for one machine), starts with an
+//! `async fn` that returns once it works or with an [`Error`] that says why in one sentence (its
+//! [`Error::code`] is the PROTOCOL.md §8 code), offers typed methods (`set_page`, `set_song`, …)
+//! that return `Result`, and tells everything that happens in one bounded stream of
+//! [`AppEvent`]s ([`Events`]: the session never waits for a slow app; a reader that fell behind
+//! gets [`AppEvent::Lagged`]). A `state_dir` in the options keeps the device id, the DTLS
+//! identity and the session between runs.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), lansync::Error> {
+//! use lansync::{AppEvent, Join, JoinHow, JoinOptions};
+//!
+//! let how = JoinHow::parse("lansync://join?h=192.168.1.5:47321&c=ABCD-EFGH&t=…&f=…", None)?;
+//! let mut join = Join::start(how, JoinOptions::default()).await?;
+//! let mut events = join.events();
+//! while let Some(event) = events.recv().await {
+//!     if let AppEvent::Session(lansync::session::Event::Page { page, .. }) = event {
+//!         println!("show page {}", page + 1);
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! # Architecture
 //!
 //! A **pure core** holds every rule and does no IO: no sockets, no threads, no clock reads.
