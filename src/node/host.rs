@@ -1,7 +1,7 @@
 //! A choir master on the LAN: its node and its HTTP join endpoint, which asks the node's session
 //! machine who may join (PROTOCOL.md §9.3). Followers reach it with [`follower_dialer`].
 
-use super::state_files::{random_device_id, StateDir};
+use super::state_files::open_with_id;
 use super::{DialError, DialFuture, Dialer, Events, Node, NodeOptions, PublishedFiles};
 use crate::discovery::{Discovery, SessionAdvert};
 use crate::invite::JoinLink;
@@ -136,16 +136,11 @@ impl Host {
     /// ```
     pub async fn start(mut opts: HostOptions) -> Result<Host, Error> {
         let now = Clock::new().now();
-        let kept = match &opts.state_dir {
-            Some(dir) => Some(StateDir::open(dir)?),
-            None => None,
-        };
-        if opts.master.device_id.is_empty() {
-            opts.master.device_id = match &kept {
-                Some(dir) => dir.device_id("master")?,
-                None => random_device_id("master"),
-            };
-        }
+        let kept = open_with_id(
+            opts.state_dir.as_deref(),
+            &mut opts.master.device_id,
+            "master",
+        )?;
         let identity = match (opts.identity.take(), &kept) {
             (Some(id), _) => id,
             (None, Some(dir)) => dir.identity()?,

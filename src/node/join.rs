@@ -3,7 +3,7 @@
 //! and keeps rejoining by itself when the master goes away and comes back.
 
 use super::join_dial::{code_candidates, code_dialer, read_target, report_failures, save_target};
-use super::state_files::{random_device_id, StateDir};
+use super::state_files::{open_with_id, random_seed};
 use super::{
     follower_dialer, load_record, BadRecord, Clock, Dialer, Events, Files, FilesOptions,
     JoinTarget, Node, NodeOptions,
@@ -164,16 +164,11 @@ impl Join {
     /// # Ok(()) }
     /// ```
     pub async fn start(how: JoinHow, mut opts: JoinOptions) -> Result<Join, Error> {
-        let kept = match &opts.state_dir {
-            Some(dir) => Some(StateDir::open(dir)?),
-            None => None,
-        };
-        if opts.follower.device_id.is_empty() {
-            opts.follower.device_id = match &kept {
-                Some(dir) => dir.device_id("follower")?,
-                None => random_device_id("follower"),
-            };
-        }
+        let kept = open_with_id(
+            opts.state_dir.as_deref(),
+            &mut opts.follower.device_id,
+            "follower",
+        )?;
         let cfg = opts.follower.clone();
         let record_path = kept.as_ref().map(|d| d.path("follower.json"));
         let target_path = kept.as_ref().map(|d| d.path("target.json"));
@@ -184,10 +179,7 @@ impl Join {
             None => (None, None),
         };
         let ids = (cfg.device_id.clone(), cfg.device_name.clone());
-        let mut seed = [0u8; 8];
-        getrandom::fill(&mut seed)
-            .map_err(|e| Error::Transport(format!("no random source: {e}")))?;
-        let seed = u64::from_le_bytes(seed);
+        let seed = random_seed()?;
 
         let sent_password = matches!(
             &how,

@@ -14,7 +14,7 @@
 //! (type and hash), the network (a device with no interface besides loopback cannot pair over
 //! the LAN), the code pasted.
 
-use super::state_files::{random_device_id, StateDir};
+use super::state_files::{open_with_id, random_seed};
 use super::{Events, Files, FilesOptions, Node, NodeOptions, PublishedFiles};
 use crate::invite::{self, CodeFormat, CodeKind};
 use crate::protocol::Parity;
@@ -163,12 +163,7 @@ impl Prepared {
         if !opts.transport.loopback_only && transport::lan_addresses().is_empty() {
             return Err(Error::NoNetwork);
         }
-        if opts.solo.device_id.is_empty() {
-            opts.solo.device_id = match &opts.state_dir {
-                Some(dir) => StateDir::open(dir)?.device_id("dev")?,
-                None => random_device_id("dev"),
-            };
-        }
+        open_with_id(opts.state_dir.as_deref(), &mut opts.solo.device_id, "dev")?;
         let sends = !opts.send.is_empty();
         let files = if sends || opts.receive_dir.is_some() {
             let mut fo = FilesOptions::new(opts.solo.device_id.clone());
@@ -213,15 +208,13 @@ impl Prepared {
         self.solo.pair_id = pair_id;
         self.solo.initiator = initiator;
         let device_id = self.solo.device_id.clone();
-        let mut seed = [0u8; 8];
-        getrandom::fill(&mut seed)
-            .map_err(|e| Error::Transport(format!("no random source: {e}")))?;
+        let seed = random_seed()?;
         let (files, files_events) = match self.files {
             Some((f, e)) => (Some(f), Some(e)),
             None => (None, None),
         };
         let (node, session_events) = Node::spawn(
-            Solo::new(self.solo, u64::from_le_bytes(seed)),
+            Solo::new(self.solo, seed),
             NodeOptions {
                 files: files.clone(),
                 ..NodeOptions::default()

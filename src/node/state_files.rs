@@ -76,8 +76,32 @@ impl StateDir {
     }
 }
 
+/// Opens the state directory, if there is one, and fills an empty `device_id` (the options'
+/// default) with the one kept there, else a new random one: one rule for every role.
+pub(crate) fn open_with_id(
+    dir: Option<&Path>,
+    device_id: &mut String,
+    prefix: &str,
+) -> Result<Option<StateDir>, Error> {
+    let kept = dir.map(StateDir::open).transpose()?;
+    if device_id.is_empty() {
+        *device_id = match &kept {
+            Some(dir) => dir.device_id(prefix)?,
+            None => random_device_id(prefix),
+        };
+    }
+    Ok(kept)
+}
+
+/// A seed for a machine's randomness (backoff jitter), from the system's random source.
+pub(crate) fn random_seed() -> Result<u64, Error> {
+    let mut seed = [0u8; 8];
+    getrandom::fill(&mut seed).map_err(|e| Error::Transport(format!("no random source: {e}")))?;
+    Ok(u64::from_le_bytes(seed))
+}
+
 /// A new random device id, `PREFIX-<12 hex digits>`.
-pub(crate) fn random_device_id(prefix: &str) -> String {
+fn random_device_id(prefix: &str) -> String {
     let mut b = [0u8; 6];
     let _ = getrandom::fill(&mut b);
     format!("{prefix}-{}", hex::encode(b))
