@@ -133,6 +133,8 @@ enum Request {
     NetworkChanged,
     /// Answered once everything asked before has been handled and carried out.
     Flush(oneshot::Sender<()>),
+    /// Close every link (each peer is told at once) and stop; answered when they are closed.
+    Shutdown(oneshot::Sender<()>),
 }
 
 /// Handle to a running node. Cloneable; dropping every handle stops the node.
@@ -241,11 +243,26 @@ impl Node {
             let _ = wait.await;
         }
     }
+
+    /// Stops the node: every link is closed the way a peer notices at once (an SCTP ABORT, not
+    /// silence its heartbeat must time out), waiting up to [`CLOSE_WAIT`] for that to leave.
+    /// The machine is not told anything: a master stopped this way keeps its session resumable.
+    pub async fn shutdown(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Request::Shutdown(done)).await.is_ok() {
+            let _ = tokio::time::timeout(CLOSE_WAIT + Duration::from_millis(500), wait).await;
+        }
+    }
 }
+
+/// How long [`Node::shutdown`] waits for its links to tell their peers they closed.
+pub const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 struct OpenLink {
     sender: LinkSender,
     close: Option<oneshot::Sender<()>>,
+    /// The link's task: it ends once the link has closed.
+    task: tokio::task::JoinHandle<()>,
 }
 
 struct Driver<M> {
@@ -267,6 +284,7 @@ async fn drive<M: Machine>(
 ) {
     let (link_tx, mut link_rx) = mpsc::unbounded_channel();
     let (dial_tx, mut dial_rx) = mpsc::unbounded_channel();
+    let mut stopped = None;
     let mut d = Driver {
         machine,
         clock: Clock::new(),
@@ -299,6 +317,10 @@ async fn drive<M: Machine>(
                     d.carry_out().await;
                     let _ = done.send(());
                 }
+                Some(Request::Shutdown(done)) => {
+                    stopped = Some(done);
+                    break;
+                }
                 None => break, // every handle dropped
             },
             Some((peer, ev)) = link_rx.recv() => d.on_link_event(peer, ev),
@@ -316,10 +338,23 @@ async fn drive<M: Machine>(
             _ = tokio::time::sleep_until(deadline.into()) => d.input(Input::Timeout),
         }
     }
+    let mut closing = Vec::new();
     for (_, l) in d.links.drain() {
         if let Some(close) = l.close {
             let _ = close.send(());
         }
+        closing.push(l.task);
+    }
+    if let Some(done) = stopped {
+        let _ = tokio::time::timeout(CLOSE_WAIT, futures_join(closing)).await;
+        let _ = done.send(());
+    }
+}
+
+/// Waits for every task (in order; they run concurrently anyway).
+async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for t in tasks {
+        let _ = t.await;
     }
 }
 
@@ -335,7 +370,7 @@ impl<M: Machine> Driver<M> {
         let sender = link.sender();
         let (close_tx, mut close_rx) = oneshot::channel::<()>();
         let events = self.link_events.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             loop {
                 tokio::select! {
                     ev = link.recv() => match ev {
@@ -363,6 +398,7 @@ impl<M: Machine> Driver<M> {
             OpenLink {
                 sender,
                 close: Some(close_tx),
+                task,
             },
         );
         match &admitted {

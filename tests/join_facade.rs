@@ -98,3 +98,70 @@ async fn a_rejoin_without_a_stored_session_says_so() {
     );
     assert!(!Join::has_stored_session(&dir));
 }
+
+/// The same QR link joined again from the same state directory (a singer scans it twice, or
+/// the app restarts and is given the link again) rejoins as the member it already is, instead of
+/// being refused because a member has this device id.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_link_joined_again_rejoins_as_the_member() {
+    let (host, how) = host().await;
+    let dir = std::env::temp_dir().join(format!("lansync-joinagain-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let opts = || JoinOptions {
+        state_dir: Some(dir.clone()),
+        ..JoinOptions::loopback()
+    };
+    let first = tokio::time::timeout(DEADLINE, Join::start(how.clone(), opts()))
+        .await
+        .expect("in time")
+        .expect("joined");
+    drop(first); // the app goes away without leaving
+    let mut again = tokio::time::timeout(DEADLINE, Join::start(how, opts()))
+        .await
+        .expect("in time")
+        .expect("joined again, not refused");
+    let mut events = again.events();
+    let rejoined = tokio::time::timeout(DEADLINE, async {
+        while let Some(e) = events.recv().await {
+            if let AppEvent::Session(Event::Joined { rejoin, .. }) = e {
+                return rejoin;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(rejoined, Ok(true), "joined as the same member");
+    host.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A host that shuts down (its person quits) closes every follower's link so that followers
+/// notice at once, not after their heartbeat gives up (~10 s), and start rejoining.
+#[tokio::test(flavor = "multi_thread")]
+async fn followers_notice_a_host_that_quits_at_once() {
+    use lansync::session::{FollowerState, RoleState};
+    let (host, how) = host().await;
+    let mut join = tokio::time::timeout(DEADLINE, Join::start(how, JoinOptions::loopback()))
+        .await
+        .expect("in time")
+        .expect("joined");
+    let mut events = join.events();
+    let t = Instant::now();
+    host.shutdown().await;
+    let noticed = tokio::time::timeout(DEADLINE, async {
+        while let Some(e) = events.recv().await {
+            if let AppEvent::Session(Event::State {
+                state: RoleState::Follower(FollowerState::DisconnectedLocal),
+                ..
+            }) = e
+            {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(noticed, Ok(true));
+    // Far below the heartbeat's 10 s: the link said it closed.
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+}

@@ -357,10 +357,12 @@ impl Host {
         }
     }
 
-    /// Stops the join endpoint and the node (links close), and withdraws the mDNS advert (its
-    /// goodbye sent before this returns).
+    /// Stops the join endpoint and the node, and withdraws the mDNS advert (its goodbye sent
+    /// before this returns). Every follower's link is closed so that it notices at once (and
+    /// rejoins when the host is back: the session is not ended, see [`end`](Self::end)).
     pub async fn shutdown(self) {
         self.server.shutdown().await;
+        self.node.shutdown().await;
         if let Advert::Running(task, stop) = self.advert {
             let _ = stop.send(());
             let _ = tokio::time::timeout(Duration::from_secs(3), task).await;

@@ -12,7 +12,7 @@ use crate::discovery::{Discovery, DiscoveryError};
 use crate::invite::JoinLink;
 use crate::protocol::{FollowMode, RejectReason};
 use crate::session::{
-    Command, Event, Follower, FollowerConfig, JoinCredentials, Record, SessionCode,
+    Command, Event, Follower, FollowerConfig, FollowerRecord, JoinCredentials, Record, SessionCode,
 };
 use crate::transport::TransportConfig;
 use crate::Error;
@@ -204,7 +204,13 @@ impl Join {
                 };
                 let tried = target.addr.to_string();
                 let dialer = follower_dialer(target, opts.transport.clone(), ids.0, ids.1);
-                (Follower::new(cfg, seed), Some(creds), dialer, tried)
+                match membership_of(stored.as_ref(), &link.session_code) {
+                    Some(rec) => {
+                        let machine = Follower::restore(cfg, seed, Clock::new().now(), rec);
+                        (machine, None, dialer, tried)
+                    }
+                    None => (Follower::new(cfg, seed), Some(creds), dialer, tried),
+                }
             }
             JoinHow::Code { code, password } => {
                 let code = SessionCode::parse(&code).ok_or_else(|| {
@@ -239,9 +245,17 @@ impl Join {
                     password,
                     ..Default::default()
                 };
+                let member =
+                    membership_of(stored.as_ref(), creds.session_code.as_deref().unwrap_or(""));
                 let dialer =
                     code_dialer(candidates, opts.transport.clone(), ids, target_path.clone());
-                (Follower::new(cfg, seed), Some(creds), dialer, tried)
+                match member {
+                    Some(rec) => {
+                        let machine = Follower::restore(cfg, seed, Clock::new().now(), rec);
+                        (machine, None, dialer, tried)
+                    }
+                    None => (Follower::new(cfg, seed), Some(creds), dialer, tried),
+                }
             }
             JoinHow::Rejoin => {
                 let nothing = || match &opts.state_dir {
@@ -451,5 +465,19 @@ async fn first_outcome(
                 };
             }
         }
+    }
+}
+
+/// This device's stored membership of the session with `code`, if it has one: joining that
+/// session again (its QR code scanned twice, its code typed again) rejoins as that member. A new
+/// join with a member's device id and no proof of its secret is refused (PROTOCOL.md §6.2).
+fn membership_of(stored: Option<&Record>, code: &str) -> Option<FollowerRecord> {
+    match stored {
+        Some(Record::Follower(rec))
+            if rec.member_secret.is_some() && rec.session_code.eq_ignore_ascii_case(code) =>
+        {
+            Some(rec.clone())
+        }
+        _ => None,
     }
 }

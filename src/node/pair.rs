@@ -414,6 +414,7 @@ impl Pair {
             self.node.flush().await;
             tokio::time::sleep(GOODBYE_GRACE).await;
         }
+        self.node.shutdown().await;
     }
 }
 
