@@ -925,6 +925,9 @@ impl Follower {
         // A burst of clock probes, so timed turns and playback are right within a second.
         self.probes_left = self.cfg.clock_burst;
         self.probe_at = (self.probes_left > 0).then_some(now);
+        // The membership is on disk before anyone hears of it: an app (or a person) that sees
+        // "joined" and is then killed still rejoins as this member.
+        self.persist();
         self.out.event(Event::Joined {
             session_id: self.session_id.clone(),
             host_id: self.host_id.clone(),
@@ -935,7 +938,6 @@ impl Follower {
         // Tell the master our mode in case it changed while we were away.
         let mode = self.follow_mode;
         self.send(now, Message::SetFollowMode(FollowModeMsg { mode }));
-        self.persist();
     }
 
     fn on_reject(&mut self, now: Time, reason: RejectReason) {
