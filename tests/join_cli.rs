@@ -11,10 +11,10 @@ mod cli;
 
 use lansync::invite::JoinLink;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::io::Write;
+use std::process::{Child, ChildStdin, Command, ExitStatus};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 const LANSYNC: &str = env!("CARGO_BIN_EXE_lansync");
@@ -45,24 +45,9 @@ impl Run {
             }
             None => Command::new(LANSYNC),
         };
-        let mut child = cmd
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start lansync");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (child, stdin, lines) = cli::spawn_lines(cmd.args(args));
         Run {
-            stdin: child.stdin.take(),
+            stdin: Some(stdin),
             child,
             lines,
             started: Instant::now(),

@@ -9,6 +9,28 @@ use std::time::{Duration, Instant};
 
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
+/// Starts `cmd` with piped stdin/stdout (stderr inherited) and a thread that hands over its
+/// stdout line by line: the one way every CLI test runs a program.
+pub fn spawn_lines(cmd: &mut Command) -> (Child, ChildStdin, Receiver<String>) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start lansync");
+    let stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, stdin, lines)
+}
+
 /// A running `lansync` with piped stdin/stdout.
 pub struct Proc {
     child: Child,
@@ -26,17 +48,10 @@ impl Proc {
 
     /// Runs `cmd` (e.g. `lansync` through `sh -c` or `ip netns exec`) with piped stdin/stdout.
     pub fn spawn_command(name: &'static str, mut cmd: Command) -> Proc {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start lansync");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
+        let (child, stdin, text) = spawn_lines(&mut cmd);
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            for line in text {
                 match serde_json::from_str::<Value>(&line) {
                     Ok(v) => {
                         if tx.send(v).is_err() {
