@@ -155,7 +155,7 @@ async fn host(
         json!({"event":"hosting_link","session_code":rec.session_code.as_str(),
                "session_id":rec.session_id,"session_name":rec.session_name,"link":link,
                "page":page,"port":port,"open":rec.password.is_none()}),
-        || banner(&rec, &link, args.loopback) + &phones(&page),
+        || phones(&page) + &banner(&rec, &link, args.loopback),
     );
     if let Some(d) = args.timer {
         let _ = host.node.command(Command::Playback(PlaybackOp::Timer {
@@ -181,7 +181,7 @@ async fn host(
 /// The phones' QR code: a phone's camera opens the follower page in its browser.
 fn phones(page: &str) -> String {
     format!(
-        "\nOn a phone (no app needed): scan this QR code, or open {page}\n{}",
+        "On a phone (no app needed): scan this QR code, or open {page}\n{}\n",
         lansync::invite::qr::qr_terminal_compact(page)
     )
 }
