@@ -126,6 +126,7 @@ async function main() {
   const id = deviceId();
   const name = 'Phone ' + id.slice(-4);
   page.phase = 'connecting';
+  performance.mark('lansync:core-loaded');
   page.core = new Core(fragment, id, name, storage.get(KEY_RECORD) || '', random(8), now());
   page.name = name;
   window.addEventListener('online', () => { page.core.network_changed(now()); drain(); });
@@ -363,16 +364,20 @@ async function dial(creds) {
       throw new Error(navigator.onLine === false ? OFFLINE : 'WebRTC failed here: ' + e.message);
     }
     const offer = l.pc.localDescription.sdp;
+    performance.mark('lansync:offer-gathered');
     if (navigator.onLine === false && !/a=candidate:/.test(offer)) throw new Error(OFFLINE);
     hs = page.core.handshake(JSON.stringify(creds), random(32));
     let r = await post('/v1/join/start', hs.start_body());
     hs.read_start(r.status, r.text);
+    performance.mark('lansync:nonce');
     r = await post('/v1/join', hs.join_body(page.name, offer));
     const answer = hs.read_answer(r.status, r.text);
+    performance.mark('lansync:answer-verified');
     await l.pc.setRemoteDescription({ type: 'answer', sdp: answer });
     await until(l, 'the link to open', OPEN_MS, () =>
       l.heard && l.control.readyState === 'open' && l.binary.readyState === 'open');
     l.up = true;
+    performance.mark('lansync:link-open');
     page.core.link_up(now(), peer);
   } catch (e) {
     const refused = hs && hs.refused();
