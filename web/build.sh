@@ -8,9 +8,6 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 WASM_BINDGEN_VERSION=0.2.130
-# The target directory is web/target/ unless CARGO_TARGET_DIR says otherwise; paths inside the
-# wasm (panic locations) are made relative, so any checkout builds the same bytes.
-export RUSTFLAGS="--remap-path-prefix=$(cd .. && pwd)=lansync --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=cargo"
 
 if ! command -v rustup >/dev/null || ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   if command -v rustup >/dev/null; then
@@ -26,6 +23,9 @@ if [ "$have" != "$WASM_BINDGEN_VERSION" ]; then
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
 fi
 
+# The target directory is web/target/ unless CARGO_TARGET_DIR says otherwise; paths inside the
+# wasm (panic locations) are made relative, so any checkout builds the same bytes.
+export RUSTFLAGS="--remap-path-prefix=$(cd .. && pwd)=lansync --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=cargo"
 cargo build --release --locked --target wasm32-unknown-unknown
 target_dir=${CARGO_TARGET_DIR:-target}
 out=dist
