@@ -23,11 +23,18 @@ if [ "$have" != "$WASM_BINDGEN_VERSION" ]; then
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
 fi
 
-# The target directory is web/target/ unless CARGO_TARGET_DIR says otherwise; paths inside the
-# wasm (panic locations) are made relative, so any checkout builds the same bytes.
-export RUSTFLAGS="--remap-path-prefix=$(cd .. && pwd)=lansync --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=cargo"
-cargo build --release --locked --target wasm32-unknown-unknown
-target_dir=${CARGO_TARGET_DIR:-target}
+# The same bytes from any checkout: cargo hashes a path dependency's location into its symbols
+# (which orders the linked code), so the sources are copied to one fixed place and built there,
+# with the paths left in the wasm (panic locations) made relative.
+build=${TMPDIR:-/tmp}/lansync-web-build
+rm -rf "$build/src"
+mkdir -p "$build/src"
+(cd .. && git ls-files -co --exclude-standard -z | grep -zv '^web/dist/' \
+  | tar --null -T - -cf -) | tar -xf - -C "$build/src"
+export CARGO_TARGET_DIR="$build/target"
+export RUSTFLAGS="--remap-path-prefix=$build/src=lansync --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=cargo"
+(cd "$build/src/web" && cargo build --release --locked --target wasm32-unknown-unknown)
+target_dir=$CARGO_TARGET_DIR
 out=dist
 if [ "${1:-}" = "--check" ]; then
   out=$(mktemp -d)
