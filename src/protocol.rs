@@ -162,6 +162,8 @@ catalog! {
     SetPage(PageState) = "SET_PAGE",
     /// Solo: which device leads the odd/even layout.
     SetLayoutParity(Layout) = "SET_LAYOUT_PARITY",
+    /// Solo: the pair secret's half and the redial endpoint (remembered pairs).
+    PairBond(PairBond) = "PAIR_BOND",
     /// Follower → master: the follower's follow/free mode.
     SetFollowMode(FollowModeMsg) = "SET_FOLLOW_MODE",
     /// Master → followers: a temporary, view-only streamed score for the current song.

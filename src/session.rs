@@ -33,7 +33,7 @@ pub use link::{HeartbeatConfig, LinkState};
 pub use master::{Master, MasterConfig, MasterRecord, MasterState, MemberRecord, SessionCode};
 pub use playback::TIMER_MEDIA_ID;
 pub use records::RecordError;
-pub use solo::{Solo, SoloConfig, SoloState, PARTNER_LEFT};
+pub use solo::{Solo, SoloConfig, SoloRecord, SoloState, PARTNER_LEFT};
 
 use crate::protocol::{
     Control, ControlMode, Envelope, FollowMode, KeyPolicy, Layout, Message, PageState, Parity,
@@ -140,6 +140,8 @@ pub enum Record {
     Master(MasterRecord),
     /// A follower's membership.
     Follower(FollowerRecord),
+    /// A remembered solo pair.
+    Solo(SoloRecord),
     /// Nothing to keep (session left or ended).
     Cleared,
 }

@@ -306,6 +306,42 @@ impl Validate for Layout {
     }
 }
 
+/// `PAIR_BOND` (solo only, PROTOCOL.md §6.1): what a remembered pair needs to find itself again.
+/// Each device sends one right after its HELLO on every link of a pair.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairBond {
+    /// On the first link of a pairing made from codes only: this device's half of the pair
+    /// secret, 16 random bytes as 32 hex digits. Absent once the pair is remembered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub half: Option<String>,
+    /// Where this device's redial endpoint listens (`"ip:port"`, at most
+    /// [`MAX_BOND_ENDPOINTS`]); empty for the device that dials.
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+}
+
+/// Most endpoints a `PAIR_BOND` lists (more are refused).
+pub const MAX_BOND_ENDPOINTS: usize = 8;
+
+impl Validate for PairBond {
+    fn validate(&mut self) -> Result<(), DecodeError> {
+        if let Some(h) = &self.half {
+            if h.len() != 32 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(invalid("half", "not 32 hex digits"));
+            }
+        }
+        if self.endpoints.len() > MAX_BOND_ENDPOINTS {
+            return Err(invalid("endpoints", "more than 8"));
+        }
+        for e in &self.endpoints {
+            if e.len() > 64 || e.parse::<std::net::SocketAddr>().is_err() {
+                return Err(invalid("endpoints", "not an ip:port"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `SET_FOLLOW_MODE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FollowModeMsg {

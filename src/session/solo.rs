@@ -15,6 +15,7 @@ use crate::protocol::{
     Empty, Envelope, Hello, Layout, Message, Mode, PageState, Parity, Snapshot, SoloSnapshot, Stamp,
 };
 use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// The reason of the state change when the partner says goodbye (LEAVE_SESSION, §6.1).
@@ -38,6 +39,48 @@ pub struct SoloConfig {
     pub backoff: BackoffConfig,
     /// Period of the STATE_SNAPSHOT each device sends, which repairs a change lost in transit.
     pub snapshot_interval: Duration,
+    /// A new pairing to remember: this device's half of the pair secret (32 hex digits from a
+    /// secure random source), sent in PAIR_BOND on the first link. `None`: the pair is not
+    /// remembered (no state directory), or it already is (see [`Solo::restore`]).
+    pub bond_half: Option<String>,
+    /// Where this device's redial endpoint listens (the waiting side of a remembered pair), sent
+    /// in PAIR_BOND so the partner tries them first next time.
+    pub own_endpoints: Vec<SocketAddr>,
+    /// The partner's DTLS fingerprint (`sha-256 AB:…`) as the pairing codes named it: kept in
+    /// the record so a redial is only accepted from, and only made to, that device.
+    pub partner_fingerprint: Option<String>,
+}
+
+/// What a remembered pair keeps across restarts (PROTOCOL.md §6.1): written by the machine
+/// (`Output::Persist`) when the pair secret is agreed and on every change worth resuming.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoloRecord {
+    /// The pair id (the envelopes' `session_id`).
+    pub pair_id: String,
+    /// The partner's device id.
+    pub partner_id: String,
+    /// The partner's name, as its HELLO said.
+    #[serde(default)]
+    pub partner_name: String,
+    /// The pair secret (32 hex digits): what a redial proves (the member secret of PROTOCOL.md
+    /// §9.2, with the dialing device's id).
+    pub pair_secret: String,
+    /// Whether this device dials (the side that offered the first code).
+    pub initiator: bool,
+    /// The partner's DTLS fingerprint (`sha-256 AB:…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner_fingerprint: Option<String>,
+    /// The partner's redial endpoint as it last told it (empty for the waiting side).
+    #[serde(default)]
+    pub partner_endpoints: Vec<SocketAddr>,
+    /// What was shown, with its stamp (so the pair converges by last write wins after a restart).
+    pub page: PageState,
+    /// The stamp of `page`.
+    pub page_stamp: Stamp,
+    /// The layout, with its stamp.
+    pub layout: Layout,
+    /// The stamp of `layout`.
+    pub layout_stamp: Stamp,
 }
 
 impl SoloConfig {
@@ -51,6 +94,9 @@ impl SoloConfig {
             heartbeat: HeartbeatConfig::default(),
             backoff: BackoffConfig::default(),
             snapshot_interval: Duration::from_secs(5),
+            bond_half: None,
+            own_endpoints: Vec::new(),
+            partner_fingerprint: None,
         }
     }
 }
@@ -103,6 +149,7 @@ pub struct Solo {
     layout_stamp: Stamp,
     retry_at: Option<Time>,
     snapshot_due: Option<Time>,
+    remembered: Option<SoloRecord>,
 }
 
 impl Solo {
@@ -122,7 +169,31 @@ impl Solo {
             layout_stamp: Stamp::default(),
             retry_at: None,
             snapshot_due: None,
+            remembered: None,
         }
+    }
+
+    /// A device of a remembered pair, after a restart: it shows what the record kept and
+    /// reconnects without a code — the dialing side dials at once (PROTOCOL.md §6.1).
+    pub fn restore(mut cfg: SoloConfig, record: SoloRecord, now: Time, seed: u64) -> Solo {
+        cfg.pair_id = record.pair_id.clone();
+        cfg.initiator = record.initiator;
+        cfg.bond_half = None;
+        let _ = now; // the remembered pair's start is the machine's (see the pair-core work)
+        let mut solo = Solo::new(cfg, seed);
+        solo.page = record.page.clone();
+        solo.page_stamp = record.page_stamp.clone();
+        solo.layout = record.layout.clone();
+        solo.layout_stamp = record.layout_stamp.clone();
+        solo.partner = Some(record.partner_id.clone());
+        solo.remembered = Some(record);
+        solo
+    }
+
+    /// The remembered pair, once its secret is agreed (`None` for a pair that is not
+    /// remembered).
+    pub fn record(&self) -> Option<&SoloRecord> {
+        self.remembered.as_ref()
     }
 
     /// Current state.
