@@ -175,5 +175,11 @@ mod tests {
         );
         assert_eq!(pair_secret("00", answerer), None);
         assert_eq!(pair_secret(&"zz".repeat(16), answerer), None);
+        // the redial's join key (PROTOCOL.md §6.1, §9.2) for the dialing device `tab-a`
+        let k = crate::auth::member_key("tab-a", "465aaed32c065e4e8a21a7adbe9d3cb4");
+        assert_eq!(
+            hex::encode(k),
+            "43e069ef315113634ea8cf2b45322c3300e8847a85355a659b631d1f710095e3"
+        );
     }
 }
