@@ -191,7 +191,7 @@ fn a_peer_that_never_sends_pair_bond_leaves_the_pair_unremembered_as_before() {
     }
     // a code-only pair redials with no secret, and a restart forgets the pair (as today)
     sim.cut(a, b);
-    assert_eq!(time_to_connect(&mut sim, a, b, secs(5)).is_some(), true);
+    assert!(time_to_connect(&mut sim, a, b, secs(5)).is_some());
     sim.crash(a);
     sim.restart(a);
     sim.run_for(secs(30));
