@@ -6,9 +6,11 @@
 //! *after* seeing its partner's. On every (re)connect both devices send a snapshot and both
 //! adopt whichever stamp is higher, so they converge without a leader.
 
+mod bond;
+
 use super::link::{Admit, Link, Tick};
 use super::{
-    earliest, Backoff, BackoffConfig, Command, Event, HeartbeatConfig, Input, JoinCredentials,
+    earliest, Backoff, BackoffConfig, Command, DoorQuery, DoorReply, Event, HeartbeatConfig, Input,
     LinkState, Machine, Origin, Outbox, Output, PeerId, Rng, RoleState, StateName, Time,
 };
 use crate::protocol::{
@@ -149,7 +151,13 @@ pub struct Solo {
     layout_stamp: Stamp,
     retry_at: Option<Time>,
     snapshot_due: Option<Time>,
+    /// The partner's name as its last HELLO said (kept in the record).
+    partner_name: String,
+    /// The remembered pair as it is now, and as it was last persisted.
     remembered: Option<SoloRecord>,
+    persisted: Option<SoloRecord>,
+    /// This device left by the user: it neither redials nor admits a redial until `Retry`.
+    left: bool,
 }
 
 impl Solo {
@@ -174,25 +182,11 @@ impl Solo {
             layout_stamp: unchanged,
             retry_at: None,
             snapshot_due: None,
+            partner_name: String::new(),
             remembered: None,
+            persisted: None,
+            left: false,
         }
-    }
-
-    /// A device of a remembered pair, after a restart: it shows what the record kept and
-    /// reconnects without a code — the dialing side dials at once (PROTOCOL.md §6.1).
-    pub fn restore(mut cfg: SoloConfig, record: SoloRecord, now: Time, seed: u64) -> Solo {
-        cfg.pair_id = record.pair_id.clone();
-        cfg.initiator = record.initiator;
-        cfg.bond_half = None;
-        let _ = now; // the remembered pair's start is the machine's (see the pair-core work)
-        let mut solo = Solo::new(cfg, seed);
-        solo.page = record.page.clone();
-        solo.page_stamp = record.page_stamp.clone();
-        solo.layout = record.layout.clone();
-        solo.layout_stamp = record.layout_stamp.clone();
-        solo.partner = Some(record.partner_id.clone());
-        solo.remembered = Some(record);
-        solo
     }
 
     /// The remembered pair, once its secret is agreed (`None` for a pair that is not
@@ -315,6 +309,7 @@ impl Solo {
             capabilities: vec![],
         });
         self.send(now, now.as_millis(), hello);
+        self.send_bond(now);
         self.send_snapshot(now);
     }
 
@@ -384,8 +379,9 @@ impl Solo {
             sender_id: env.sender_id.clone(),
         };
         match env.msg {
-            Message::Hello(_) => {
+            Message::Hello(hello) => {
                 let before = self.layout();
+                self.partner_name = hello.device_name;
                 self.partner = Some(env.sender_id);
                 if self.layout() != before {
                     self.out.event(Event::Layout(self.layout()));
@@ -397,6 +393,7 @@ impl Solo {
             }
             Message::SetPage(p) | Message::SetSong(p) => self.merge_page(p, stamp, Origin::Remote),
             Message::SetLayoutParity(l) => self.merge_layout(l, stamp),
+            Message::PairBond(bond) => self.on_bond(&env.sender_id, &env.session_id, bond),
             // The partner quit for good (§6.1): no heartbeat to wait for, nothing to redial.
             Message::LeaveSession(_) => self.part(PARTNER_LEFT),
             Message::Ping(ping) => {
@@ -444,9 +441,10 @@ impl Solo {
                 if self.state != SoloState::PairedConnected && self.link.is_none() {
                     self.backoff.reset();
                     self.retry_at = None;
+                    self.left = false;
                     self.enter(SoloState::PairedReconnecting, "manual retry");
                     if self.cfg.initiator {
-                        self.out.push(Output::Dial(JoinCredentials::default()));
+                        self.out.push(Output::Dial(self.dial_credentials()));
                     } else {
                         self.link_lost(now, "waiting for the partner");
                     }
@@ -456,6 +454,7 @@ impl Solo {
                 if self.link.is_some() {
                     self.send(now, now.as_millis(), Message::LeaveSession(Empty {}));
                 }
+                self.left = true;
                 self.part("left by the user");
             }
             other => self.out.not_allowed("solo device", other),
@@ -496,7 +495,7 @@ impl Solo {
         if self.retry_at.is_some_and(|t| now >= t) {
             self.retry_at = None;
             if self.cfg.initiator {
-                self.out.push(Output::Dial(JoinCredentials::default()));
+                self.out.push(Output::Dial(self.dial_credentials()));
             } else {
                 // The waiting side counts the same attempts, so both give up together.
                 self.link_lost(now, "partner has not redialled");
@@ -527,7 +526,12 @@ impl Solo {
 impl Machine for Solo {
     fn handle(&mut self, now: Time, input: Input<'_>) {
         match input {
-            Input::LinkUp(peer) | Input::AdmittedLinkUp(peer, _) => self.on_link_up(now, peer),
+            Input::LinkUp(peer) => self.on_link_up(now, peer),
+            Input::AdmittedLinkUp(peer, id) => match &self.remembered {
+                // Only the partner passes the door; anything else is not this pair's link.
+                Some(rec) if rec.partner_id != id => self.out.push(Output::Close(peer)),
+                _ => self.on_link_up(now, peer),
+            },
             Input::LinkDown(peer) => {
                 if self.link.as_ref().is_some_and(|(p, _)| *p == peer) {
                     self.link_lost(now, "link lost");
@@ -538,15 +542,16 @@ impl Machine for Solo {
                     self.link_lost(now, "dial failed");
                 }
             }
-            Input::NetworkChanged => {
-                if self.state == SoloState::PairedReconnecting && self.link.is_none() {
-                    self.retry_at = Some(now);
-                }
-            }
+            Input::NetworkChanged => self.on_network_changed(now),
             Input::Received(peer, bytes) => self.on_received(now, peer, bytes),
             Input::Command(cmd) => self.on_command(now, cmd),
             Input::Timeout => self.on_timeout(now),
         }
+        self.sync_record();
+    }
+
+    fn door(&self, _now: Time, query: &DoorQuery) -> DoorReply {
+        self.bond_door(query)
     }
 
     fn poll_output(&mut self) -> Option<Output> {
