@@ -158,6 +158,8 @@ pub struct Solo {
     persisted: Option<SoloRecord>,
     /// This device left by the user: it neither redials nor admits a redial until `Retry`.
     left: bool,
+    /// When a live-looking link was last probed with a dial (see `on_network_changed`).
+    probed_at: Option<Time>,
 }
 
 impl Solo {
@@ -186,6 +188,7 @@ impl Solo {
             remembered: None,
             persisted: None,
             left: false,
+            probed_at: None,
         }
     }
 
