@@ -618,6 +618,7 @@ pub fn load_record(path: &std::path::Path) -> Result<Option<Record>, BadRecord> 
     let checked = match &mut record {
         Record::Master(r) => r.validate(),
         Record::Follower(r) => r.validate(),
+        Record::Solo(r) => r.validate(),
         Record::Cleared => Ok(()),
     };
     checked.map_err(|e| set_aside(path, e.to_string()))?;

@@ -33,7 +33,7 @@ pub use link::{HeartbeatConfig, LinkState};
 pub use master::{Master, MasterConfig, MasterRecord, MasterState, MemberRecord, SessionCode};
 pub use playback::TIMER_MEDIA_ID;
 pub use records::RecordError;
-pub use solo::{Solo, SoloConfig, SoloState, PARTNER_LEFT};
+pub use solo::{Solo, SoloConfig, SoloRecord, SoloState, PARTNER_LEFT};
 
 use crate::protocol::{
     Control, ControlMode, Envelope, FollowMode, KeyPolicy, Layout, Message, PageState, Parity,
@@ -120,8 +120,8 @@ pub enum Output {
     /// Close this link after flushing what was queued for it.
     Close(PeerId),
     /// Open a link to the peer (master or solo partner), presenting these credentials to its
-    /// join endpoint (a follower's member secret once it has one, with its token or code;
-    /// empty for solo); answer with
+    /// join endpoint (a follower's member secret once it has one, with its token or code; for
+    /// solo the pair secret of a remembered pair, else nothing); answer with
     /// `LinkUp`, `DialFailed` or `DialRefused`.
     Dial(JoinCredentials),
     /// Store this record durably (replacing the previous one) so a restart resumes the session.
@@ -140,6 +140,8 @@ pub enum Record {
     Master(MasterRecord),
     /// A follower's membership.
     Follower(FollowerRecord),
+    /// A remembered solo pair.
+    Solo(SoloRecord),
     /// Nothing to keep (session left or ended).
     Cleared,
 }
@@ -327,6 +329,15 @@ pub enum Event {
     GaveUp {
         /// Attempts made.
         attempts: u32,
+    },
+    /// Solo: the pair is remembered (PROTOCOL.md §6.1): its record is persisted and the two
+    /// devices find each other again after a cut or a restart, without codes. The secret is
+    /// never in an event.
+    PairRemembered {
+        /// The pair id.
+        pair_id: String,
+        /// The partner's device id.
+        partner_id: String,
     },
     /// The shared playback/timer state, anchored to *this* device's clock: position
     /// `position_us` at local time `anchor_us`, moving at `rate` in `direction` while `running`.

@@ -151,8 +151,21 @@ pub struct JoinAccept {
     /// Human session code, for display.
     #[serde(default)]
     pub session_code: String,
-    /// Full session state.
+    /// Full session state, with the participant list. Written with `"kind":"choir"` like a
+    /// STATE_SNAPSHOT (PROTOCOL.md §5); read with or without it (masters of earlier releases
+    /// left it out).
+    #[serde(serialize_with = "choir_tagged")]
     pub snapshot: ChoirSnapshot,
+}
+
+/// Writes a choir snapshot as STATE_SNAPSHOT carries it: its fields and `"kind":"choir"`.
+fn choir_tagged<S: serde::Serializer>(snap: &ChoirSnapshot, out: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    #[serde(tag = "kind", rename_all = "snake_case")]
+    enum Tagged<'a> {
+        Choir(&'a ChoirSnapshot),
+    }
+    Tagged::Choir(snap).serialize(out)
 }
 
 impl Validate for JoinAccept {
@@ -303,6 +316,42 @@ pub struct Layout {
 impl Validate for Layout {
     fn validate(&mut self) -> Result<(), DecodeError> {
         check_id("leader_device_id", &self.leader_device_id, true)
+    }
+}
+
+/// `PAIR_BOND` (solo only, PROTOCOL.md §6.1): what a remembered pair needs to find itself again.
+/// Each device sends one right after its HELLO on every link of a pair.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairBond {
+    /// On the first link of a pairing made from codes only: this device's half of the pair
+    /// secret, 16 random bytes as 32 hex digits. Absent once the pair is remembered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub half: Option<String>,
+    /// Where this device's redial endpoint listens (`"ip:port"`, at most
+    /// [`MAX_BOND_ENDPOINTS`]); empty for the device that dials.
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+}
+
+/// Most endpoints a `PAIR_BOND` lists (more are refused).
+pub const MAX_BOND_ENDPOINTS: usize = 8;
+
+impl Validate for PairBond {
+    fn validate(&mut self) -> Result<(), DecodeError> {
+        if let Some(h) = &self.half {
+            if h.len() != 32 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(invalid("half", "not 32 hex digits"));
+            }
+        }
+        if self.endpoints.len() > MAX_BOND_ENDPOINTS {
+            return Err(invalid("endpoints", "more than 8"));
+        }
+        for e in &self.endpoints {
+            if e.len() > 64 || e.parse::<std::net::SocketAddr>().is_err() {
+                return Err(invalid("endpoints", "not an ip:port"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -564,7 +613,9 @@ impl Validate for SessionFiles {
     }
 }
 
-/// When and by whom the solo page was last changed: the last-write-wins stamp.
+/// When and by whom the solo page was last changed: the last-write-wins stamp. A state never
+/// changed has `ts` 0 and the holder's own id (PROTOCOL.md §6.1); devices of earlier releases
+/// wrote an empty `sender_id` there, which is still read.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Stamp {
     /// Change time, ms (a hybrid clock: never below the last stamp seen plus one).

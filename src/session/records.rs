@@ -3,7 +3,7 @@
 //! the wire (PROTOCOL.md §3): what the wire rejects refuses the whole record; what the wire clamps
 //! (display strings, playback ranges, well-known key values) is clamped.
 
-use super::{FollowerRecord, MasterRecord, SessionCode};
+use super::{FollowerRecord, MasterRecord, SessionCode, SoloRecord};
 use crate::protocol::{
     check_id, clamp_name, DecodeError, KeyEntry, Validate, MAX_KEYS, MAX_SECRET_LEN,
 };
@@ -141,6 +141,33 @@ impl FollowerRecord {
         for g in &self.sync_groups {
             check_id("sync_groups", g, false)?;
         }
+        Ok(())
+    }
+}
+
+impl SoloRecord {
+    /// Checks a record read back from disk by the rules of the wire (PROTOCOL.md §3, §6.1).
+    pub fn validate(&mut self) -> Result<(), RecordError> {
+        check_id("pair_id", &self.pair_id, false)?;
+        check_id("partner_id", &self.partner_id, false)?;
+        clamp_name(&mut self.partner_name);
+        if self.pair_secret.len() != 32 || !self.pair_secret.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(RecordError::new("pair_secret", "not 32 hex digits"));
+        }
+        if let Some(fp) = &self.partner_fingerprint {
+            // `sha-256 AB:CD:…`: 103 bytes for SHA-256.
+            if fp.len() > MAX_SECRET_LEN || !fp.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
+                return Err(RecordError::new("partner_fingerprint", "not a fingerprint"));
+            }
+        }
+        if self.partner_endpoints.len() > crate::protocol::MAX_BOND_ENDPOINTS {
+            return Err(RecordError::new("partner_endpoints", "more than 8"));
+        }
+        check_as_wire("page", &mut self.page)?;
+        check_as_wire("layout", &mut self.layout)?;
+        check_id("page_stamp", &self.page_stamp.sender_id, true)?;
+        check_id("layout_stamp", &self.layout_stamp.sender_id, true)?;
         Ok(())
     }
 }

@@ -6,15 +6,18 @@
 //! *after* seeing its partner's. On every (re)connect both devices send a snapshot and both
 //! adopt whichever stamp is higher, so they converge without a leader.
 
+mod bond;
+
 use super::link::{Admit, Link, Tick};
 use super::{
-    earliest, Backoff, BackoffConfig, Command, Event, HeartbeatConfig, Input, JoinCredentials,
+    earliest, Backoff, BackoffConfig, Command, DoorQuery, DoorReply, Event, HeartbeatConfig, Input,
     LinkState, Machine, Origin, Outbox, Output, PeerId, Rng, RoleState, StateName, Time,
 };
 use crate::protocol::{
     Empty, Envelope, Hello, Layout, Message, Mode, PageState, Parity, Snapshot, SoloSnapshot, Stamp,
 };
 use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// The reason of the state change when the partner says goodbye (LEAVE_SESSION, §6.1).
@@ -38,6 +41,48 @@ pub struct SoloConfig {
     pub backoff: BackoffConfig,
     /// Period of the STATE_SNAPSHOT each device sends, which repairs a change lost in transit.
     pub snapshot_interval: Duration,
+    /// A new pairing to remember: this device's half of the pair secret (32 hex digits from a
+    /// secure random source), sent in PAIR_BOND on the first link. `None`: the pair is not
+    /// remembered (no state directory), or it already is (see [`Solo::restore`]).
+    pub bond_half: Option<String>,
+    /// Where this device's redial endpoint listens (the waiting side of a remembered pair), sent
+    /// in PAIR_BOND so the partner tries them first next time.
+    pub own_endpoints: Vec<SocketAddr>,
+    /// The partner's DTLS fingerprint (`sha-256 AB:…`) as the pairing codes named it: kept in
+    /// the record so a redial is only accepted from, and only made to, that device.
+    pub partner_fingerprint: Option<String>,
+}
+
+/// What a remembered pair keeps across restarts (PROTOCOL.md §6.1): written by the machine
+/// (`Output::Persist`) when the pair secret is agreed and on every change worth resuming.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoloRecord {
+    /// The pair id (the envelopes' `session_id`).
+    pub pair_id: String,
+    /// The partner's device id.
+    pub partner_id: String,
+    /// The partner's name, as its HELLO said.
+    #[serde(default)]
+    pub partner_name: String,
+    /// The pair secret (32 hex digits): what a redial proves (the member secret of PROTOCOL.md
+    /// §9.2, with the dialing device's id).
+    pub pair_secret: String,
+    /// Whether this device dials (the side that offered the first code).
+    pub initiator: bool,
+    /// The partner's DTLS fingerprint (`sha-256 AB:…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner_fingerprint: Option<String>,
+    /// The partner's redial endpoint as it last told it (empty for the waiting side).
+    #[serde(default)]
+    pub partner_endpoints: Vec<SocketAddr>,
+    /// What was shown, with its stamp (so the pair converges by last write wins after a restart).
+    pub page: PageState,
+    /// The stamp of `page`.
+    pub page_stamp: Stamp,
+    /// The layout, with its stamp.
+    pub layout: Layout,
+    /// The stamp of `layout`.
+    pub layout_stamp: Stamp,
 }
 
 impl SoloConfig {
@@ -51,6 +96,9 @@ impl SoloConfig {
             heartbeat: HeartbeatConfig::default(),
             backoff: BackoffConfig::default(),
             snapshot_interval: Duration::from_secs(5),
+            bond_half: None,
+            own_endpoints: Vec::new(),
+            partner_fingerprint: None,
         }
     }
 }
@@ -103,11 +151,25 @@ pub struct Solo {
     layout_stamp: Stamp,
     retry_at: Option<Time>,
     snapshot_due: Option<Time>,
+    /// The partner's name as its last HELLO said (kept in the record).
+    partner_name: String,
+    /// The remembered pair as it is now, and as it was last persisted.
+    remembered: Option<SoloRecord>,
+    persisted: Option<SoloRecord>,
+    /// This device left by the user: it neither redials nor admits a redial until `Retry`.
+    left: bool,
+    /// When a live-looking link was last probed with a dial (see `on_network_changed`).
+    probed_at: Option<Time>,
 }
 
 impl Solo {
     /// An unpaired device. `seed` drives backoff jitter.
     pub fn new(cfg: SoloConfig, seed: u64) -> Solo {
+        // Nothing changed yet: ts 0, stamped with this device's own id (§6.1), never an empty id.
+        let unchanged = Stamp {
+            ts: 0,
+            sender_id: cfg.device_id.clone(),
+        };
         Solo {
             state: SoloState::LocalOnly,
             out: Outbox::default(),
@@ -117,12 +179,23 @@ impl Solo {
             link: None,
             partner: None,
             page: PageState::default(),
-            page_stamp: Stamp::default(),
+            page_stamp: unchanged.clone(),
             layout: Layout::default(),
-            layout_stamp: Stamp::default(),
+            layout_stamp: unchanged,
             retry_at: None,
             snapshot_due: None,
+            partner_name: String::new(),
+            remembered: None,
+            persisted: None,
+            left: false,
+            probed_at: None,
         }
+    }
+
+    /// The remembered pair, once its secret is agreed (`None` for a pair that is not
+    /// remembered).
+    pub fn record(&self) -> Option<&SoloRecord> {
+        self.remembered.as_ref()
     }
 
     /// Current state.
@@ -239,6 +312,7 @@ impl Solo {
             capabilities: vec![],
         });
         self.send(now, now.as_millis(), hello);
+        self.send_bond(now);
         self.send_snapshot(now);
     }
 
@@ -291,7 +365,16 @@ impl Solo {
             });
             self.enter(SoloState::PairedConnected, "partner heard again");
         }
-        if admit != Admit::Fresh {
+        // Changes carry their own order, the stamp (§2), so one overtaken on a reordering path
+        // is still judged on it; everything else must be fresh.
+        let stamped = matches!(
+            env.msg,
+            Message::SetPage(_)
+                | Message::SetSong(_)
+                | Message::StateSnapshot(_)
+                | Message::SetLayoutParity(_)
+        );
+        if admit == Admit::RateLimited || (admit == Admit::Stale && !stamped) {
             return;
         }
         let stamp = Stamp {
@@ -299,8 +382,9 @@ impl Solo {
             sender_id: env.sender_id.clone(),
         };
         match env.msg {
-            Message::Hello(_) => {
+            Message::Hello(hello) => {
                 let before = self.layout();
+                self.partner_name = hello.device_name;
                 self.partner = Some(env.sender_id);
                 if self.layout() != before {
                     self.out.event(Event::Layout(self.layout()));
@@ -312,6 +396,7 @@ impl Solo {
             }
             Message::SetPage(p) | Message::SetSong(p) => self.merge_page(p, stamp, Origin::Remote),
             Message::SetLayoutParity(l) => self.merge_layout(l, stamp),
+            Message::PairBond(bond) => self.on_bond(&env.sender_id, &env.session_id, bond),
             // The partner quit for good (§6.1): no heartbeat to wait for, nothing to redial.
             Message::LeaveSession(_) => self.part(PARTNER_LEFT),
             Message::Ping(ping) => {
@@ -359,9 +444,10 @@ impl Solo {
                 if self.state != SoloState::PairedConnected && self.link.is_none() {
                     self.backoff.reset();
                     self.retry_at = None;
+                    self.left = false;
                     self.enter(SoloState::PairedReconnecting, "manual retry");
                     if self.cfg.initiator {
-                        self.out.push(Output::Dial(JoinCredentials::default()));
+                        self.out.push(Output::Dial(self.dial_credentials()));
                     } else {
                         self.link_lost(now, "waiting for the partner");
                     }
@@ -371,6 +457,7 @@ impl Solo {
                 if self.link.is_some() {
                     self.send(now, now.as_millis(), Message::LeaveSession(Empty {}));
                 }
+                self.left = true;
                 self.part("left by the user");
             }
             other => self.out.not_allowed("solo device", other),
@@ -411,7 +498,7 @@ impl Solo {
         if self.retry_at.is_some_and(|t| now >= t) {
             self.retry_at = None;
             if self.cfg.initiator {
-                self.out.push(Output::Dial(JoinCredentials::default()));
+                self.out.push(Output::Dial(self.dial_credentials()));
             } else {
                 // The waiting side counts the same attempts, so both give up together.
                 self.link_lost(now, "partner has not redialled");
@@ -442,7 +529,12 @@ impl Solo {
 impl Machine for Solo {
     fn handle(&mut self, now: Time, input: Input<'_>) {
         match input {
-            Input::LinkUp(peer) | Input::AdmittedLinkUp(peer, _) => self.on_link_up(now, peer),
+            Input::LinkUp(peer) => self.on_link_up(now, peer),
+            Input::AdmittedLinkUp(peer, id) => match &self.remembered {
+                // Only the partner passes the door; anything else is not this pair's link.
+                Some(rec) if rec.partner_id != id => self.out.push(Output::Close(peer)),
+                _ => self.on_link_up(now, peer),
+            },
             Input::LinkDown(peer) => {
                 if self.link.as_ref().is_some_and(|(p, _)| *p == peer) {
                     self.link_lost(now, "link lost");
@@ -453,15 +545,16 @@ impl Machine for Solo {
                     self.link_lost(now, "dial failed");
                 }
             }
-            Input::NetworkChanged => {
-                if self.state == SoloState::PairedReconnecting && self.link.is_none() {
-                    self.retry_at = Some(now);
-                }
-            }
+            Input::NetworkChanged => self.on_network_changed(now),
             Input::Received(peer, bytes) => self.on_received(now, peer, bytes),
             Input::Command(cmd) => self.on_command(now, cmd),
             Input::Timeout => self.on_timeout(now),
         }
+        self.sync_record();
+    }
+
+    fn door(&self, _now: Time, query: &DoorQuery) -> DoorReply {
+        self.bond_door(query)
     }
 
     fn poll_output(&mut self) -> Option<Output> {
