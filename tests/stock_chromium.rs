@@ -28,7 +28,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use browser::{in_netns, Addresses, Browser, Env, Lan};
+use browser::lan::{in_netns, Lan};
+use browser::{Addresses, Browser, Env};
 use lansync::transport::{
     accept_offer, create_offer, Link, LinkEvent, TransportConfig, MAX_BINARY_MESSAGE,
     MAX_CONTROL_MESSAGE,

@@ -22,8 +22,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-mod lan;
-pub use lan::{in_netns, Lan};
+pub mod lan;
 
 // ---------------------------------------------------------------------------------------------
 // What this machine has.
