@@ -9,7 +9,10 @@
 //! without camera permission offers only the default route's address as a host candidate);
 //! neither forwards, so nothing leaves the pair. Most tests run Chromium in `C`, like a device on
 //! the LAN, where nftables can drop packets at random; one runs it in `L` beside lansync, which
-//! then uses its loopback settings (127.0.0.1, 16 KiB SCTP packets).
+//! then uses its loopback settings (127.0.0.1, 16 KiB SCTP packets). Those browsers show their
+//! local addresses in candidates; the `hiding` tests leave Chromium's default on, as a phone's
+//! browser does (every host candidate a random `<uuid>.local` name lansync cannot resolve), on a
+//! bridged LAN of namespaces (`tests/browser/lan.rs`): lansync in one, browsers in others.
 //!
 //! Needs root, iproute2, `chromium` (or `LANSYNC_CHROMIUM=/path/to/chrome`) and, for the lossy
 //! tests, nftables. Without them each test says why and passes — unless `CI` is set, when it
