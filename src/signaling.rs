@@ -24,6 +24,7 @@
 mod client;
 mod listener;
 mod nonces;
+mod page;
 mod slots;
 
 use std::collections::HashMap;
@@ -51,6 +52,7 @@ pub use client::{request_join, VerifiedAnswer};
 pub use listener::raise_fd_limit;
 use nonces::{Nonce, Nonces, Pending};
 pub use nonces::{MAX_PENDING, MAX_PENDING_PER_SOURCE, NONCE_TTL};
+pub use page::{CONTENT_SECURITY_POLICY, PREFLIGHT_MAX_AGE};
 
 /// The path of the first round trip: nonce (and PAKE) exchange.
 pub const START_PATH: &str = "/v1/join/start";
@@ -359,10 +361,11 @@ where
             PENDING_TIMEOUT,
         ),
     });
-    let app = Router::new()
-        .route(START_PATH, post(start_handler))
-        .route(JOIN_PATH, post(join_handler))
-        .with_state(shared);
+    let join_routes = [
+        (START_PATH, post(start_handler)),
+        (JOIN_PATH, post(join_handler)),
+    ];
+    let app = page::routes(Router::new(), join_routes).with_state(shared);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(listener::run(listener, app, conn_limits, stopped));
     tracing::info!(addr = %local_addr, "join endpoint listening");

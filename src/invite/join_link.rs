@@ -73,21 +73,61 @@ impl JoinLink {
     /// addresses are in brackets. The fingerprint is written as bare hex (no algorithm, no
     /// colons) to keep the QR code small; it is SHA-256 by definition.
     pub fn to_url(&self) -> String {
-        let hex: String = self
-            .fingerprint
-            .split_whitespace()
-            .last()
-            .unwrap_or("")
-            .chars()
-            .filter(|c| *c != ':')
-            .map(|c| c.to_ascii_lowercase())
-            .collect();
+        format!("{JOIN_URL_BASE}{}", self.query())
+    }
+
+    /// The phones' URL (PROTOCOL.md §9.7): the follower page served at the join endpoint's
+    /// own address, `http://<addr>:<port>/#<the link's query>`. The secrets ride in the
+    /// fragment, which a browser never sends in a request.
+    pub fn to_page_url(&self) -> String {
+        format!("http://{}/#{}", self.socket_addr(), self.query())
+    }
+
+    /// Reads the fragment of a phones' URL (the part after `#`, with or without the `#`) as a
+    /// link: the same rules as [`parse`](Self::parse).
+    pub fn parse_fragment(fragment: &str) -> Result<JoinLink, JoinLinkError> {
+        let fragment = fragment.trim();
+        let fragment = fragment.strip_prefix('#').unwrap_or(fragment);
+        if fragment.is_empty() {
+            return Err(JoinLinkError::Empty);
+        }
+        if fragment.len() + JOIN_URL_BASE.len() > MAX_JOIN_LINK_LEN {
+            return Err(JoinLinkError::TooLong);
+        }
+        JoinLink::parse(&format!("{JOIN_URL_BASE}{fragment}"))
+    }
+
+    /// Whether every `a=fingerprint` line of an answer SDP (there must be one) names this
+    /// link's master, ignoring case and colons (PROTOCOL.md §9.4): a line with another hash
+    /// function fails.
+    pub fn matches_answer(&self, sdp: &str) -> bool {
+        let want = fingerprint_digits(&self.fingerprint);
+        let mut found = false;
+        for line in sdp.lines() {
+            let Some(value) = line.trim_end_matches('\r').strip_prefix("a=fingerprint:") else {
+                continue;
+            };
+            let mut parts = value.split_whitespace();
+            let (Some(alg), Some(fp), None) = (parts.next(), parts.next(), parts.next()) else {
+                return false;
+            };
+            if !alg.eq_ignore_ascii_case("sha-256") || fingerprint_digits(fp) != want {
+                return false;
+            }
+            found = true;
+        }
+        found
+    }
+
+    /// `h=…&c=…&t=…&f=…`: the fingerprint as bare lower-case hex (no algorithm, no colons) to
+    /// keep the QR code small; it is SHA-256 by definition.
+    fn query(&self) -> String {
         format!(
-            "{JOIN_URL_BASE}h={}&c={}&t={}&f={}",
+            "h={}&c={}&t={}&f={}",
             self.socket_addr(),
             self.session_code,
             self.token,
-            hex
+            fingerprint_digits(&self.fingerprint)
         )
     }
 
@@ -182,6 +222,17 @@ impl std::str::FromStr for JoinLink {
     }
 }
 
+/// The hex digits of a fingerprint (`"sha-256 AB:CD:…"` or bare), lower case, no colons.
+fn fingerprint_digits(fp: &str) -> String {
+    fp.split_whitespace()
+        .last()
+        .unwrap_or("")
+        .chars()
+        .filter(|c| *c != ':')
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
 /// `"sha-256 AB:CD:…"` from 64 hex digits (either case; colons tolerated).
 fn fingerprint_from_hex(hex: &str) -> Option<String> {
     let digits: Vec<u8> = hex.bytes().filter(|b| *b != b':').collect();
@@ -252,6 +303,55 @@ mod tests {
         // Brackets percent-encoded by some URL handler.
         let escaped = url.replace('[', "%5B").replace(']', "%5D");
         assert_eq!(JoinLink::parse(&escaped).unwrap(), link);
+    }
+
+    #[test]
+    fn page_url_carries_the_link_in_its_fragment() {
+        let v4 = sample("192.168.1.5".parse().unwrap());
+        let url = v4.to_page_url();
+        assert_eq!(
+            url,
+            "http://192.168.1.5:47321/#h=192.168.1.5:47321&c=ABCD-EFGH\
+             &t=0123456789abcdef0123456789abcdef\
+             &f=0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9"
+        );
+        let (_, fragment) = url.split_once('#').unwrap();
+        assert_eq!(JoinLink::parse_fragment(fragment).unwrap(), v4);
+        assert_eq!(
+            JoinLink::parse_fragment(&format!("#{fragment}")).unwrap(),
+            v4
+        );
+        let v6 = sample("fd00::5".parse().unwrap());
+        let url = v6.to_page_url();
+        assert!(
+            url.starts_with("http://[fd00::5]:47321/#h=[fd00::5]:47321&"),
+            "{url}"
+        );
+        let (_, fragment) = url.split_once('#').unwrap();
+        assert_eq!(JoinLink::parse_fragment(fragment).unwrap(), v6);
+        assert_eq!(JoinLink::parse_fragment(" # "), Err(JoinLinkError::Empty));
+        assert_eq!(
+            JoinLink::parse_fragment("h=192.168.1.5:47321&c=ABCD-EFGH"),
+            Err(JoinLinkError::Missing("t"))
+        );
+        assert_eq!(
+            JoinLink::parse_fragment(&"h".repeat(MAX_JOIN_LINK_LEN)),
+            Err(JoinLinkError::TooLong)
+        );
+    }
+
+    #[test]
+    fn answers_are_checked_against_the_links_fingerprint() {
+        let link = sample("10.0.0.2".parse().unwrap());
+        let line = |fp: &str| format!("v=0\r\na=fingerprint:{fp}\r\nm=application 9\r\n");
+        assert!(link.matches_answer(&line(FP)));
+        assert!(link.matches_answer(&line(&FP.to_ascii_lowercase())));
+        assert!(!link.matches_answer(&line(&FP.replace("F9", "F8"))));
+        assert!(!link.matches_answer(&line(&FP.replace("sha-256", "sha-1"))));
+        assert!(!link.matches_answer("v=0\r\nm=application 9\r\n"));
+        // One other line spoils it: a DTLS stack may accept a certificate by any line.
+        let two = format!("{}a=fingerprint:sha-256 00:11\r\n", line(FP));
+        assert!(!link.matches_answer(&two));
     }
 
     #[test]

@@ -149,11 +149,13 @@ async fn host(
     };
     let rec = host.record().clone();
     let link = host.join_link(reach).to_url();
+    // The follower page for phones without lansync (PROTOCOL.md §9.7).
+    let page = host.join_link(reach).to_page_url();
     out.emit(
         json!({"event":"hosting_link","session_code":rec.session_code.as_str(),
                "session_id":rec.session_id,"session_name":rec.session_name,"link":link,
-               "port":port,"open":rec.password.is_none()}),
-        || banner(&rec, &link, args.loopback),
+               "page":page,"port":port,"open":rec.password.is_none()}),
+        || banner(&rec, &link, args.loopback) + &phones(&page),
     );
     if let Some(d) = args.timer {
         let _ = host.node.command(Command::Playback(PlaybackOp::Timer {
@@ -174,6 +176,14 @@ async fn host(
     // Stops the endpoint and withdraws the mDNS advert, its goodbye sent.
     host.shutdown().await;
     Ok(ok)
+}
+
+/// The phones' QR code: a phone's camera opens the follower page in its browser.
+fn phones(page: &str) -> String {
+    format!(
+        "\nOn a phone (no app needed): scan this QR code, or open {page}\n{}",
+        lansync::invite::qr::qr_terminal_compact(page)
+    )
 }
 
 fn banner(rec: &lansync::session::MasterRecord, link: &str, loopback: bool) -> String {

@@ -1,0 +1,141 @@
+//! The follower page the join endpoint serves (PROTOCOL.md §9.7): a phone that opens the phones'
+//! URL gets `index.html`, its script and style, and lansync's pure core compiled to WebAssembly
+//! (built by `web/build.sh` into `web/dist/`, embedded here). Also the CORS answers that let a
+//! page of another origin post the join requests: every request proves its secret by HMAC
+//! (§9.2) and no cookie or credential is ever used, so a wildcard origin grants nothing.
+
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, MethodRouter};
+use axum::Router;
+use std::net::SocketAddr;
+
+use super::{rate_check, Shared};
+
+/// What the page may do: its own scripts and the core's WebAssembly, requests to its own origin
+/// (the join endpoint), and pictures and documents only from the verified files it holds (blob
+/// URLs). Nothing inline, nothing from elsewhere, never framed.
+pub const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; \
+     connect-src 'self'; style-src 'self'; img-src 'self' blob: data:; media-src blob:; \
+     frame-src blob:; object-src 'none'; base-uri 'none'; form-action 'none'; \
+     frame-ancestors 'none'";
+
+/// How long a browser may reuse a CORS preflight answer, in seconds.
+pub const PREFLIGHT_MAX_AGE: &str = "600";
+
+/// One embedded file of the page.
+struct Asset {
+    path: &'static str,
+    content_type: &'static str,
+    bytes: &'static [u8],
+}
+
+/// Every file the page is made of, at the paths `index.html` and the scripts name.
+const ASSETS: &[Asset] = &[
+    Asset {
+        path: "/",
+        content_type: "text/html; charset=utf-8",
+        bytes: include_bytes!("../../web/static/index.html"),
+    },
+    Asset {
+        path: "/lansync.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../web/static/lansync.js"),
+    },
+    Asset {
+        path: "/lansync.css",
+        content_type: "text/css; charset=utf-8",
+        bytes: include_bytes!("../../web/static/lansync.css"),
+    },
+    Asset {
+        path: "/lansync_web.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../web/dist/lansync_web.js"),
+    },
+    Asset {
+        path: "/lansync_web_bg.wasm",
+        content_type: "application/wasm",
+        bytes: include_bytes!("../../web/dist/lansync_web_bg.wasm"),
+    },
+];
+
+/// The page's GET routes, CORS on the join routes (`post` of each path), and a 404 for the
+/// rest; every request, GETs included, under the rate limit (§9.3).
+pub(super) fn routes(
+    router: Router<Arc<Shared>>,
+    join_routes: [(&'static str, MethodRouter<Arc<Shared>>); 2],
+) -> Router<Arc<Shared>> {
+    let mut router = router;
+    for (path, post) in join_routes {
+        router = router.route(
+            path,
+            post.options(preflight)
+                .layer(axum::middleware::map_response(allow_any_origin)),
+        );
+    }
+    for (i, asset) in ASSETS.iter().enumerate() {
+        router = router.route(
+            asset.path,
+            get(move |state, peer| serve_asset(state, peer, i)),
+        );
+    }
+    router.fallback(not_found)
+}
+
+async fn serve_asset(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    index: usize,
+) -> Response {
+    if let Err(refusal) = rate_check(&shared, peer) {
+        return refusal.into_response();
+    }
+    let asset = &ASSETS[index];
+    (
+        [
+            (header::CONTENT_TYPE, asset.content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        asset.bytes,
+    )
+        .into_response()
+}
+
+async fn not_found(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    if let Err(refusal) = rate_check(&shared, peer) {
+        return refusal.into_response();
+    }
+    StatusCode::NOT_FOUND.into_response()
+}
+
+/// The answer to a CORS preflight of a join request: POST with a JSON body, from any origin.
+async fn preflight() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [
+            (header::ACCESS_CONTROL_ALLOW_METHODS, "POST"),
+            (header::ACCESS_CONTROL_ALLOW_HEADERS, "content-type"),
+            (header::ACCESS_CONTROL_MAX_AGE, PREFLIGHT_MAX_AGE),
+        ],
+    )
+        .into_response()
+}
+
+/// Every answer of the join routes, refusals included, may be read by a page of any origin.
+async fn allow_any_origin(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    response
+}
