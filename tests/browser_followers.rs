@@ -200,7 +200,11 @@ async fn screenshot(p: &Phone) {
 }
 
 fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1e5).round() / 100.0
+    round2(d.as_secs_f64() * 1e3)
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -212,7 +216,6 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 #[test]
-#[ignore = "needs the follower page (branch webpage): served at / by the join endpoint"]
 fn phones_follow_the_master_in_their_browsers() {
     let Some(env) = Env::get(true) else {
         return;
@@ -284,8 +287,10 @@ fn phones_follow_the_master_in_their_browsers() {
                 .await;
             println!(
                 "{}",
-                json!({"test": "browser_followers", "phone": p.n, "joined_ms": s["joined_ms"],
-                       "open_to_first_page_ms": s["shown_ms"], "role_state": s["role_state"]})
+                json!({"test": "browser_followers", "phone": p.n,
+                       "joined_ms": round2(s["joined_ms"].as_f64().unwrap_or(f64::NAN)),
+                       "open_to_first_page_ms": round2(s["shown_ms"].as_f64().unwrap_or(f64::NAN)),
+                       "role_state": s["role_state"]})
             );
             assert_eq!(s["leader"], "Master", "{s}");
         }
@@ -338,9 +343,9 @@ fn phones_follow_the_master_in_their_browsers() {
         println!(
             "{}",
             json!({"test": "browser_followers", "turns": TURNS,
-                   "turn_latency_median_ms": median(all.clone()),
-                   "turn_latency_max_ms": all.iter().copied().fold(0.0, f64::max),
-                   "per_phone_median_ms": latencies.iter().map(|l| median(l.clone())).collect::<Vec<_>>(),
+                   "turn_latency_median_ms": round2(median(all.clone())),
+                   "turn_latency_max_ms": round2(all.iter().copied().fold(0.0, f64::max)),
+                   "per_phone_median_ms": latencies.iter().map(|l| round2(median(l.clone()))).collect::<Vec<_>>(),
                    "clock": "page events' performance.now(), related to the test's clock by a bracketed Runtime.evaluate before each turn"})
         );
         // A burst: only the last turn must be where everyone ends.
@@ -407,14 +412,26 @@ fn phones_follow_the_master_in_their_browsers() {
                    "back_in_step_after_restore_ms": ms(restored.elapsed())})
         );
 
-        // A reload: the same device rejoins as the member it was (PROTOCOL.md §9.2).
+        // A reload: the same device rejoins as the member it was (PROTOCOL.md §9.2), from what
+        // the page kept in the browser. `wtOld` marks the old document, gone once reloaded.
         let reload = &phones[2];
         let before = reload.status().await;
+        reload.b.eval("window.wtOld = true", WAIT).await.expect("mark");
         reload.b.reload().await.expect("reload");
         let s = reload
-            .wait("a rejoin after reload", "s.phase === 'following' && s.page === 122", WAIT)
+            .wait(
+                "a rejoin after reload",
+                "!window.wtOld && s.phase === 'following' && s.page === 122",
+                WAIT,
+            )
             .await;
         assert_eq!(s["device_id"], before["device_id"], "a new device after reload");
+        let joined = reload
+            .b
+            .eval("lansync.events.filter((e) => e.event.event === 'joined').map((e) => e.event)", WAIT)
+            .await
+            .expect("joined events");
+        assert_eq!(joined[0]["rejoin"], true, "not a member's rejoin: {joined}");
         host.send(json!({"cmd": "set_page", "page": 123}));
         for p in &phones {
             p.wait_page(123).await;
