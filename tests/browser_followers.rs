@@ -3,7 +3,8 @@
 //! on (mDNS candidates only, as on a phone), each browser in its own network namespace on one
 //! bridged LAN with the master's (a real `lansync host --json` process) and a native follower's
 //! (`lansync join --json`). The test waits on the page's hooks (`window.lansync.status()`,
-//! `.events`, `.command()`, `.cut()`) with generous deadlines.
+//! `.events`, `.command()`, `.cut()`) with generous deadlines. A second test runs the phones
+//! across 5 % random UDP loss.
 //!
 //! Needs root, iproute2, nftables and `chromium` (or `LANSYNC_CHROMIUM`); without them it says
 //! why and passes, unless `CI` is set. Figures go to stdout, one JSON object per line:
@@ -25,6 +26,8 @@ use serde_json::{json, Value};
 
 /// The LAN: the master on `.1`, phones on `.2`–`.4`, the native follower on `.5`.
 const SUBNET: &str = "10.231.10";
+/// The LAN of the lossy test, laid out the same.
+const LOSSY_SUBNET: &str = "10.231.11";
 const MASTER: usize = 0;
 const PHONES: usize = 3;
 const NATIVE: usize = PHONES + 1;
@@ -207,32 +210,42 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The `q` quantile (0–1) of `v`, nearest rank.
+fn quantile(mut v: Vec<f64>, q: f64) -> f64 {
     v.sort_by(f64::total_cmp);
     if v.is_empty() {
         return f64::NAN;
     }
-    v[v.len() / 2]
+    let i = ((v.len() - 1) as f64 * q).round() as usize;
+    round2(v[i])
 }
 
-#[test]
-fn phones_follow_the_master_in_their_browsers() {
-    let Some(env) = Env::get(true) else {
-        return;
-    };
-    let lan = Lan::new("wtbf", SUBNET, NATIVE + 1);
-    let pack = temp_dir("pack");
-    let files = make_pack(&pack);
-    let (hd, nd) = (temp_dir("host"), temp_dir("native"));
-    let (pack, hd, nd) = (
-        pack.display().to_string(),
-        hd.display().to_string(),
-        nd.display().to_string(),
-    );
-    let mut host = lansync_in(
-        "host",
-        lan.ns(MASTER),
-        &[
+/// A session on the LAN: the host process (publishing the pack), a native follower joined, and
+/// the phones' URL. Namespaces and processes go with it.
+struct Choir {
+    host: Proc,
+    native: Proc,
+    url: String,
+    files: Vec<(String, u64)>,
+    lan: Lan,
+    env: Env,
+    label: &'static str,
+}
+
+impl Choir {
+    /// The session on a fresh LAN on `subnet`, each phone's host losing `loss` % of its UDP;
+    /// `None` (said) when the test cannot run here.
+    fn start(label: &'static str, subnet: &str, loss: u32) -> Option<Choir> {
+        let env = Env::get(true)?;
+        let lan = Lan::new("wtbf", subnet, NATIVE + 1);
+        for n in 0..PHONES {
+            lan.set_loss(1 + n, loss).expect("set the loss");
+        }
+        let pack = temp_dir(&format!("{label}-pack"));
+        let files = make_pack(&pack);
+        let dir = |name: &str| temp_dir(&format!("{label}-{name}")).display().to_string();
+        let (pack, hd, nd) = (pack.display().to_string(), dir("host"), dir("native"));
+        let host_args = [
             "host",
             "--json",
             "--no-mdns",
@@ -242,19 +255,14 @@ fn phones_follow_the_master_in_their_browsers() {
             "Master",
             "--pack",
             &pack,
-        ],
-    );
-    let hosting = host.wait_for("join link", |v| v["event"] == "hosting_link");
-    let url = page_url(&hosting);
-    assert!(
-        url.starts_with(&format!("http://{}:", lan.addr(MASTER))),
-        "{url}"
-    );
-    let link = hosting["link"].as_str().unwrap().to_owned();
-    let native = lansync_in(
-        "native",
-        lan.ns(NATIVE),
-        &[
+        ];
+        let host = lansync_in("host", lan.ns(MASTER), &host_args);
+        let hosting = host.wait_for("join link", |v| v["event"] == "hosting_link");
+        let url = page_url(&hosting);
+        let origin = format!("http://{}:", lan.addr(MASTER));
+        assert!(url.starts_with(&origin), "{url}");
+        let link = hosting["link"].as_str().unwrap().to_owned();
+        let native_args = [
             "join",
             &link,
             "--json",
@@ -262,121 +270,180 @@ fn phones_follow_the_master_in_their_browsers() {
             &nd,
             "--name",
             "Tenor",
-        ],
-    );
-    native.wait_for("joined", |v| v["event"] == "joined");
+        ];
+        let native = lansync_in("native", lan.ns(NATIVE), &native_args);
+        native.wait_for("joined", |v| v["event"] == "joined");
+        Some(Choir {
+            host,
+            native,
+            url,
+            files,
+            lan,
+            env,
+            label,
+        })
+    }
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        // All phones open the page at once, as a choir scanning the QR code would.
+    /// Every phone opens the page at once, as a choir scanning the QR code would; returns once
+    /// each shows its first page and the host counts everyone.
+    async fn open_phones(&self) -> Vec<Phone> {
         let mut phones = Vec::new();
         for n in 0..PHONES {
-            let b = Browser::launch(&env.chromium, lan.ns(1 + n), Addresses::Hidden).await;
-            b.phone_viewport(VIEWPORT.0, VIEWPORT.1).await.expect("viewport");
+            let b =
+                Browser::launch(&self.env.chromium, self.lan.ns(1 + n), Addresses::Hidden).await;
+            b.phone_viewport(VIEWPORT.0, VIEWPORT.1)
+                .await
+                .expect("viewport");
             phones.push(Phone { b, n });
         }
         for p in &phones {
-            p.b.navigate(&url).await.expect("open the page");
+            p.b.navigate(&self.url).await.expect("open the page");
         }
         for p in &phones {
-            let s = p
-                .wait("the first page shown", "s.phase === 'following' && s.shown_ms !== null", WAIT)
-                .await;
+            let shown = "s.phase === 'following' && s.shown_ms !== null";
+            let s = p.wait("the first page shown", shown, WAIT).await;
+            let figure = |k: &str| round2(s[k].as_f64().unwrap_or(f64::NAN));
             println!(
                 "{}",
-                json!({"test": "browser_followers", "phone": p.n,
-                       "joined_ms": round2(s["joined_ms"].as_f64().unwrap_or(f64::NAN)),
-                       "open_to_first_page_ms": round2(s["shown_ms"].as_f64().unwrap_or(f64::NAN)),
+                json!({"test": self.label, "phone": p.n, "joined_ms": figure("joined_ms"),
+                       "open_to_first_page_ms": figure("shown_ms"),
                        "role_state": s["role_state"]})
             );
             assert_eq!(s["leader"], "Master", "{s}");
         }
-        host.wait_for("everyone present", |v| {
+        self.host.wait_for("everyone present", |v| {
             v["event"] == "presence" && v["count"] == (PHONES + 2) as u64
         });
+        phones
+    }
 
-        // The pack reaches every follower, verified (PROTOCOL.md §11).
+    /// The pack reaches every follower, verified (PROTOCOL.md §11).
+    async fn wait_pack(&self, phones: &[Phone]) {
         let verified = format!(
             "s.files.length === {} && s.files.every((f) => f.verified)",
-            files.len()
+            self.files.len()
         );
-        for p in &phones {
+        for p in phones {
             let s = p.wait("the pack verified", &verified, WAIT).await;
-            for (name, size) in &files {
-                let f = s["files"].as_array().unwrap().iter().find(|f| f["name"] == *name);
+            for (name, size) in &self.files {
+                let f = s["files"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|f| f["name"] == *name);
                 let f = f.unwrap_or_else(|| panic!("phone {}: no {name}: {s}", p.n));
                 assert_eq!(f["size"], *size, "phone {}: {f}", p.n);
             }
         }
-        native.wait_for("the pack verified", |v| {
+        self.native.wait_for("the pack verified", |v| {
             v["event"] == "files_done" && v["kind"] == "pack"
         });
+    }
 
-        // A song change, then turns one at a time: each timed on every phone's own clock.
-        host.send(json!({"cmd": "set_song", "song_id": SONG}));
-        for p in &phones {
-            p.wait("the new song", &format!("s.song_id === '{SONG}'"), WAIT).await;
+    /// A song change, then [`TURNS`] turns one at a time, each timed on every phone from the
+    /// host's command to the page's event; then [`BURST`] turns at once, of which only the last
+    /// must be where everyone ends. Prints the figures.
+    async fn turns(&mut self, phones: &[Phone]) {
+        self.host.send(json!({"cmd": "set_song", "song_id": SONG}));
+        for p in phones {
+            let song = format!("s.song_id === '{SONG}'");
+            p.wait("the new song", &song, WAIT).await;
         }
         let mut latencies: Vec<Vec<f64>> = vec![Vec::new(); PHONES];
         for page in 1..=TURNS {
             let mut clocks = Vec::new();
-            for p in &phones {
+            for p in phones {
                 clocks.push(p.clock().await);
             }
             let sent = Instant::now();
-            host.send(json!({"cmd": "set_page", "page": page}));
+            self.host.send(json!({"cmd": "set_page", "page": page}));
             for (p, (at, page_ms)) in phones.iter().zip(&clocks) {
                 p.wait_page(page).await;
                 let t = p.page_event_at(page).await.expect("the page event");
                 let since_sync = ms(sent.saturating_duration_since(*at));
                 latencies[p.n].push(t - page_ms - since_sync);
             }
-            native.wait_page(u64::from(page));
+            self.native.wait_page(u64::from(page));
             if page == 1 {
                 screenshot(&phones[0]).await;
             }
         }
         let all: Vec<f64> = latencies.iter().flatten().copied().collect();
+        let medians: Vec<f64> = latencies.iter().map(|l| quantile(l.clone(), 0.5)).collect();
         println!(
             "{}",
-            json!({"test": "browser_followers", "turns": TURNS,
-                   "turn_latency_median_ms": round2(median(all.clone())),
-                   "turn_latency_max_ms": round2(all.iter().copied().fold(0.0, f64::max)),
-                   "per_phone_median_ms": latencies.iter().map(|l| round2(median(l.clone()))).collect::<Vec<_>>(),
-                   "clock": "page events' performance.now(), related to the test's clock by a bracketed Runtime.evaluate before each turn"})
+            json!({"test": self.label, "turns": TURNS, "phones": PHONES,
+                   "turn_latency_median_ms": quantile(all.clone(), 0.5),
+                   "turn_latency_p90_ms": quantile(all.clone(), 0.9),
+                   "turn_latency_max_ms": quantile(all, 1.0),
+                   "per_phone_median_ms": medians,
+                   "clock": "each page's performance.now() of its page event, related to the \
+                             test's clock by a Runtime.evaluate bracketed before each turn"})
         );
-        // A burst: only the last turn must be where everyone ends.
         let last = 100 + BURST;
         let started = Instant::now();
         for page in 101..=last {
-            host.send(json!({"cmd": "set_page", "page": page}));
+            self.host.send(json!({"cmd": "set_page", "page": page}));
         }
-        for p in &phones {
+        for p in phones {
             p.wait_page(last).await;
         }
-        native.wait_page(u64::from(last));
+        self.native.wait_page(u64::from(last));
         println!(
             "{}",
-            json!({"test": "browser_followers", "burst": BURST,
-                   "burst_to_all_ms": ms(started.elapsed())})
+            json!({"test": self.label, "burst": BURST, "burst_to_all_ms": ms(started.elapsed())})
         );
+    }
+
+    /// The end reaches every phone and the native follower.
+    async fn end(&mut self, phones: &[Phone]) {
+        self.host.send(json!({"cmd": "end"}));
+        for p in phones {
+            p.wait("the session's end", "s.phase === 'ended'", WAIT)
+                .await;
+        }
+        self.native
+            .wait_for("session end", |v| v["event"] == "session_ended");
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
+fn phones_follow_the_master_in_their_browsers() {
+    let Some(mut choir) = Choir::start("browser_followers", SUBNET, 0) else {
+        return;
+    };
+    runtime().block_on(async {
+        let phones = choir.open_phones().await;
+        choir.wait_pack(&phones).await;
+        choir.turns(&phones).await;
+        let (host, native, lan) = (&mut choir.host, &choir.native, &choir.lan);
 
         // One phone goes free, reads ahead on its own, and follows again.
         let free = &phones[0];
         free.command(json!({"cmd": "free"})).await;
-        free.wait("free mode", "s.phase === 'free' && !s.follow", WAIT).await;
+        free.wait("free mode", "s.phase === 'free' && !s.follow", WAIT)
+            .await;
         free.command(json!({"cmd": "set_page", "page": 3})).await;
-        free.wait("its own page", "s.page === 3 && !s.follow", WAIT).await;
+        free.wait("its own page", "s.page === 3 && !s.follow", WAIT)
+            .await;
         host.send(json!({"cmd": "set_page", "page": 120}));
         for p in &phones[1..] {
             p.wait_page(120).await;
         }
         native.wait_page(120);
         let s = free.status().await;
-        assert_eq!((s["page"].as_u64(), &s["follow"]), (Some(3), &json!(false)), "{s}");
+        assert_eq!(
+            (s["page"].as_u64(), &s["follow"]),
+            (Some(3), &json!(false)),
+            "{s}"
+        );
         free.command(json!({"cmd": "follow"})).await;
         free.wait_page(120).await;
 
@@ -385,10 +452,11 @@ fn phones_follow_the_master_in_their_browsers() {
         let joins = cut.count("joined").await;
         cut.b.eval("lansync.cut()", WAIT).await.expect("cut");
         cut.wait("a rejoin", "s.phase === 'following'", WAIT).await;
-        let rejoined = format!(
-            "lansync.events.filter((e) => e.event.event === 'joined').length > {joins}"
-        );
-        cut.b.wait_until("phone 1: joined again", &rejoined, WAIT).await;
+        let rejoined =
+            format!("lansync.events.filter((e) => e.event.event === 'joined').length > {joins}");
+        cut.b
+            .wait_until("phone 1: joined again", &rejoined, WAIT)
+            .await;
         host.send(json!({"cmd": "set_page", "page": 121}));
         for p in &phones {
             p.wait_page(121).await;
@@ -398,12 +466,18 @@ fn phones_follow_the_master_in_their_browsers() {
         // the master dropped, then let through again.
         let started = Instant::now();
         lan.cut(1 + cut.n, MASTER, true).expect("cut the phone off");
-        cut.wait("the loss noticed", "s.phase === 'reconnecting'", SILENCE_WAIT).await;
+        cut.wait(
+            "the loss noticed",
+            "s.phase === 'reconnecting'",
+            SILENCE_WAIT,
+        )
+        .await;
         let noticed = started.elapsed();
         host.send(json!({"cmd": "set_page", "page": 122}));
         let cut_left = CUT.saturating_sub(started.elapsed());
         tokio::time::sleep(cut_left).await; // the outage itself, not a synchronisation
-        lan.cut(1 + cut.n, MASTER, false).expect("restore the phone");
+        lan.cut(1 + cut.n, MASTER, false)
+            .expect("restore the phone");
         let restored = Instant::now();
         cut.wait_page(122).await;
         println!(
@@ -416,7 +490,11 @@ fn phones_follow_the_master_in_their_browsers() {
         // the page kept in the browser. `wtOld` marks the old document, gone once reloaded.
         let reload = &phones[2];
         let before = reload.status().await;
-        reload.b.eval("window.wtOld = true", WAIT).await.expect("mark");
+        reload
+            .b
+            .eval("window.wtOld = true", WAIT)
+            .await
+            .expect("mark");
         reload.b.reload().await.expect("reload");
         let s = reload
             .wait(
@@ -425,10 +503,16 @@ fn phones_follow_the_master_in_their_browsers() {
                 WAIT,
             )
             .await;
-        assert_eq!(s["device_id"], before["device_id"], "a new device after reload");
+        assert_eq!(
+            s["device_id"], before["device_id"],
+            "a new device after reload"
+        );
         let joined = reload
             .b
-            .eval("lansync.events.filter((e) => e.event.event === 'joined').map((e) => e.event)", WAIT)
+            .eval(
+                "lansync.events.filter((e) => e.event.event === 'joined').map((e) => e.event)",
+                WAIT,
+            )
             .await
             .expect("joined events");
         assert_eq!(joined[0]["rejoin"], true, "not a member's rejoin: {joined}");
@@ -438,13 +522,36 @@ fn phones_follow_the_master_in_their_browsers() {
         }
         native.wait_page(123);
         let s = reload.status().await;
-        assert_eq!(s["presence"], json!(PHONES + 2), "a reload counted twice: {s}");
+        assert_eq!(
+            s["presence"],
+            json!(PHONES + 2),
+            "a reload counted twice: {s}"
+        );
 
-        // The end reaches every phone and the native follower.
-        host.send(json!({"cmd": "end"}));
-        for p in &phones {
-            p.wait("the session's end", "s.phase === 'ended'", WAIT).await;
-        }
-        native.wait_for("session end", |v| v["event"] == "session_ended");
+        choir.end(&phones).await;
+    });
+}
+
+/// The same phones across 5 % random loss of their UDP each way (nftables, on each phone's
+/// host): joins, the pack, the song and the turns still reach everyone.
+#[test]
+fn phones_follow_across_5_percent_loss() {
+    let Some(mut choir) = Choir::start("browser_followers_loss5", LOSSY_SUBNET, 5) else {
+        return;
+    };
+    runtime().block_on(async {
+        let phones = choir.open_phones().await;
+        choir.wait_pack(&phones).await;
+        choir.turns(&phones).await;
+        let dropped: Vec<u64> = (0..PHONES).map(|n| choir.lan.dropped(1 + n)).collect();
+        println!(
+            "{}",
+            json!({"test": choir.label, "udp_packets_dropped": dropped})
+        );
+        assert!(
+            dropped.iter().all(|&d| d > 0),
+            "no loss applied: {dropped:?}"
+        );
+        choir.end(&phones).await;
     });
 }

@@ -118,6 +118,30 @@ impl Lan {
         nft(ns, "lossy", &rule)
     }
 
+    /// How many packets host `i`'s random loss dropped so far (its nftables counters).
+    pub fn dropped(&self, i: usize) -> u64 {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.hosts[i],
+                "nft",
+                "list",
+                "table",
+                "inet",
+                "lossy",
+            ])
+            .output();
+        let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        let text = text.unwrap_or_default();
+        let words: Vec<&str> = text.split_whitespace().collect();
+        words
+            .windows(2)
+            .filter(|w| w[0] == "packets")
+            .filter_map(|w| w[1].parse::<u64>().ok())
+            .sum()
+    }
+
     /// Cuts (`true`) or restores every packet between hosts `i` and `j`, dropped in host `i`.
     pub fn cut(&self, i: usize, j: usize, cut: bool) -> Result<(), String> {
         let ns = &self.hosts[i];
