@@ -20,6 +20,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use browser::lan::Lan;
+use browser::page::{Phone, WAIT};
 use browser::{Addresses, Browser, Env};
 use cli::Proc;
 use serde_json::{json, Value};
@@ -33,8 +34,6 @@ const PHONES: usize = 3;
 const NATIVE: usize = PHONES + 1;
 /// A phone's screen in CSS pixels.
 const VIEWPORT: (u32, u32) = (390, 844);
-/// What every page state is given to arrive: joining and turns take well under a second here.
-const WAIT: Duration = Duration::from_secs(30);
 /// Noticing a silent link takes the heartbeat's timeout (PROTOCOL.md §6.4), then a redial.
 const SILENCE_WAIT: Duration = Duration::from_secs(150);
 /// How long the real cut lasts: longer than the heartbeat's timeout, so the link is lost.
@@ -118,80 +117,6 @@ fn page_url(hosting: &Value) -> String {
         .find_map(|kv| kv.strip_prefix("h="))
         .expect("h in the link");
     format!("http://{h}/#{query}")
-}
-
-/// A phone: a browser in its own namespace, on the follower page.
-struct Phone {
-    b: Browser,
-    n: usize,
-}
-
-impl Phone {
-    /// `lansync.status()`.
-    async fn status(&self) -> Value {
-        self.b
-            .eval("lansync.status()", WAIT)
-            .await
-            .unwrap_or_else(|e| panic!("phone {}: status: {e}", self.n))
-    }
-
-    /// Waits until the status satisfies `pred` (JavaScript over `s`), and returns it.
-    async fn wait(&self, what: &str, pred: &str, deadline: Duration) -> Value {
-        let expr = format!(
-            "(() => {{ if (!window.lansync) return null; const s = lansync.status(); \
-             return ({pred}) ? s : null; }})()"
-        );
-        self.b
-            .wait_until(&format!("phone {}: {what}", self.n), &expr, deadline)
-            .await
-    }
-
-    async fn wait_page(&self, page: u32) -> Value {
-        let pred = format!("s.page === {page} && s.follow");
-        self.wait(&format!("page {page}"), &pred, WAIT).await
-    }
-
-    async fn command(&self, cmd: Value) {
-        self.b
-            .eval(&format!("lansync.command({cmd})"), WAIT)
-            .await
-            .unwrap_or_else(|e| panic!("phone {}: command {cmd}: {e}", self.n));
-    }
-
-    /// How many of the page's events are `kind` (JSON `event` field).
-    async fn count(&self, kind: &str) -> u64 {
-        let expr = format!("lansync.events.filter((e) => e.event.event === '{kind}').length");
-        self.b
-            .eval(&expr, WAIT)
-            .await
-            .ok()
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0)
-    }
-
-    /// The page's clock now, bracketed by the test's: (test instant in the middle, page ms).
-    async fn clock(&self) -> (Instant, f64) {
-        let before = Instant::now();
-        let ms = self
-            .b
-            .eval("performance.now()", WAIT)
-            .await
-            .expect("page clock");
-        let after = Instant::now();
-        (
-            before + (after - before) / 2,
-            ms.as_f64().expect("a number"),
-        )
-    }
-
-    /// When (page ms) the page's machine reported page `page`, first.
-    async fn page_event_at(&self, page: u32) -> Option<f64> {
-        let expr = format!(
-            "(lansync.events.find((e) => e.event.event === 'page' && e.event.page === {page}) \
-             || {{t: null}}).t"
-        );
-        self.b.eval(&expr, WAIT).await.ok()?.as_f64()
-    }
 }
 
 /// Saves the phone's screen to `LANSYNC_SCREENSHOT`, if set (README's picture, docs/phone.png).

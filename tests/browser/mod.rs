@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 pub mod lan;
+pub mod page;
 
 // ---------------------------------------------------------------------------------------------
 // What this machine has.
