@@ -73,3 +73,140 @@ fn the_handshake_proves_and_checks_with_the_protocols_keys() {
     let body = serde_json::json!({"answer": answer, "mac": mac}).to_string();
     assert_eq!(hs.read_answer(200, &body).unwrap(), answer);
 }
+
+mod files {
+    use crate::files::{Files, FilesNote};
+    use lansync::protocol::{Envelope, Message};
+    use lansync::session::Time;
+    use lansync::transfer::{
+        sha256_hex, FileEntry, Manifest, ManifestKind, Sender, SenderConfig, SenderOutput,
+    };
+
+    const T0: Time = Time(1_700_000_000_000_000);
+
+    fn pdf(len: usize) -> Vec<u8> {
+        let mut b: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        b[..9].copy_from_slice(b"%PDF-1.7\n");
+        b
+    }
+
+    fn sender(bytes: &[u8]) -> Sender {
+        let manifest = Manifest {
+            schema_version: 1,
+            kind: ManifestKind::Pack,
+            files: vec![FileEntry {
+                id: "f0".into(),
+                name: "gloria.pdf".into(),
+                size: bytes.len() as u64,
+                mime: "application/pdf".into(),
+                sha256: sha256_hex(bytes),
+                media_refs: vec![],
+            }],
+            updated_at: 1,
+            uploaded_by: "master".into(),
+        };
+        Sender::new(SenderConfig::default(), manifest).unwrap()
+    }
+
+    /// Through the wire, as the page gets it.
+    fn env(msg: Message) -> Envelope {
+        let text = Envelope {
+            session_id: "s1".into(),
+            sender_id: "master".into(),
+            ts: 1,
+            seq: 1,
+            msg,
+        }
+        .encode()
+        .unwrap();
+        Envelope::decode(text.as_bytes()).unwrap()
+    }
+
+    /// Runs a round between `sender` (serving `bytes`, with `corrupt` applied to each chunk)
+    /// and the page's files until neither has anything to say.
+    fn round(
+        files: &mut Files,
+        sender: &mut Sender,
+        bytes: &[u8],
+        corrupt: impl Fn(&mut Vec<u8>),
+    ) -> Vec<FilesNote> {
+        let mut notes = Vec::new();
+        sender.offer(T0);
+        loop {
+            let mut moved = false;
+            while let Some(out) = sender.poll_output() {
+                moved = true;
+                let replies = match out {
+                    SenderOutput::Control(m) => files.control(T0, &env(m), &mut notes),
+                    SenderOutput::Read { file, offset, len } => {
+                        let at = offset as usize;
+                        sender
+                            .handle_data(T0, file, offset, &bytes[at..at + len])
+                            .unwrap();
+                        continue;
+                    }
+                    SenderOutput::Chunk(mut c) => {
+                        sender.handle_drained(c.len() as u64);
+                        corrupt(&mut c);
+                        files.chunk(T0, &c, &mut notes)
+                    }
+                    SenderOutput::Event(_) => continue,
+                };
+                for m in replies {
+                    let _ = sender.handle_control(T0, &env(m).msg);
+                }
+            }
+            if !moved {
+                return notes;
+            }
+        }
+    }
+
+    #[test]
+    fn a_pack_is_received_verified_and_handed_over_once() {
+        let bytes = pdf(40_000);
+        let mut files = Files::default();
+        files.set_host("master");
+        let notes = round(&mut files, &mut sender(&bytes), &bytes, |_| {});
+        assert!(
+            notes
+                .iter()
+                .any(|n| matches!(n, FilesNote::FilesDone { .. })),
+            "{notes:?}"
+        );
+        let list = files.list();
+        assert_eq!(list.len(), 1);
+        assert!(list[0].verified);
+        assert_eq!(files.take(&sha256_hex(&bytes)).as_deref(), Some(&bytes[..]));
+        assert_eq!(files.take(&sha256_hex(&bytes)), None);
+    }
+
+    #[test]
+    fn a_corrupted_file_is_never_handed_over() {
+        let bytes = pdf(40_000);
+        let mut files = Files::default();
+        files.set_host("master");
+        let notes = round(&mut files, &mut sender(&bytes), &bytes, |c| {
+            if let Some(b) = c.get_mut(20_000 % 16_376 + 8) {
+                *b ^= 0xff;
+            }
+        });
+        assert!(
+            notes
+                .iter()
+                .any(|n| matches!(n, FilesNote::FilesFailed { .. })),
+            "{notes:?}"
+        );
+        assert!(!files.list()[0].verified);
+        assert_eq!(files.take(&sha256_hex(&bytes)), None);
+    }
+
+    #[test]
+    fn nothing_is_accepted_before_the_master_is_known() {
+        let bytes = pdf(100);
+        let mut files = Files::default();
+        let notes = round(&mut files, &mut sender(&bytes), &bytes, |_| {});
+        assert!(notes.is_empty());
+        assert!(files.list().is_empty());
+    }
+}

@@ -426,7 +426,7 @@ function render() {
   $('mode').textContent = s.follow === false ? 'Follow the master' : 'Browse freely';
   $('mode').disabled = !page.core || page.phase === 'ended';
   $('leader').textContent = s.leader || '—';
-  $('presence').textContent = s.presence == null ? '' : s.presence + ' here';
+  $('presence').textContent = s.presence == null ? '' : '· ' + s.presence + ' here';
   const err = $('error');
   err.hidden = !page.error;
   err.textContent = page.error || '';
