@@ -155,6 +155,8 @@ struct Choir {
     lan: Lan,
     env: Env,
     label: &'static str,
+    /// This session's first phone is README's picture (see [`screenshot`]).
+    screenshot: bool,
 }
 
 impl Choir {
@@ -206,6 +208,7 @@ impl Choir {
             lan,
             env,
             label,
+            screenshot: loss == 0,
         })
     }
 
@@ -289,7 +292,7 @@ impl Choir {
                 latencies[p.n].push(t - page_ms - since_sync);
             }
             self.native.wait_page(u64::from(page));
-            if page == 1 {
+            if page == 1 && self.screenshot {
                 screenshot(&phones[0]).await;
             }
         }
