@@ -157,6 +157,7 @@ struct Choir {
     label: &'static str,
     /// This session's first phone is README's picture (see [`screenshot`]).
     screenshot: bool,
+    _dirs: Dirs,
 }
 
 impl Choir {
@@ -168,10 +169,13 @@ impl Choir {
         for n in 0..PHONES {
             lan.set_loss(1 + n, loss).expect("set the loss");
         }
-        let pack = temp_dir(&format!("{label}-pack"));
-        let files = make_pack(&pack);
-        let dir = |name: &str| temp_dir(&format!("{label}-{name}")).display().to_string();
-        let (pack, hd, nd) = (pack.display().to_string(), dir("host"), dir("native"));
+        let dirs = Dirs(
+            ["pack", "host", "native"]
+                .map(|d| temp_dir(&format!("{label}-{d}")))
+                .to_vec(),
+        );
+        let files = make_pack(&dirs.0[0]);
+        let [pack, hd, nd] = [0, 1, 2].map(|i| dirs.0[i].display().to_string());
         let host_args = [
             "host",
             "--json",
@@ -209,6 +213,7 @@ impl Choir {
             env,
             label,
             screenshot: loss == 0,
+            _dirs: dirs,
         })
     }
 
@@ -332,6 +337,17 @@ impl Choir {
         }
         self.native
             .wait_for("session end", |v| v["event"] == "session_ended");
+    }
+}
+
+/// Directories removed on drop (declared last in [`Choir`], so after its processes are gone).
+struct Dirs(Vec<PathBuf>);
+
+impl Drop for Dirs {
+    fn drop(&mut self) {
+        for dir in &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

@@ -38,11 +38,13 @@ impl Phone {
             .await
     }
 
+    /// Waits until the phone follows and shows page `page` (0-based).
     pub async fn wait_page(&self, page: u32) -> Value {
         let pred = format!("s.page === {page} && s.follow");
         self.wait(&format!("page {page}"), &pred, WAIT).await
     }
 
+    /// `lansync.command(cmd)`: `free`, `follow`, `set_page` (in free mode).
     pub async fn command(&self, cmd: Value) {
         self.b
             .eval(&format!("lansync.command({cmd})"), WAIT)
