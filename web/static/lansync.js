@@ -450,9 +450,13 @@ function renderScore(score) {
     img.alt = score.name;
     img.hidden = false;
   } else {
-    doc.src = key; // the browser's own PDF viewer
-    doc.title = score.name;
-    doc.hidden = false;
+    // The browser's own PDF viewer. A new frame for each page: a viewer already open ignores a
+    // change of the URL's #page alone.
+    const fresh = doc.cloneNode(false);
+    fresh.src = key;
+    fresh.title = score.name;
+    fresh.hidden = false;
+    doc.replaceWith(fresh);
   }
 }
 
