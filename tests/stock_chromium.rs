@@ -9,37 +9,36 @@
 //! without camera permission offers only the default route's address as a host candidate);
 //! neither forwards, so nothing leaves the pair. Most tests run Chromium in `C`, like a device on
 //! the LAN, where nftables can drop packets at random; one runs it in `L` beside lansync, which
-//! then uses its loopback settings (127.0.0.1, 16 KiB SCTP packets).
+//! then uses its loopback settings (127.0.0.1, 16 KiB SCTP packets). Those browsers show their
+//! local addresses in candidates; the `hiding` tests leave Chromium's default on, as a phone's
+//! browser does (every host candidate a random `<uuid>.local` name lansync cannot resolve), on a
+//! bridged LAN of namespaces (`tests/browser/lan.rs`): lansync in one, browsers in others.
 //!
 //! Needs root, iproute2, `chromium` (or `LANSYNC_CHROMIUM=/path/to/chrome`) and, for the lossy
 //! tests, nftables. Without them each test says why and passes — unless `CI` is set, when it
 //! fails. Run: `cargo test --release --test stock_chromium -- --nocapture` (figures go to stdout,
 //! one JSON object per line). `LANSYNC_LOG` shows lansync's logs; `LANSYNC_CHROMIUM_ARGS` and
-//! `LANSYNC_CHROMIUM_LOG` Chromium's (see [`Browser::launch`]).
+//! `LANSYNC_CHROMIUM_LOG` Chromium's (see `Browser::launch` in `tests/browser/mod.rs`).
 #![cfg(feature = "native")]
 
 // Namespace plumbing shared with the benchmarks (`run`, `ip`, `set_loss`).
 #[path = "../benches/common/mod.rs"]
 mod netns;
+// The DevTools driver and the bridged LAN, shared with `tests/browser_followers.rs`.
+mod browser;
 
-use std::collections::HashMap;
-use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::FromRawFd;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use browser::lan::{in_netns, Lan};
+use browser::{Addresses, Browser, Env};
 use lansync::transport::{
     accept_offer, create_offer, Link, LinkEvent, TransportConfig, MAX_BINARY_MESSAGE,
     MAX_CONTROL_MESSAGE,
 };
 use netns::ip;
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
 
 const PEER_JS: &str = include_str!("stock/chromium_peer.js");
 const READY_MARKER: &str = r#"{"lansync":"ready"}"#;
@@ -59,70 +58,6 @@ const LOSSY_SETUPS: usize = 10;
 /// What the page sends right behind its ready marker when it answers (PROTOCOL.md §1 lets the
 /// answering side send as soon as its channels are open): the offerer's first messages.
 const EARLY: [&str; 2] = ["early 1", "early 2"];
-
-// ---------------------------------------------------------------------------------------------
-// What this machine has.
-
-/// Tests here share two cores with Chromium: one at a time, so the figures mean something.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Everything a test needs, or why it cannot run (then: a failure under CI, a skip elsewhere).
-struct Env {
-    chromium: PathBuf,
-    _serial: MutexGuard<'static, ()>,
-}
-
-impl Env {
-    fn get(needs_nft: bool) -> Option<Env> {
-        match Self::missing(needs_nft) {
-            Ok(chromium) => Some(Env {
-                chromium,
-                _serial: SERIAL.lock().unwrap_or_else(|p| p.into_inner()),
-            }),
-            Err(why) if std::env::var_os("CI").is_some() => {
-                panic!("stock Chromium test cannot run under CI: {why}")
-            }
-            Err(why) => {
-                eprintln!("SKIP: {why}");
-                None
-            }
-        }
-    }
-
-    fn missing(needs_nft: bool) -> Result<PathBuf, String> {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
-            return Err("needs root (network namespaces)".into());
-        }
-        if !runs("ip", "-V") {
-            return Err("`ip` not found (apt-get install iproute2)".into());
-        }
-        if needs_nft && !runs("nft", "--version") {
-            return Err("`nft` not found (apt-get install nftables)".into());
-        }
-        chromium_path().ok_or_else(|| {
-            "no Chromium: apt-get install chromium, or set LANSYNC_CHROMIUM".to_string()
-        })
-    }
-}
-
-fn runs(program: &str, flag: &str) -> bool {
-    Command::new(program)
-        .arg(flag)
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn chromium_path() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("LANSYNC_CHROMIUM") {
-        return Some(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH")?;
-    ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
-        .find(|p| p.is_file())
-}
 
 // ---------------------------------------------------------------------------------------------
 // Two namespaces and a veth pair.
@@ -204,8 +139,6 @@ impl Drop for Net {
     }
 }
 
-/// Runs `body` on a tokio runtime whose threads all live in namespace `ns` (threads inherit the
-/// namespace of the thread that spawns them), so every socket lansync opens is there.
 /// Runs `body` in lansync's namespace with a headless Chromium placed as `place` (its namespace
 /// losing the given share of UDP), given the browser and the namespaces `[lansync, Chromium]`.
 /// Skips (or fails under `CI`) when root, `ip`, `chromium` or, for loss, `nft` is missing.
@@ -231,283 +164,23 @@ where
     };
     let chromium = env.chromium.clone();
     in_netns(&net.l, move || async move {
-        let b = Browser::launch(&chromium, &ns).await;
+        let b = Browser::launch(&chromium, &ns, Addresses::Shown).await;
+        b.eval(PEER_JS, DEADLINE).await.expect("load the peer");
         body(b, [l, ns]).await;
     });
 }
 
-fn in_netns<F>(ns: &str, body: impl FnOnce() -> F + Send + 'static)
-where
-    F: std::future::Future<Output = ()>,
-{
-    // `LANSYNC_LOG=rtc_sctp=trace` (say) shows what lansync's engine did, on stderr.
-    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("LANSYNC_LOG") {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .try_init();
-    }
-    let path = format!("/var/run/netns/{ns}");
-    let thread = std::thread::spawn(move || {
-        let file = File::open(&path).expect("open the namespace");
-        // SAFETY: a valid namespace fd; setns only changes this thread's network namespace.
-        let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(body());
-    });
-    if let Err(panic) = thread.join() {
-        std::panic::resume_unwind(panic);
-    }
+/// `peer.NAME(args…)` in a page holding `tests/stock/chromium_peer.js`.
+trait Peer {
+    async fn peer(&self, name: &str, args: &[Value], deadline: Duration) -> Result<Value, String>;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Chromium over the DevTools pipe.
-
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
-
-/// A headless Chromium with one blank page holding `window.peer`. Closed (and its process group
-/// killed if it lingers) on drop.
-struct Browser {
-    child: Child,
-    to: Mutex<File>,
-    pending: Pending,
-    next_id: AtomicU64,
-    session: String,
-    dir: PathBuf,
-}
-
-impl Browser {
-    async fn launch(chromium: &Path, ns: &str) -> Browser {
-        let dir = std::env::temp_dir().join(format!(
-            "lansync-chromium-{}-{}",
-            std::process::id(),
-            NET_SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("profile directory");
-        let (to_read, to_write) = pipe();
-        let (from_read, from_write) = pipe();
-        let log = File::create(dir.join("chromium.log")).expect("log file");
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns])
-            .arg(chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--remote-debugging-pipe",
-                "--no-first-run",
-                "--no-default-browser-check",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-background-timer-throttling",
-                "--disable-renderer-backgrounding",
-                // Host candidates as addresses, not mDNS names (lansync does not resolve those).
-                "--disable-features=WebRtcHideLocalIpsWithMdns",
-            ])
-            .arg(format!("--user-data-dir={}", dir.join("profile").display()))
-            // E.g. `--enable-logging=stderr --v=1` (dcsctp then logs every SCTP packet in text
-            // pcap form); `LANSYNC_CHROMIUM_LOG=FILE` keeps the log of the last browser closed.
-            .args(
-                std::env::var("LANSYNC_CHROMIUM_ARGS")
-                    .unwrap_or_default()
-                    .split_whitespace(),
-            )
-            .arg("about:blank")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .process_group(0);
-        // SAFETY: only async-signal-safe calls (fcntl, dup2) between fork and exec. Both fds are
-        // first copied above 9, so neither can be overwritten by the other's dup2.
-        unsafe {
-            cmd.pre_exec(move || {
-                let a = libc::fcntl(to_read, libc::F_DUPFD, 10);
-                let b = libc::fcntl(from_write, libc::F_DUPFD, 10);
-                if a < 0 || b < 0 || libc::dup2(a, 3) < 0 || libc::dup2(b, 4) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().expect("spawn chromium");
-        // SAFETY: fds from pipe2 owned by nobody else; the child has its own copies.
-        let (to, from) = unsafe {
-            libc::close(to_read);
-            libc::close(from_write);
-            (File::from_raw_fd(to_write), File::from_raw_fd(from_read))
-        };
-        let pending: Pending = Arc::default();
-        let inbox = pending.clone();
-        std::thread::spawn(move || read_replies(from, &inbox));
-        let mut browser = Browser {
-            child,
-            to: Mutex::new(to),
-            pending,
-            next_id: AtomicU64::new(1),
-            session: String::new(),
-            dir,
-        };
-        let target = browser
-            .call("Target.createTarget", json!({"url": "about:blank"}), None)
-            .await
-            .unwrap_or_else(|e| panic!("Chromium did not start: {e}; {}", browser.log_tail()));
-        let target = target["targetId"].as_str().expect("targetId").to_owned();
-        let attached = browser
-            .call(
-                "Target.attachToTarget",
-                json!({"targetId": target, "flatten": true}),
-                None,
-            )
-            .await
-            .expect("attach to the page");
-        browser.session = attached["sessionId"]
-            .as_str()
-            .expect("sessionId")
-            .to_owned();
-        browser
-            .eval(PEER_JS, DEADLINE)
-            .await
-            .expect("load the peer");
-        browser
-    }
-
-    /// One DevTools command; its `result`, or the error it returned.
-    async fn call(
-        &self,
-        method: &str,
-        params: Value,
-        session: Option<&str>,
-    ) -> Result<Value, String> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.pending.lock().unwrap().insert(id, tx);
-        let mut msg = json!({"id": id, "method": method, "params": params});
-        if let Some(s) = session {
-            msg["sessionId"] = json!(s);
-        }
-        let mut bytes = msg.to_string().into_bytes();
-        bytes.push(0);
-        self.to
-            .lock()
-            .unwrap()
-            .write_all(&bytes)
-            .map_err(|e| format!("write to Chromium: {e}"))?;
-        // The page's own waits are shorter; this only guards against a dead browser.
-        let reply = tokio::time::timeout(Duration::from_secs(900), rx)
-            .await
-            .map_err(|_| format!("no reply to {method}"))?
-            .map_err(|_| format!("Chromium closed the pipe during {method}"))?;
-        match reply.get("error") {
-            Some(e) => Err(format!("{method}: {e}")),
-            None => Ok(reply["result"].clone()),
-        }
-    }
-
-    /// Evaluates `expr` in the page, awaiting a promise; its value or the exception's text.
-    async fn eval(&self, expr: &str, deadline: Duration) -> Result<Value, String> {
-        let params = json!({
-            "expression": expr,
-            "awaitPromise": true,
-            "returnByValue": true,
-            "timeout": deadline.as_millis() as u64,
-        });
-        let session = self.session.clone();
-        let r = self
-            .call("Runtime.evaluate", params, Some(&session))
-            .await?;
-        if let Some(ex) = r.get("exceptionDetails") {
-            let text = ex["exception"]["description"]
-                .as_str()
-                .or(ex["text"].as_str())
-                .unwrap_or("exception");
-            return Err(text.to_owned());
-        }
-        Ok(r["result"]["value"].clone())
-    }
-
-    /// `peer.NAME(args…)` in the page.
+impl Peer for Browser {
     async fn peer(&self, name: &str, args: &[Value], deadline: Duration) -> Result<Value, String> {
         let args: Vec<String> = args.iter().map(Value::to_string).collect();
         self.eval(&format!("peer.{name}({})", args.join(", ")), deadline)
             .await
     }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.dir.join("chromium.log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().filter(|l| !l.contains("dbus")).collect();
-        format!(
-            "Chromium's log: {}",
-            lines[lines.len().saturating_sub(10)..].join("\n")
-        )
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let close = json!({"id": 0, "method": "Browser.close"}).to_string() + "\0";
-        if let Ok(mut to) = self.to.lock() {
-            let _ = to.write_all(close.as_bytes());
-        }
-        let until = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < until {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // Its helpers (zygote, renderer, network service) share its process group.
-        if let Ok(pgid) = i32::try_from(self.child.id()) {
-            // SAFETY: signals only the process group this test created for Chromium.
-            unsafe { libc::kill(-pgid, libc::SIGKILL) };
-        }
-        let _ = self.child.wait();
-        if let Some(keep) = std::env::var_os("LANSYNC_CHROMIUM_LOG") {
-            let _ = std::fs::copy(self.dir.join("chromium.log"), keep);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A close-on-exec pipe: (read end, write end).
-fn pipe() -> (i32, i32) {
-    let mut fds = [0i32; 2];
-    // SAFETY: fds is a valid array of two ints.
-    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-    assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
-    (fds[0], fds[1])
-}
-
-/// Hands each reply to the call waiting for its id; events are not used.
-fn read_replies(mut from: File, pending: &Pending) {
-    let mut buf = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        let n = match from.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        buf.extend_from_slice(&chunk[..n]);
-        while let Some(end) = buf.iter().position(|&b| b == 0) {
-            let msg: Vec<u8> = buf.drain(..=end).collect();
-            let Ok(v) = serde_json::from_slice::<Value>(&msg[..end]) else {
-                continue;
-            };
-            if let Some(id) = v["id"].as_u64() {
-                if let Some(tx) = pending.lock().unwrap().remove(&id) {
-                    let _ = tx.send(v);
-                }
-            }
-        }
-    }
-    // Dropping the senders tells every waiting call that Chromium is gone.
-    pending.lock().unwrap().clear();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -558,10 +231,18 @@ async fn lansync_offers(
 }
 
 /// The page offers, lansync answers; both sides open. Also returns how long lansync took to
-/// open from the moment it had the offer.
-async fn chromium_offers(b: &Browser, loopback: bool) -> Result<(Link, Duration), String> {
+/// open from the moment it had the offer. `hidden`: the offer must carry only mDNS names
+/// (`<uuid>.local`) as candidates, as a phone's does.
+async fn chromium_offers(
+    b: &Browser,
+    loopback: bool,
+    hidden: bool,
+) -> Result<(Link, Duration), String> {
     let offer = b.peer("offer", &[], DEADLINE).await?;
     let offer = offer.as_str().ok_or("no offer SDP")?;
+    if hidden {
+        check_hidden(offer)?;
+    }
     let connecting = Instant::now();
     let (answer, mut link) = accept_offer(&cfg(loopback), offer)
         .await
@@ -703,7 +384,7 @@ fn chromium_offers_lansync_answers() {
     with_chromium(Place::Veth(0), |b, _| async move {
         for k in 0..3 {
             let started = Instant::now();
-            let (mut link, connect) = chromium_offers(&b, false)
+            let (mut link, connect) = chromium_offers(&b, false, false)
                 .await
                 .unwrap_or_else(|e| panic!("try {k}: {e}; {}", b.log_tail()));
             println!(
@@ -767,6 +448,195 @@ fn setup_at_5_percent_loss() {
             failures.len(),
             failures.join("\n")
         );
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Browsers that hide their local addresses, as phones do.
+
+/// Subnet of the bridged LAN of the hidden-address tests: lansync on `.1`, browsers after it.
+const HIDDEN_SUBNET: &str = "10.231.8";
+/// Browsers on that LAN, each in its own namespace.
+const HIDDEN_BROWSERS: usize = 2;
+/// Setups per browser across 5 % loss.
+const HIDDEN_LOSSY_SETUPS: usize = 5;
+/// Tries of one setup under loss: a follower redials a link that did not open (PROTOCOL.md §6.4).
+const HIDDEN_TRIES: usize = 3;
+
+/// An SDP's candidates must all be mDNS names (`<uuid>.local`): what a browser with its default
+/// local-address hiding offers; at least one, so the test proves it met the hidden kind.
+fn check_hidden(sdp: &str) -> Result<(), String> {
+    let candidates: Vec<&str> = sdp
+        .lines()
+        .filter(|l| l.starts_with("a=candidate:"))
+        .collect();
+    let hidden = |l: &&str| {
+        l.split_whitespace()
+            .nth(4)
+            .is_some_and(|a| a.ends_with(".local"))
+    };
+    if candidates.is_empty() || !candidates.iter().all(hidden) {
+        return Err(format!("not only mDNS candidates:\n{sdp}"));
+    }
+    Ok(())
+}
+
+/// Runs `body` in lansync's namespace on a bridged LAN where each of [`HIDDEN_BROWSERS`]
+/// namespaces holds a Chromium with local-address hiding on (Chromium's default), each losing
+/// `loss` % of its UDP.
+fn with_hidden_browsers<F>(loss: u32, body: impl FnOnce(Vec<Browser>) -> F + Send + 'static)
+where
+    F: std::future::Future<Output = ()>,
+{
+    let Some(env) = Env::get(loss > 0) else {
+        return;
+    };
+    let lan = Lan::new("wtch", HIDDEN_SUBNET, 1 + HIDDEN_BROWSERS);
+    let spaces: Vec<String> = (1..=HIDDEN_BROWSERS)
+        .map(|i| lan.ns(i).to_owned())
+        .collect();
+    for i in 1..=HIDDEN_BROWSERS {
+        lan.set_loss(i, loss).expect("set the loss");
+    }
+    let chromium = env.chromium.clone();
+    in_netns(lan.ns(0), move || async move {
+        let mut browsers = Vec::new();
+        for ns in &spaces {
+            let b = Browser::launch(&chromium, ns, Addresses::Hidden).await;
+            b.eval(PEER_JS, DEADLINE).await.expect("load the peer");
+            browsers.push(b);
+        }
+        body(browsers).await;
+    });
+}
+
+/// `count` control messages each way on an open link whose page offered (`tag` names them).
+async fn exchange(b: &Browser, link: &mut Link, tag: &str, count: usize) -> Result<(), String> {
+    let first = page_inbox(b, 1).await?;
+    if first != [READY_MARKER] {
+        return Err(format!("the page's first message is {first:?}"));
+    }
+    let mut want = vec![READY_MARKER.to_owned()];
+    for i in 0..count {
+        let text = format!("{tag} page {i}");
+        b.peer("send", &[json!(text)], DEADLINE).await?;
+        let l = format!("{tag} lansync {i}");
+        link.sender()
+            .send_control(&l)
+            .await
+            .map_err(|e| e.to_string())?;
+        want.push(l);
+    }
+    for i in 0..count {
+        let got = next_control(link).await?;
+        if got != format!("{tag} page {i}") {
+            return Err(format!("lansync got {got:?} as message {i}"));
+        }
+    }
+    let got = page_inbox(b, want.len()).await?;
+    if got != want {
+        return Err(format!("the page got {got:?}"));
+    }
+    Ok(())
+}
+
+/// A phone's browser offers with only `.local` candidates; lansync, answering (a choir master,
+/// PROTOCOL.md §9), cannot resolve them, so the link rests on the browser's checks reaching
+/// lansync's host candidate and lansync answering the peer-reflexive address they come from.
+/// Two browsers on one bridged LAN, each linked three times, both links up at once.
+#[test]
+fn browsers_hiding_their_addresses_offer_and_lansync_answers() {
+    with_hidden_browsers(0, |browsers| async move {
+        for k in 0..3 {
+            let mut links = Vec::new();
+            for (n, b) in browsers.iter().enumerate() {
+                let started = Instant::now();
+                let (link, connect) = chromium_offers(b, false, true)
+                    .await
+                    .unwrap_or_else(|e| panic!("browser {n} try {k}: {e}; {}", b.log_tail()));
+                println!(
+                    "{}",
+                    json!({"test": "hidden_offers", "browser": n, "try": k,
+                           "setup_ms": ms(started.elapsed()), "connect_ms": ms(connect)})
+                );
+                links.push(link);
+            }
+            for (n, (b, link)) in browsers.iter().zip(&mut links).enumerate() {
+                exchange(b, link, &format!("b{n}"), 10)
+                    .await
+                    .unwrap_or_else(|e| panic!("browser {n} try {k}: {e}"));
+            }
+            for link in links {
+                link.close().await;
+            }
+        }
+    });
+}
+
+/// The same across 5 % random loss each way on each browser's host: every setup must open
+/// within [`HIDDEN_TRIES`] tries and carry 20 messages each way.
+#[test]
+fn browsers_hiding_their_addresses_link_across_5_percent_loss() {
+    with_hidden_browsers(5, |browsers| async move {
+        for k in 0..HIDDEN_LOSSY_SETUPS {
+            for (n, b) in browsers.iter().enumerate() {
+                let mut errors = Vec::new();
+                let mut link = loop {
+                    let started = Instant::now();
+                    match chromium_offers(b, false, true).await {
+                        Ok((link, connect)) => {
+                            println!(
+                                "{}",
+                                json!({"test": "hidden_offers_loss5", "browser": n, "try": k,
+                                       "attempt": errors.len() + 1,
+                                       "setup_ms": ms(started.elapsed()),
+                                       "connect_ms": ms(connect)})
+                            );
+                            break link;
+                        }
+                        Err(e) => {
+                            println!(
+                                "{}",
+                                json!({"test": "hidden_offers_loss5", "browser": n, "try": k,
+                                       "attempt": errors.len() + 1, "error": e})
+                            );
+                            errors.push(format!("{e}; {}", b.log_tail()));
+                            assert!(
+                                errors.len() < HIDDEN_TRIES,
+                                "browser {n} try {k}: no link in {HIDDEN_TRIES} tries:\n{}",
+                                errors.join("\n")
+                            );
+                        }
+                    }
+                };
+                exchange(b, &mut link, &format!("b{n}"), 20)
+                    .await
+                    .unwrap_or_else(|e| panic!("browser {n} try {k}: {e}"));
+                link.close().await;
+            }
+        }
+    });
+}
+
+/// lansync offers (as a solo device would) and a browser hiding its addresses answers: lansync,
+/// controlling ICE, must nominate the peer-reflexive pair the browser's checks revealed.
+#[test]
+fn lansync_offers_and_a_browser_hiding_its_addresses_answers() {
+    with_hidden_browsers(0, |browsers| async move {
+        let b = &browsers[0];
+        for k in 0..3 {
+            let (mut link, connect) = lansync_offers(b, false, false)
+                .await
+                .unwrap_or_else(|e| panic!("try {k}: {e}; {}", b.log_tail()));
+            println!(
+                "{}",
+                json!({"test": "hidden_answers", "try": k, "connect_ms": ms(connect)})
+            );
+            first_messages(b, &mut link)
+                .await
+                .unwrap_or_else(|e| panic!("try {k}: {e}"));
+            link.close().await;
+        }
     });
 }
 
