@@ -76,6 +76,9 @@ pub struct PairOptions {
     pub receive_dir: Option<PathBuf>,
     /// How long the link may take to open once both codes are known. Default 30 s.
     pub open_timeout: Duration,
+    /// Remember the pair in `state_dir` (default `true`); `false` pairs for this run only
+    /// (a one-off file transfer).
+    pub remember: bool,
 }
 
 impl Default for PairOptions {
@@ -90,6 +93,7 @@ impl Default for PairOptions {
             send: Vec::new(),
             receive_dir: None,
             open_timeout: Duration::from_secs(30),
+            remember: true,
         }
     }
 }
@@ -177,6 +181,7 @@ impl Prepared {
             return Err(Error::NoNetwork);
         }
         let kept = open_with_id(opts.state_dir.as_deref(), &mut opts.solo.device_id, "dev")?;
+        let kept = kept.filter(|_| opts.remember);
         if let Some(dir) = &kept {
             // The partner remembers this fingerprint: it must stay valid across restarts.
             if opts.transport.certificate.is_none() {

@@ -257,6 +257,24 @@ impl Pair {
                 .is_some_and(|r| matches!(r, crate::session::Record::Solo(_)))
     }
 
+    /// The name (else the id) of the partner remembered in `state_dir`, if any.
+    pub fn remembered_partner(state_dir: &Path) -> Option<String> {
+        let path = state_dir.join(RECORD_FILE);
+        if !std::fs::metadata(&path).is_ok_and(|m| m.len() < 1024 * 1024) {
+            return None;
+        }
+        let bytes = std::fs::read(&path).ok()?;
+        let crate::session::Record::Solo(mut rec) = serde_json::from_slice(&bytes).ok()? else {
+            return None;
+        };
+        rec.validate().ok()?;
+        Some(if rec.partner_name.is_empty() {
+            rec.partner_id
+        } else {
+            rec.partner_name
+        })
+    }
+
     /// Forgets the pair remembered in `state_dir` (its record is deleted; the device id and
     /// identity stay). `Ok(false)` when there was none.
     pub fn forget_in(state_dir: &Path) -> Result<bool, Error> {

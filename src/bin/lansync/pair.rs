@@ -1,5 +1,7 @@
 //! `lansync pair offer|answer`, `send`, `receive`: solo pairing from codes alone (the library's
-//! [`Pair`]), then page turns in step, or files.
+//! [`Pair`]), then page turns in step, or files. A pairing with a state directory (the default)
+//! is remembered: `lansync pair` alone, on both devices, finds the partner again, and
+//! `lansync pair --forget` drops it.
 //!
 //! Human mode prints the code to copy (shell-safe), a ready-to-paste command for the other
 //! device and a QR code, and reads lines: `n` / `p` next / previous page, a number to go there,
@@ -13,12 +15,12 @@
 use crate::console::{self, Out};
 use lansync::invite::{self, CodeKind};
 use lansync::node::{FilesEvent, PairCode};
-use lansync::session::Event;
+use lansync::session::{Event, LinkState};
 use lansync::transport::TransportConfig;
 use lansync::{AppEvent, CodeStyle, Error, Events, Pair, PairOptions};
 use serde_json::{json, Value};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -37,7 +39,8 @@ pub struct PairArgs {
     /// This device's stable id (default: the one kept in the state directory).
     #[arg(long)]
     id: Option<String>,
-    /// Where this device keeps its id (default: the per-user state directory).
+    /// Where this device keeps its id, its DTLS identity and the remembered pair (default: the
+    /// per-user state directory).
     #[arg(long)]
     state_dir: Option<PathBuf>,
     /// Write codes in the lz-string format of JavaScript apps instead of the compact one.
@@ -57,7 +60,21 @@ pub struct FileTransfer {
     pub receive: Option<PathBuf>,
 }
 
-/// `lansync pair …`
+/// `lansync pair [offer|answer CODE] [--forget]`: with no subcommand, resume the remembered
+/// pair (or forget it).
+#[derive(clap::Args, Clone)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct PairCli {
+    #[command(subcommand)]
+    cmd: Option<PairCmd>,
+    /// Forget the pair remembered in the state directory, then exit.
+    #[arg(long)]
+    forget: bool,
+    #[command(flatten)]
+    args: PairArgs,
+}
+
+/// `lansync pair offer|answer`
 #[derive(clap::Subcommand, Clone)]
 pub enum PairCmd {
     /// Create an invite code, wait for the answer code, then stay paired.
@@ -72,8 +89,175 @@ pub enum PairCmd {
 }
 
 /// Runs `lansync pair …`; returns whether it ended well.
-pub async fn run(cmd: PairCmd) -> bool {
-    run_with_files(cmd, FileTransfer::default()).await
+pub async fn run(cli: PairCli) -> bool {
+    match cli.cmd {
+        Some(cmd) => run_with_files(cmd, FileTransfer::default()).await,
+        None if cli.forget => forget(&cli.args),
+        None => resume(&cli.args).await,
+    }
+}
+
+/// The command that resumes this device's remembered pair.
+fn resume_command(args: &PairArgs, dir: &Path) -> String {
+    let flag = if args.loopback { " --loopback" } else { "" };
+    format!(
+        "lansync pair{flag} --state-dir {}",
+        shell_word(&dir.display().to_string())
+    )
+}
+
+/// `lansync pair --forget`: deletes the remembered pair.
+fn forget(args: &PairArgs) -> bool {
+    let out = Out::new(args.json);
+    let Some(dir) = options(args, &FileTransfer::default()).state_dir else {
+        out.error("bad-command", "no state directory: pass --state-dir DIR");
+        return false;
+    };
+    match Pair::forget_in(&dir) {
+        Ok(forgotten) => {
+            out.emit(
+                json!({"event":"forgotten","forgotten":forgotten,"state_dir":dir.display().to_string()}),
+                || match forgotten {
+                    true => "Forgot the remembered pair: pair again with codes (`lansync pair offer`)."
+                        .into(),
+                    false => format!("No pair is remembered in {}.", dir.display()),
+                },
+            );
+            true
+        }
+        Err(e) => {
+            fail(&out, &e);
+            false
+        }
+    }
+}
+
+/// `lansync pair` with no code: resumes the remembered pair.
+async fn resume(args: &PairArgs) -> bool {
+    let out = Out::new(args.json);
+    let opts = options(args, &FileTransfer::default());
+    out.ready(console::Role::Solo, opts.state_dir.as_deref());
+    let Some(dir) = opts.state_dir.clone() else {
+        out.error("bad-command", "no state directory: pass --state-dir DIR");
+        return false;
+    };
+    let mut pair = match Pair::resume(opts).await {
+        Ok(pair) => pair,
+        Err(Error::NothingToRejoin { .. }) => {
+            out.error(
+                "no-remembered-pair",
+                &format!(
+                    "no pair is remembered in {}: pair with codes first (`lansync pair offer` \
+                     on one device, then the command it prints on the other)",
+                    dir.display()
+                ),
+            );
+            return false;
+        }
+        Err(e) => {
+            fail(&out, &e);
+            return false;
+        }
+    };
+    let partner = Pair::remembered_partner(&dir).unwrap_or_else(|| "the partner".into());
+    out.emit(json!({"event":"resuming","partner":partner}), || {
+        format!("Looking for {partner}…")
+    });
+    let tell = Teller {
+        out: Out::new(args.json),
+        dir: dir.clone(),
+        retry: resume_command(args, &dir),
+        apart: true,
+    };
+    let (session, files) = split(pair.events(), false, Some(tell));
+    let ok = console::session(
+        &out,
+        pair.node.clone(),
+        session,
+        files,
+        console::InputLines::stdin(),
+        console::Role::Solo,
+    )
+    .await;
+    let remembered = pair.remembered();
+    pair.close().await;
+    said_bye(&out, remembered, &resume_command(args, &dir));
+    ok
+}
+
+/// What quitting a remembered pair tells people: how to find the partner again.
+fn said_bye(out: &Out, remembered: bool, command: &str) {
+    if remembered && !out.json() {
+        println!("Stopped. The pair is remembered: run `{command}` to find the partner again.");
+    }
+}
+
+/// Tells the events of a pair that is, or may become, remembered in words a person acts on:
+/// the pair remembered, the partner found again, and a give-up with the command that retries.
+struct Teller {
+    out: Out,
+    dir: PathBuf,
+    retry: String,
+    /// The partner is not (yet) reached: its next link is news.
+    apart: bool,
+}
+
+impl Teller {
+    /// Tells `e` and returns `None`, or returns it for the console.
+    fn tell(&mut self, e: Event) -> Option<Event> {
+        let partner = || Pair::remembered_partner(&self.dir).unwrap_or_else(|| "the partner".into());
+        let remembered = Pair::has_remembered(&self.dir);
+        match &e {
+            Event::Link {
+                state: LinkState::Connected,
+                ..
+            } => {
+                if std::mem::take(&mut self.apart) && remembered {
+                    let name = partner();
+                    self.out
+                        .emit(json!({"event":"partner_found","partner":name}), || {
+                            format!("{name} is back")
+                        });
+                }
+                Some(e)
+            }
+            Event::Link { .. } => {
+                self.apart = true;
+                Some(e)
+            }
+            Event::GaveUp { attempts } if remembered => {
+                let (name, retry) = (partner(), self.retry.clone());
+                self.out.emit(
+                    json!({"event":"gave_up","attempts":attempts,"retry":retry}),
+                    || {
+                        format!(
+                            "{name} did not come back after {attempts} attempts; it is found \
+                             again as soon as it runs `lansync pair` (r: try now, or later run \
+                             `{retry}`)"
+                        )
+                    },
+                );
+                None
+            }
+            _ if is_pair_remembered(&e) => {
+                let name = partner();
+                let mut v = serde_json::to_value(&e).unwrap_or(Value::Null);
+                v["partner"] = json!(name);
+                self.out.emit(v, || {
+                    format!(
+                        "Paired with {name} — remembered: next time run `lansync pair` on both"
+                    )
+                });
+                None
+            }
+            _ => Some(e),
+        }
+    }
+}
+
+/// Whether the event says the pair is now remembered (`pair_remembered`).
+fn is_pair_remembered(e: &Event) -> bool {
+    serde_json::to_value(e).is_ok_and(|v| v["event"] == "pair_remembered")
 }
 
 /// What the other device runs with our invite code.
@@ -119,6 +303,8 @@ fn options(args: &PairArgs, transfer: &FileTransfer) -> PairOptions {
     };
     opts.send = transfer.send.clone();
     opts.receive_dir = transfer.receive.clone();
+    // A one-off send or receive is not a pair to find again.
+    opts.remember = transfer.send.is_empty() && transfer.receive.is_none();
     opts
 }
 
@@ -238,7 +424,13 @@ pub async fn run_with_files(cmd: PairCmd, transfer: FileTransfer) -> bool {
         Start::Over(ok) => return ok,
     };
     let moves_files = !transfer.send.is_empty() || transfer.receive.is_some();
-    let (session, files) = split(pair.events(), moves_files);
+    let tell = pair.state_dir().map(|dir| Teller {
+        out: Out::new(args.json),
+        dir: dir.to_path_buf(),
+        retry: resume_command(&args, dir),
+        apart: false,
+    });
+    let (session, files) = split(pair.events(), moves_files, tell);
     let ok = console::session(
         &out,
         pair.node.clone(),
@@ -248,7 +440,12 @@ pub async fn run_with_files(cmd: PairCmd, transfer: FileTransfer) -> bool {
         console::Role::Solo,
     )
     .await;
+    let remembered = pair.remembered();
+    let dir = pair.state_dir().map(Path::to_path_buf);
     pair.close().await;
+    if let Some(dir) = dir {
+        said_bye(&out, remembered, &resume_command(&args, &dir));
+    }
     ok
 }
 
@@ -361,6 +558,7 @@ const LINGER: Duration = Duration::from_millis(500);
 fn split(
     mut events: Events,
     moves_files: bool,
+    mut tell: Option<Teller>,
 ) -> (
     mpsc::UnboundedReceiver<Event>,
     Option<mpsc::UnboundedReceiver<FilesEvent>>,
@@ -372,7 +570,13 @@ fn split(
         while let Some(e) = events.recv().await {
             match e {
                 AppEvent::Session(e) => {
-                    let _ = stx.send(e);
+                    let e = match &mut tell {
+                        Some(t) => t.tell(e),
+                        None => Some(e),
+                    };
+                    if let Some(e) = e {
+                        let _ = stx.send(e);
+                    }
                 }
                 AppEvent::Files(e) => {
                     let last = moves_files
