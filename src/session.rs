@@ -120,8 +120,8 @@ pub enum Output {
     /// Close this link after flushing what was queued for it.
     Close(PeerId),
     /// Open a link to the peer (master or solo partner), presenting these credentials to its
-    /// join endpoint (a follower's member secret once it has one, with its token or code;
-    /// empty for solo); answer with
+    /// join endpoint (a follower's member secret once it has one, with its token or code; for
+    /// solo the pair secret of a remembered pair, else nothing); answer with
     /// `LinkUp`, `DialFailed` or `DialRefused`.
     Dial(JoinCredentials),
     /// Store this record durably (replacing the previous one) so a restart resumes the session.
@@ -329,6 +329,15 @@ pub enum Event {
     GaveUp {
         /// Attempts made.
         attempts: u32,
+    },
+    /// Solo: the pair is remembered (PROTOCOL.md §6.1): its record is persisted and the two
+    /// devices find each other again after a cut or a restart, without codes. The secret is
+    /// never in an event.
+    PairRemembered {
+        /// The pair id.
+        pair_id: String,
+        /// The partner's device id.
+        partner_id: String,
     },
     /// The shared playback/timer state, anchored to *this* device's clock: position
     /// `position_us` at local time `anchor_us`, moving at `rate` in `direction` while `running`.

@@ -13,9 +13,11 @@
 //! can use it to test their own handling of the events. Built with the `test-utils` feature
 //! (which `cli`, the default, turns on).
 
+use crate::protocol::RejectReason;
 use crate::session::{
-    Command, Event, Follower, FollowerConfig, Input, Machine, Master, MasterConfig, Output, PeerId,
-    Record, Rng, Solo, SoloConfig, Time,
+    Command, DoorAuth, DoorQuery, DoorSecret, Event, Follower, FollowerConfig, Input,
+    JoinCredentials, Machine, Master, MasterConfig, Output, PeerId, Record, Rng, Solo, SoloConfig,
+    Time,
 };
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -71,6 +73,9 @@ impl Role {
             Role::Solo(s) => s,
         }
     }
+    fn remembers_pair(&self) -> bool {
+        matches!(self, Role::Solo(s) if s.record().is_some())
+    }
     fn timeout(&self) -> Option<Time> {
         match self {
             Role::Master(m) => m.poll_timeout(),
@@ -113,10 +118,12 @@ enum Delivery {
         data: String,
     },
     /// `dialer`: this end asked for the link, so it must hear an outcome either way.
+    /// `admitted`: the device id the answering end's door admitted the link as.
     LinkUp {
         to: NodeId,
         peer: PeerId,
         dialer: bool,
+        admitted: Option<String>,
     },
     /// A close takes effect once what was sent before it has arrived.
     Closed {
@@ -124,6 +131,9 @@ enum Delivery {
         peer: PeerId,
     },
     DialFailed {
+        to: NodeId,
+    },
+    DialRefused {
         to: NodeId,
     },
 }
@@ -287,6 +297,14 @@ impl Sim {
         (ia, ib)
     }
 
+    /// One more solo device whose dials reach `dial_target` (e.g. a stranger knocking at a
+    /// remembered pair's door).
+    pub fn add_solo(&mut self, cfg: SoloConfig, dial_target: Option<NodeId>) -> NodeId {
+        let seed = self.rng.next_u64();
+        let solo = Solo::new(cfg.clone(), seed);
+        self.add(Role::Solo(solo), Blueprint::Solo(cfg), dial_target, 0)
+    }
+
     /// Builds a link between two nodes right now, as a completed pairing would.
     pub fn connect(&mut self, a: NodeId, b: NodeId) {
         let (pa, pb) = self.new_link(a, b);
@@ -414,18 +432,7 @@ impl Sim {
                         self.schedule(at, Delivery::Closed { node: n, peer });
                     }
                 }
-                Output::Dial(_) => {
-                    let at = self.now + self.net.connect_time;
-                    match self.nodes[n].dial_target {
-                        Some(t) if self.is_up(t) && !self.partitioned(n, t) => {
-                            let (pn, pt) = self.new_link(n, t);
-                            let up = |to, peer, dialer| Delivery::LinkUp { to, peer, dialer };
-                            self.schedule(at, up(t, pt, false));
-                            self.schedule(at, up(n, pn, true));
-                        }
-                        _ => self.schedule(at, Delivery::DialFailed { to: n }),
-                    }
-                }
+                Output::Dial(creds) => self.dial(n, &creds),
                 Output::Persist(rec) => self.nodes[n].record = Some(rec),
                 Output::Event(event) => self.events.push(Logged {
                     at: self.now,
@@ -436,6 +443,57 @@ impl Sim {
         }
     }
 
+    /// A dial from `n`. A solo device that remembers its pair answers through its door
+    /// (PROTOCOL.md §6.1): the dialer must prove the pair secret as the member secret of its own
+    /// id. Any other target is reached directly, as if the codes or the join had been exchanged.
+    fn dial(&mut self, n: NodeId, creds: &JoinCredentials) {
+        let at = self.now + self.net.connect_time;
+        let Some(t) = self.nodes[n].dial_target else {
+            return self.schedule(at, Delivery::DialFailed { to: n });
+        };
+        if !self.is_up(t) || self.partitioned(n, t) {
+            return self.schedule(at, Delivery::DialFailed { to: n });
+        }
+        let mut admitted = None;
+        if self.nodes[t]
+            .role
+            .as_ref()
+            .is_some_and(Role::remembers_pair)
+        {
+            let device_id = match &self.nodes[n].blueprint {
+                Blueprint::Solo(cfg) => cfg.device_id.clone(),
+                _ => String::new(),
+            };
+            let query = DoorQuery {
+                auth: DoorAuth::Member,
+                session_code: None,
+                device_id: device_id.clone(),
+            };
+            let now = self.local_now(t);
+            let reply = match self.nodes[t].role.as_mut() {
+                Some(role) => role.machine().door(now, &query),
+                None => return,
+            };
+            let proven = match (&reply.secret, &creds.member_secret) {
+                (Some(DoorSecret::Member(want)), Some(got)) => want == got,
+                _ => false,
+            };
+            if !proven || reply.verdict.is_err() {
+                return self.schedule(at, Delivery::DialRefused { to: n });
+            }
+            admitted = Some(device_id);
+        }
+        let (pn, pt) = self.new_link(n, t);
+        let up = |to, peer, dialer, admitted| Delivery::LinkUp {
+            to,
+            peer,
+            dialer,
+            admitted,
+        };
+        self.schedule(at, up(t, pt, false, admitted));
+        self.schedule(at, up(n, pn, true, None));
+    }
+
     fn deliver(&mut self, d: Delivery) {
         match d {
             Delivery::Message { to, peer, data } => {
@@ -443,12 +501,21 @@ impl Sim {
                     self.input(to, Input::Received(peer, data.as_bytes()));
                 }
             }
-            Delivery::LinkUp { to, peer, dialer } => {
-                if self.links.contains_key(&(to, peer)) {
+            Delivery::LinkUp {
+                to,
+                peer,
+                dialer,
+                admitted,
+            } => {
+                if !self.links.contains_key(&(to, peer)) {
+                    if dialer {
+                        // Cut while connecting: a real driver reports the dial as failed.
+                        self.input(to, Input::DialFailed);
+                    }
+                } else if let Some(id) = admitted {
+                    self.input(to, Input::AdmittedLinkUp(peer, &id));
+                } else {
                     self.input(to, Input::LinkUp(peer));
-                } else if dialer {
-                    // Cut while connecting: a real driver reports the dial as failed.
-                    self.input(to, Input::DialFailed);
                 }
             }
             Delivery::Closed { node, peer } => {
@@ -461,6 +528,9 @@ impl Sim {
                 }
             }
             Delivery::DialFailed { to } => self.input(to, Input::DialFailed),
+            Delivery::DialRefused { to } => {
+                self.input(to, Input::DialRefused(RejectReason::InvalidToken))
+            }
         }
     }
 
@@ -574,6 +644,9 @@ impl Sim {
                 Role::Follower(Follower::restore(cfg, seed, now, rec))
             }
             (Blueprint::Follower(cfg), _) => Role::Follower(Follower::new(cfg, seed)),
+            (Blueprint::Solo(cfg), Some(Record::Solo(rec))) => {
+                Role::Solo(Solo::restore(cfg, rec, now, seed))
+            }
             (Blueprint::Solo(cfg), _) => Role::Solo(Solo::new(cfg, seed)),
         };
         self.nodes[n].role = Some(role);

@@ -6,9 +6,11 @@
 //! *after* seeing its partner's. On every (re)connect both devices send a snapshot and both
 //! adopt whichever stamp is higher, so they converge without a leader.
 
+mod bond;
+
 use super::link::{Admit, Link, Tick};
 use super::{
-    earliest, Backoff, BackoffConfig, Command, Event, HeartbeatConfig, Input, JoinCredentials,
+    earliest, Backoff, BackoffConfig, Command, DoorQuery, DoorReply, Event, HeartbeatConfig, Input,
     LinkState, Machine, Origin, Outbox, Output, PeerId, Rng, RoleState, StateName, Time,
 };
 use crate::protocol::{
@@ -149,7 +151,13 @@ pub struct Solo {
     layout_stamp: Stamp,
     retry_at: Option<Time>,
     snapshot_due: Option<Time>,
+    /// The partner's name as its last HELLO said (kept in the record).
+    partner_name: String,
+    /// The remembered pair as it is now, and as it was last persisted.
     remembered: Option<SoloRecord>,
+    persisted: Option<SoloRecord>,
+    /// This device left by the user: it neither redials nor admits a redial until `Retry`.
+    left: bool,
 }
 
 impl Solo {
@@ -169,7 +177,10 @@ impl Solo {
             layout_stamp: Stamp::default(),
             retry_at: None,
             snapshot_due: None,
+            partner_name: String::new(),
             remembered: None,
+            persisted: None,
+            left: false,
         }
     }
 
@@ -179,14 +190,25 @@ impl Solo {
         cfg.pair_id = record.pair_id.clone();
         cfg.initiator = record.initiator;
         cfg.bond_half = None;
-        let _ = now; // the remembered pair's start is the machine's (see the pair-core work)
+        if cfg.partner_fingerprint.is_none() {
+            cfg.partner_fingerprint = record.partner_fingerprint.clone();
+        }
         let mut solo = Solo::new(cfg, seed);
         solo.page = record.page.clone();
         solo.page_stamp = record.page_stamp.clone();
         solo.layout = record.layout.clone();
         solo.layout_stamp = record.layout_stamp.clone();
         solo.partner = Some(record.partner_id.clone());
+        solo.partner_name = record.partner_name.clone();
+        solo.persisted = Some(record.clone());
         solo.remembered = Some(record);
+        solo.enter(
+            SoloState::PairedReconnecting,
+            "resuming the remembered pair",
+        );
+        solo.out.event(Event::page(&solo.page, Origin::Local));
+        // Both count attempts from now, so they give up together; the dialing side dials at once.
+        solo.retry_at = Some(now);
         solo
     }
 
@@ -310,6 +332,7 @@ impl Solo {
             capabilities: vec![],
         });
         self.send(now, now.as_millis(), hello);
+        self.send_bond(now);
         self.send_snapshot(now);
     }
 
@@ -370,8 +393,9 @@ impl Solo {
             sender_id: env.sender_id.clone(),
         };
         match env.msg {
-            Message::Hello(_) => {
+            Message::Hello(hello) => {
                 let before = self.layout();
+                self.partner_name = hello.device_name;
                 self.partner = Some(env.sender_id);
                 if self.layout() != before {
                     self.out.event(Event::Layout(self.layout()));
@@ -383,6 +407,7 @@ impl Solo {
             }
             Message::SetPage(p) | Message::SetSong(p) => self.merge_page(p, stamp, Origin::Remote),
             Message::SetLayoutParity(l) => self.merge_layout(l, stamp),
+            Message::PairBond(bond) => self.on_bond(&env.sender_id, &env.session_id, bond),
             // The partner quit for good (§6.1): no heartbeat to wait for, nothing to redial.
             Message::LeaveSession(_) => self.part(PARTNER_LEFT),
             Message::Ping(ping) => {
@@ -430,9 +455,10 @@ impl Solo {
                 if self.state != SoloState::PairedConnected && self.link.is_none() {
                     self.backoff.reset();
                     self.retry_at = None;
+                    self.left = false;
                     self.enter(SoloState::PairedReconnecting, "manual retry");
                     if self.cfg.initiator {
-                        self.out.push(Output::Dial(JoinCredentials::default()));
+                        self.out.push(Output::Dial(self.dial_credentials()));
                     } else {
                         self.link_lost(now, "waiting for the partner");
                     }
@@ -442,6 +468,7 @@ impl Solo {
                 if self.link.is_some() {
                     self.send(now, now.as_millis(), Message::LeaveSession(Empty {}));
                 }
+                self.left = true;
                 self.part("left by the user");
             }
             other => self.out.not_allowed("solo device", other),
@@ -464,6 +491,22 @@ impl Solo {
         self.enter(SoloState::LocalOnly, reason);
     }
 
+    /// The network changed, or the partner's advert appeared (PROTOCOL.md §6.1): retry now. A
+    /// remembered dialing side dials whatever its state (after a give-up or a goodbye too).
+    fn on_network_changed(&mut self, now: Time) {
+        if self.link.is_some() {
+            return;
+        }
+        let revive = self.remembered.is_some() && self.cfg.initiator && !self.left;
+        if revive {
+            self.backoff.reset();
+            self.enter(SoloState::PairedReconnecting, "partner may be back");
+            self.retry_at = Some(now);
+        } else if self.state == SoloState::PairedReconnecting {
+            self.retry_at = Some(now);
+        }
+    }
+
     fn set_layout(&mut self, now: Time, leader: String, parity: Parity) {
         if crate::protocol::check_id("leader", &leader, false).is_err() {
             self.out.error("invalid-leader", "not a device id");
@@ -482,7 +525,7 @@ impl Solo {
         if self.retry_at.is_some_and(|t| now >= t) {
             self.retry_at = None;
             if self.cfg.initiator {
-                self.out.push(Output::Dial(JoinCredentials::default()));
+                self.out.push(Output::Dial(self.dial_credentials()));
             } else {
                 // The waiting side counts the same attempts, so both give up together.
                 self.link_lost(now, "partner has not redialled");
@@ -513,7 +556,12 @@ impl Solo {
 impl Machine for Solo {
     fn handle(&mut self, now: Time, input: Input<'_>) {
         match input {
-            Input::LinkUp(peer) | Input::AdmittedLinkUp(peer, _) => self.on_link_up(now, peer),
+            Input::LinkUp(peer) => self.on_link_up(now, peer),
+            Input::AdmittedLinkUp(peer, id) => match &self.remembered {
+                // Only the partner passes the door; anything else is not this pair's link.
+                Some(rec) if rec.partner_id != id => self.out.push(Output::Close(peer)),
+                _ => self.on_link_up(now, peer),
+            },
             Input::LinkDown(peer) => {
                 if self.link.as_ref().is_some_and(|(p, _)| *p == peer) {
                     self.link_lost(now, "link lost");
@@ -524,15 +572,16 @@ impl Machine for Solo {
                     self.link_lost(now, "dial failed");
                 }
             }
-            Input::NetworkChanged => {
-                if self.state == SoloState::PairedReconnecting && self.link.is_none() {
-                    self.retry_at = Some(now);
-                }
-            }
+            Input::NetworkChanged => self.on_network_changed(now),
             Input::Received(peer, bytes) => self.on_received(now, peer, bytes),
             Input::Command(cmd) => self.on_command(now, cmd),
             Input::Timeout => self.on_timeout(now),
         }
+        self.sync_record();
+    }
+
+    fn door(&self, _now: Time, query: &DoorQuery) -> DoorReply {
+        self.bond_door(query)
     }
 
     fn poll_output(&mut self) -> Option<Output> {

@@ -85,6 +85,9 @@ pub fn describe(ev: &Event, role: Role) -> Option<String> {
         Event::GaveUp { attempts } => {
             format!("Gave up reconnecting after {attempts} attempts (r: try again)")
         }
+        Event::PairRemembered { .. } => {
+            "Pair remembered: the two devices find each other again by themselves".into()
+        }
         Event::Playback(p) => format!(
             "{} {} at {}",
             if p.media_id == lansync::session::TIMER_MEDIA_ID {

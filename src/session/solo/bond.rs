@@ -1,0 +1,179 @@
+//! The remembered pair (PROTOCOL.md §6.1): PAIR_BOND, the pair secret agreed from the two
+//! halves, the record a device keeps so it finds its partner again after a cut or a restart, and
+//! the door a redial passes (the member rejoin of PROTOCOL.md §9 with the pair secret).
+
+use super::{Solo, SoloRecord};
+use crate::protocol::{check_id, Message, PairBond};
+use crate::session::{
+    DoorAuth, DoorQuery, DoorReply, DoorSecret, Event, JoinCredentials, Output, Record, Time,
+};
+use sha2::{Digest, Sha256};
+
+/// Domain separation of the pair secret's hash (PROTOCOL.md §6.1).
+const PAIR_SECRET_LABEL: &[u8] = b"lansync pair secret\0";
+
+/// The pair secret from the two halves (32 hex digits each, either case): the first 16 bytes of
+/// `SHA-256("lansync pair secret\0" ‖ offerer_half ‖ answerer_half)` over the halves' raw
+/// bytes, as 32 lower-case hex digits. `None` if a half is not 16 bytes of hex.
+pub(crate) fn pair_secret(offerer_half: &str, answerer_half: &str) -> Option<String> {
+    let raw = |h: &str| {
+        let b = hex::decode(h).ok()?;
+        (b.len() == 16).then_some(b)
+    };
+    let (o, a) = (raw(offerer_half)?, raw(answerer_half)?);
+    let mut h = Sha256::new();
+    h.update(PAIR_SECRET_LABEL);
+    h.update(&o);
+    h.update(&a);
+    Some(hex::encode(&h.finalize()[..16]))
+}
+
+impl Solo {
+    /// PAIR_BOND right after HELLO: this process's half while it holds one (a partner that
+    /// already remembers the pair ignores it), and where this device's redial endpoint listens.
+    pub(super) fn send_bond(&mut self, now: Time) {
+        let bond = PairBond {
+            half: self.cfg.bond_half.clone(),
+            endpoints: self
+                .cfg
+                .own_endpoints
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+        };
+        if bond.half.is_none() && bond.endpoints.is_empty() && self.remembered.is_none() {
+            return; // nothing to remember, nothing to update: stay quiet as earlier releases did
+        }
+        self.send(now, now.as_millis(), Message::PairBond(bond));
+    }
+
+    /// A fresh PAIR_BOND from the current link (already validated as the wire demands).
+    pub(super) fn on_bond(&mut self, sender: &str, session_id: &str, bond: PairBond) {
+        if let Some(rec) = self.remembered.as_mut() {
+            // A half on a remembered pair is ignored: the secret never changes on a link.
+            if sender == rec.partner_id && !bond.endpoints.is_empty() {
+                rec_endpoints(rec, &bond.endpoints);
+            }
+            return;
+        }
+        let (Some(mine), Some(theirs)) = (self.cfg.bond_half.as_deref(), bond.half.as_deref())
+        else {
+            return; // one side has no state directory: the pair is not remembered
+        };
+        let (offerer, answerer) = if self.cfg.initiator {
+            (mine, theirs)
+        } else {
+            (theirs, mine)
+        };
+        let Some(secret) = pair_secret(offerer, answerer) else {
+            return;
+        };
+        let pair_id = if self.cfg.pair_id.is_empty() {
+            session_id
+        } else {
+            self.cfg.pair_id.as_str()
+        };
+        if check_id("pair_id", pair_id, false).is_err() || check_id("id", sender, false).is_err() {
+            return;
+        }
+        let mut rec = SoloRecord {
+            pair_id: pair_id.to_string(),
+            partner_id: sender.to_string(),
+            partner_name: self.partner_name.clone(),
+            pair_secret: secret,
+            initiator: self.cfg.initiator,
+            partner_fingerprint: self.cfg.partner_fingerprint.clone(),
+            partner_endpoints: Vec::new(),
+            page: self.page.clone(),
+            page_stamp: self.page_stamp.clone(),
+            layout: self.layout.clone(),
+            layout_stamp: self.layout_stamp.clone(),
+        };
+        rec_endpoints(&mut rec, &bond.endpoints);
+        self.out.event(Event::PairRemembered {
+            pair_id: rec.pair_id.clone(),
+            partner_id: rec.partner_id.clone(),
+        });
+        self.out.push(Output::Persist(Record::Solo(rec.clone())));
+        self.persisted = Some(rec.clone());
+        self.remembered = Some(rec);
+    }
+
+    /// Brings the record up to date with what a restart should resume (page, layout, the
+    /// partner's name) and persists it when anything changed since the last write.
+    pub(super) fn sync_record(&mut self) {
+        let Some(rec) = self.remembered.as_mut() else {
+            return;
+        };
+        if rec.page_stamp != self.page_stamp {
+            rec.page = self.page.clone();
+            rec.page_stamp = self.page_stamp.clone();
+        }
+        if rec.layout_stamp != self.layout_stamp {
+            rec.layout = self.layout.clone();
+            rec.layout_stamp = self.layout_stamp.clone();
+        }
+        if !self.partner_name.is_empty() && rec.partner_name != self.partner_name {
+            rec.partner_name = self.partner_name.clone();
+        }
+        if self.persisted.as_ref() != Some(rec) {
+            self.persisted = Some(rec.clone());
+            self.out.push(Output::Persist(Record::Solo(rec.clone())));
+        }
+    }
+
+    /// What a dial presents: the pair secret as the member secret of this device's id once the
+    /// pair is remembered (PROTOCOL.md §6.1, §9.2); nothing for a pair made from codes only.
+    pub(super) fn dial_credentials(&self) -> JoinCredentials {
+        JoinCredentials {
+            member_secret: self.remembered.as_ref().map(|r| r.pair_secret.clone()),
+            ..JoinCredentials::default()
+        }
+    }
+
+    /// The redial door: only the partner's id, proving the pair secret, gets in; a device that
+    /// left by the user admits nobody until it retries.
+    pub(super) fn bond_door(&self, query: &DoorQuery) -> DoorReply {
+        match &self.remembered {
+            Some(rec)
+                if !self.left
+                    && query.auth == DoorAuth::Member
+                    && query.device_id == rec.partner_id =>
+            {
+                DoorReply {
+                    secret: Some(DoorSecret::Member(rec.pair_secret.clone())),
+                    verdict: Ok(()),
+                }
+            }
+            _ => DoorReply::closed(),
+        }
+    }
+}
+
+/// Replaces the partner's endpoints with the ones it listed (already validated as `ip:port`).
+fn rec_endpoints(rec: &mut SoloRecord, endpoints: &[String]) {
+    let parsed: Vec<_> = endpoints.iter().filter_map(|e| e.parse().ok()).collect();
+    if !parsed.is_empty() {
+        rec.partner_endpoints = parsed;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pair_secret_matches_the_protocol_test_vector() {
+        let offerer = "000102030405060708090a0b0c0d0e0f";
+        let answerer = "101112131415161718191a1b1c1d1e1f";
+        let secret = pair_secret(offerer, answerer).unwrap();
+        assert_eq!(secret, "465aaed32c065e4e8a21a7adbe9d3cb4");
+        assert_eq!(pair_secret(&offerer.to_uppercase(), answerer), Some(secret));
+        assert_ne!(
+            pair_secret(answerer, offerer),
+            pair_secret(offerer, answerer)
+        );
+        assert_eq!(pair_secret("00", answerer), None);
+        assert_eq!(pair_secret(&"zz".repeat(16), answerer), None);
+    }
+}
