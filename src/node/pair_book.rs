@@ -174,7 +174,7 @@ fn watch_for_remembered(
             .unwrap_or_else(|e| e.into_inner())
             .is_some();
         while let Some(e) = events.recv().await {
-            if !started && is_pair_remembered(&e) {
+            if !started && matches!(e, Event::PairRemembered { .. }) {
                 started = true;
                 // The record is written just before the event is told: give the file a moment.
                 for _ in 0..20 {
@@ -191,11 +191,6 @@ fn watch_for_remembered(
         }
     });
     rx
-}
-
-/// Whether the machine just told that the pair is remembered (`pair_remembered`).
-fn is_pair_remembered(e: &Event) -> bool {
-    serde_json::to_value(e).is_ok_and(|v| v["event"] == "pair_remembered")
 }
 
 impl Pair {

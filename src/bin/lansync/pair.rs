@@ -205,7 +205,8 @@ struct Teller {
 impl Teller {
     /// Tells `e` and returns `None`, or returns it for the console.
     fn tell(&mut self, e: Event) -> Option<Event> {
-        let partner = || Pair::remembered_partner(&self.dir).unwrap_or_else(|| "the partner".into());
+        let partner =
+            || Pair::remembered_partner(&self.dir).unwrap_or_else(|| "the partner".into());
         let remembered = Pair::has_remembered(&self.dir);
         match &e {
             Event::Link {
@@ -239,25 +240,18 @@ impl Teller {
                 );
                 None
             }
-            _ if is_pair_remembered(&e) => {
+            Event::PairRemembered { .. } => {
                 let name = partner();
                 let mut v = serde_json::to_value(&e).unwrap_or(Value::Null);
                 v["partner"] = json!(name);
                 self.out.emit(v, || {
-                    format!(
-                        "Paired with {name} — remembered: next time run `lansync pair` on both"
-                    )
+                    format!("Paired with {name} — remembered: next time run `lansync pair` on both")
                 });
                 None
             }
             _ => Some(e),
         }
     }
-}
-
-/// Whether the event says the pair is now remembered (`pair_remembered`).
-fn is_pair_remembered(e: &Event) -> bool {
-    serde_json::to_value(e).is_ok_and(|v| v["event"] == "pair_remembered")
 }
 
 /// What the other device runs with our invite code.
