@@ -44,10 +44,12 @@ pub fn window_of(unix_secs: u64) -> u64 {
 /// Whether `instance` (the instance label, or a full name under [`PAIR_SERVICE_TYPE`]) is the
 /// pair's name of the current, previous or next window (clocks of two tablets may disagree).
 pub fn is_partner_instance(instance: &str, pair_secret: &str, unix_secs: u64) -> bool {
+    // DNS names compare case-insensitively.
+    let instance = instance.to_ascii_lowercase();
     let label = instance
         .strip_suffix(PAIR_SERVICE_TYPE)
         .map(|l| l.trim_end_matches('.'))
-        .unwrap_or(instance);
+        .unwrap_or(&instance);
     if label.len() != 16 {
         return false;
     }
