@@ -118,13 +118,14 @@ impl Teller {
     pub(super) fn tell(&mut self, e: Event) -> Option<Event> {
         let partner =
             || Pair::remembered_partner(&self.dir).unwrap_or_else(|| "the partner".into());
-        let remembered = Pair::has_remembered(&self.dir);
+        // Read only for the events that depend on it: a page turn reads no file.
+        let remembered = || Pair::has_remembered(&self.dir);
         match &e {
             Event::Link {
                 state: LinkState::Connected,
                 ..
             } => {
-                if std::mem::take(&mut self.apart) && remembered {
+                if std::mem::take(&mut self.apart) && remembered() {
                     let name = partner();
                     self.out
                         .emit(json!({"event":"partner_found","partner":name}), || {
@@ -137,7 +138,7 @@ impl Teller {
                 self.apart = true;
                 Some(e)
             }
-            Event::GaveUp { attempts } if remembered => {
+            Event::GaveUp { attempts } if remembered() => {
                 let (name, retry) = (partner(), self.retry.clone());
                 self.out.emit(
                     json!({"event":"gave_up","attempts":attempts,"retry":retry}),
