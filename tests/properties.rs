@@ -8,6 +8,7 @@
 //! - no follower ever goes back to an older song epoch;
 //! - a free-mode follower's page only moves by its own navigation or a song change;
 //! - a solo pair agrees on the latest change (highest stamp) after heal;
+//! - so does a remembered solo pair whose devices also crash and restart from their records;
 //! - the clock filter's estimate is never further from the true offset than its error bound,
 //!   whatever the (non-negative) delays;
 //! - a playback state moved onto another clock predicts the same positions.
@@ -244,25 +245,34 @@ fn run_solo(seed: u64, steps: &[SoloStep]) -> Result<(), TestCaseError> {
     sim.connect(a, b);
     sim.run_for(Duration::from_millis(100));
     for s in steps {
-        match *s {
-            SoloStep::Wait(ms) => sim.run_for(Duration::from_millis(ms)),
-            SoloStep::Turn(first, page) => {
-                sim.command(if first { a } else { b }, Command::SetPage { page })
-            }
-            SoloStep::Partition => sim.partition(a, b),
-            SoloStep::Heal => sim.heal(),
-            SoloStep::Cut => sim.cut(a, b),
-            SoloStep::Net {
-                loss,
-                duplicate,
-                jitter_ms,
-            } => {
-                sim.net.loss = loss;
-                sim.net.duplicate = duplicate;
-                sim.net.jitter = Duration::from_millis(jitter_ms);
-            }
+        solo_apply(&mut sim, a, b, s);
+    }
+    solo_settled(&mut sim, a, b)
+}
+
+fn solo_apply(sim: &mut Sim, a: usize, b: usize, step: &SoloStep) {
+    match *step {
+        SoloStep::Wait(ms) => sim.run_for(Duration::from_millis(ms)),
+        SoloStep::Turn(first, page) => {
+            sim.command(if first { a } else { b }, Command::SetPage { page })
+        }
+        SoloStep::Partition => sim.partition(a, b),
+        SoloStep::Heal => sim.heal(),
+        SoloStep::Cut => sim.cut(a, b),
+        SoloStep::Net {
+            loss,
+            duplicate,
+            jitter_ms,
+        } => {
+            sim.net.loss = loss;
+            sim.net.duplicate = duplicate;
+            sim.net.jitter = Duration::from_millis(jitter_ms);
         }
     }
+}
+
+/// Heals the network and checks both devices are paired again and show the latest change.
+fn solo_settled(sim: &mut Sim, a: usize, b: usize) -> Result<(), TestCaseError> {
     // The latest change anywhere is the one both must show.
     let winner = [a, b]
         .into_iter()
@@ -288,6 +298,61 @@ fn run_solo(seed: u64, steps: &[SoloStep]) -> Result<(), TestCaseError> {
         prop_assert_eq!(s.page().page_index, winner.1);
     }
     Ok(())
+}
+
+/// A remembered pair's schedule: the solo steps plus restarts of either device.
+#[derive(Debug, Clone)]
+enum RememberedStep {
+    Solo(SoloStep),
+    /// The device (`true`: the dialing side) crashes, stays down this many ms, and restarts
+    /// from its record.
+    Restart(bool, u64),
+}
+
+fn remembered_step() -> impl Strategy<Value = RememberedStep> {
+    prop_oneof![
+        8 => solo_step().prop_map(RememberedStep::Solo),
+        1 => (any::<bool>(), 0u64..20_000).prop_map(|(a, down)| RememberedStep::Restart(a, down)),
+    ]
+}
+
+fn run_remembered(seed: u64, steps: &[RememberedStep]) -> Result<(), TestCaseError> {
+    let mut sim = Sim::new(seed);
+    let cfg = |id: &str, half: &str| {
+        let mut c = SoloConfig::new(id);
+        c.backoff = never_give_up();
+        c.pair_id = "pair-1".into();
+        c.bond_half = Some(half.into());
+        c
+    };
+    let (a, b) = sim.add_solo_pair(
+        cfg("tablet-a", "000102030405060708090a0b0c0d0e0f"),
+        cfg("tablet-b", "101112131415161718191a1b1c1d1e1f"),
+    );
+    sim.connect(a, b);
+    sim.run_for(Duration::from_millis(100));
+    for n in [a, b] {
+        prop_assert!(
+            sim.solo(n).record().is_some(),
+            "device {} not remembered",
+            n
+        );
+    }
+    for s in steps {
+        match s {
+            RememberedStep::Solo(s) => solo_apply(&mut sim, a, b, s),
+            RememberedStep::Restart(first, down) => {
+                let n = if *first { a } else { b };
+                sim.crash(n);
+                sim.run_for(Duration::from_millis(*down));
+                sim.restart(n);
+            }
+        }
+    }
+    // The waiting side's advert tells the dialing side to retry now (PROTOCOL.md §6.1).
+    sim.heal();
+    sim.network_changed(a);
+    solo_settled(&mut sim, a, b)
 }
 
 proptest! {
@@ -346,5 +411,10 @@ proptest! {
     #[test]
     fn solo_pair_agrees_on_the_latest_change(seed in any::<u64>(), steps in proptest::collection::vec(solo_step(), 1..30)) {
         run_solo(seed, &steps)?;
+    }
+
+    #[test]
+    fn remembered_pair_agrees_on_the_latest_change_across_restarts(seed in any::<u64>(), steps in proptest::collection::vec(remembered_step(), 1..30)) {
+        run_remembered(seed, &steps)?;
     }
 }

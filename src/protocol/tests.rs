@@ -218,6 +218,11 @@ fn every_catalog_type_round_trips() {
             leader_device_id: "dev-a".into(),
             parity: Parity::Even,
         }),
+        Message::PairBond(PairBond {
+            half: Some("000102030405060708090a0b0c0d0e0f".into()),
+            endpoints: vec!["192.168.1.5:47000".into(), "[fd00::5]:47000".into()],
+        }),
+        Message::PairBond(PairBond::default()),
         Message::SetFollowMode(FollowModeMsg {
             mode: FollowMode::Free,
         }),
@@ -587,6 +592,24 @@ fn arb_message() -> impl Strategy<Value = Message> {
                 parity: if even { Parity::Even } else { Parity::Odd },
             }
         )),
+        (
+            proptest::option::of("[0-9a-fA-F]{32}"),
+            proptest::collection::vec(any::<(bool, [u8; 16], u16)>(), 0..=MAX_BOND_ENDPOINTS),
+        )
+            .prop_map(|(half, addrs)| Message::PairBond(PairBond {
+                half,
+                endpoints: addrs
+                    .into_iter()
+                    .map(|(v4, ip, port)| {
+                        let ip: std::net::IpAddr = if v4 {
+                            [ip[0], ip[1], ip[2], ip[3]].into()
+                        } else {
+                            ip.into()
+                        };
+                        std::net::SocketAddr::new(ip, port).to_string()
+                    })
+                    .collect(),
+            })),
         ("[^\\p{Cc}]{0,20}", proptest::option::of("[ -~]{0,128}")).prop_map(|(name, token)| {
             let mut device_name: String = name;
             clamp_name(&mut device_name);

@@ -184,34 +184,6 @@ impl Solo {
         }
     }
 
-    /// A device of a remembered pair, after a restart: it shows what the record kept and
-    /// reconnects without a code — the dialing side dials at once (PROTOCOL.md §6.1).
-    pub fn restore(mut cfg: SoloConfig, record: SoloRecord, now: Time, seed: u64) -> Solo {
-        cfg.pair_id = record.pair_id.clone();
-        cfg.initiator = record.initiator;
-        cfg.bond_half = None;
-        if cfg.partner_fingerprint.is_none() {
-            cfg.partner_fingerprint = record.partner_fingerprint.clone();
-        }
-        let mut solo = Solo::new(cfg, seed);
-        solo.page = record.page.clone();
-        solo.page_stamp = record.page_stamp.clone();
-        solo.layout = record.layout.clone();
-        solo.layout_stamp = record.layout_stamp.clone();
-        solo.partner = Some(record.partner_id.clone());
-        solo.partner_name = record.partner_name.clone();
-        solo.persisted = Some(record.clone());
-        solo.remembered = Some(record);
-        solo.enter(
-            SoloState::PairedReconnecting,
-            "resuming the remembered pair",
-        );
-        solo.out.event(Event::page(&solo.page, Origin::Local));
-        // Both count attempts from now, so they give up together; the dialing side dials at once.
-        solo.retry_at = Some(now);
-        solo
-    }
-
     /// The remembered pair, once its secret is agreed (`None` for a pair that is not
     /// remembered).
     pub fn record(&self) -> Option<&SoloRecord> {
@@ -489,22 +461,6 @@ impl Solo {
         self.snapshot_due = None;
         self.backoff.reset();
         self.enter(SoloState::LocalOnly, reason);
-    }
-
-    /// The network changed, or the partner's advert appeared (PROTOCOL.md §6.1): retry now. A
-    /// remembered dialing side dials whatever its state (after a give-up or a goodbye too).
-    fn on_network_changed(&mut self, now: Time) {
-        if self.link.is_some() {
-            return;
-        }
-        let revive = self.remembered.is_some() && self.cfg.initiator && !self.left;
-        if revive {
-            self.backoff.reset();
-            self.enter(SoloState::PairedReconnecting, "partner may be back");
-            self.retry_at = Some(now);
-        } else if self.state == SoloState::PairedReconnecting {
-            self.retry_at = Some(now);
-        }
     }
 
     fn set_layout(&mut self, now: Time, leader: String, parity: Parity) {

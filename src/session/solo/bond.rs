@@ -2,10 +2,11 @@
 //! halves, the record a device keeps so it finds its partner again after a cut or a restart, and
 //! the door a redial passes (the member rejoin of PROTOCOL.md §9 with the pair secret).
 
-use super::{Solo, SoloRecord};
+use super::{Solo, SoloConfig, SoloRecord, SoloState};
 use crate::protocol::{check_id, Message, PairBond};
 use crate::session::{
-    DoorAuth, DoorQuery, DoorReply, DoorSecret, Event, JoinCredentials, Output, Record, Time,
+    DoorAuth, DoorQuery, DoorReply, DoorSecret, Event, JoinCredentials, Origin, Output, Record,
+    Time,
 };
 use sha2::{Digest, Sha256};
 
@@ -29,6 +30,50 @@ pub(crate) fn pair_secret(offerer_half: &str, answerer_half: &str) -> Option<Str
 }
 
 impl Solo {
+    /// A device of a remembered pair, after a restart: it shows what the record kept and
+    /// reconnects without a code — the dialing side dials at once (PROTOCOL.md §6.1).
+    pub fn restore(mut cfg: SoloConfig, record: SoloRecord, now: Time, seed: u64) -> Solo {
+        cfg.pair_id = record.pair_id.clone();
+        cfg.initiator = record.initiator;
+        cfg.bond_half = None;
+        if cfg.partner_fingerprint.is_none() {
+            cfg.partner_fingerprint = record.partner_fingerprint.clone();
+        }
+        let mut solo = Solo::new(cfg, seed);
+        solo.page = record.page.clone();
+        solo.page_stamp = record.page_stamp.clone();
+        solo.layout = record.layout.clone();
+        solo.layout_stamp = record.layout_stamp.clone();
+        solo.partner = Some(record.partner_id.clone());
+        solo.partner_name = record.partner_name.clone();
+        solo.persisted = Some(record.clone());
+        solo.remembered = Some(record);
+        solo.enter(
+            SoloState::PairedReconnecting,
+            "resuming the remembered pair",
+        );
+        solo.out.event(Event::page(&solo.page, Origin::Local));
+        // Both count attempts from now, so they give up together; the dialing side dials at once.
+        solo.retry_at = Some(now);
+        solo
+    }
+
+    /// The network changed, or the partner's advert appeared (PROTOCOL.md §6.1): retry now. A
+    /// remembered dialing side dials whatever its state (after a give-up or a goodbye too).
+    pub(super) fn on_network_changed(&mut self, now: Time) {
+        if self.link.is_some() {
+            return;
+        }
+        let revive = self.remembered.is_some() && self.cfg.initiator && !self.left;
+        if revive {
+            self.backoff.reset();
+            self.enter(SoloState::PairedReconnecting, "partner may be back");
+            self.retry_at = Some(now);
+        } else if self.state == SoloState::PairedReconnecting {
+            self.retry_at = Some(now);
+        }
+    }
+
     /// PAIR_BOND right after HELLO: this process's half while it holds one (a partner that
     /// already remembers the pair ignores it), and where this device's redial endpoint listens.
     pub(super) fn send_bond(&mut self, now: Time) {
@@ -175,5 +220,11 @@ mod tests {
         );
         assert_eq!(pair_secret("00", answerer), None);
         assert_eq!(pair_secret(&"zz".repeat(16), answerer), None);
+        // the redial's join key (PROTOCOL.md §6.1, §9.2) for the dialing device `tab-a`
+        let k = crate::auth::member_key("tab-a", "465aaed32c065e4e8a21a7adbe9d3cb4");
+        assert_eq!(
+            hex::encode(k),
+            "43e069ef315113634ea8cf2b45322c3300e8847a85355a659b631d1f710095e3"
+        );
     }
 }
