@@ -52,7 +52,8 @@ pub struct Envelope {
     pub sender_id: String,
     /// Sender's clock, milliseconds since the Unix epoch.
     pub ts: u64,
-    /// Sender's message counter, strictly increasing on one link.
+    /// Sender's message counter, strictly increasing on one link (TRANSFER_* messages have a
+    /// counter of their own, PROTOCOL.md §2).
     pub seq: u64,
     /// The message itself.
     pub msg: Message,
@@ -146,7 +147,8 @@ catalog! {
     Hello(Hello) = "HELLO",
     /// Follower → master: asks to join with a token or a session code.
     JoinRequest(JoinRequest) = "JOIN_REQUEST",
-    /// Master → follower: membership confirmed, with the token to store and the full state.
+    /// Master → follower: membership confirmed, with the member secret to store and the full
+    /// state (a choir snapshot with the participant list).
     JoinAccept(JoinAccept) = "JOIN_ACCEPT",
     /// Master → follower: refused, with the reason.
     JoinReject(JoinReject) = "JOIN_REJECT",

@@ -463,6 +463,37 @@ fn full_session_rejects_newcomers_but_a_known_follower_may_rejoin() {
 }
 
 #[test]
+fn a_full_session_with_members_gone_still_admits_newcomers_within_the_participant_limit() {
+    // 255 followers fill the session; 5 drop out and newcomers take their seats. The master
+    // still knows the 5 that dropped out (they may come back), so it knows 261 participants,
+    // more than a JOIN_ACCEPT may list (PROTOCOL.md §3): the newcomers must still be accepted.
+    let mut mcfg = MasterConfig::new("master");
+    mcfg.max_followers = 255; // the most a session may hold
+    let (mut sim, m, fs) = choir_with(255, 31, mcfg, |i| FollowerConfig::new(format!("f{i}")));
+    let token = sim.master(m).record().token.clone();
+    for f in &fs[..5] {
+        sim.cut(m, *f);
+        sim.partition(m, *f);
+    }
+    sim.run_for(secs(1));
+    let late: Vec<_> = (0..5)
+        .map(|i| sim.add_follower(FollowerConfig::new(format!("late{i}")), m))
+        .collect();
+    for f in &late {
+        sim.command(*f, join_token(&token));
+    }
+    sim.run_for(secs(3));
+    for f in &late {
+        assert_eq!(sim.follower(*f).state(), FollowerState::ConnectedFollow);
+    }
+    let listed = sim.master(m).participants();
+    assert_eq!(listed.len(), 256);
+    assert!(listed[..256 - 5]
+        .iter()
+        .all(|p| p.status == PresenceStatus::Connected));
+}
+
+#[test]
 fn other_protocol_version_is_answered_with_version_mismatch() {
     let mut sim = Sim::new(12);
     let m = sim.add_master(MasterConfig::new("master"));

@@ -6,8 +6,8 @@
 mod sim;
 
 use lansync::session::{
-    Command, DoorAuth, DoorQuery, DoorSecret, Event, Machine, Record, SoloConfig, SoloRecord,
-    SoloState, Time, PARTNER_LEFT,
+    Command, DoorAuth, DoorQuery, DoorSecret, Event, LinkState, Machine, Record, SoloConfig,
+    SoloRecord, SoloState, Time, PARTNER_LEFT,
 };
 use sim::{NodeId, Sim};
 use std::time::Duration;
@@ -258,6 +258,42 @@ fn a_restarted_waiting_side_is_back_as_soon_as_the_dialer_hears_of_it() {
     sim.network_changed(a);
     let took = time_to_connect(&mut sim, a, b, secs(1)).expect("back");
     assert!(took <= ms(50), "took {took:?}");
+}
+
+#[test]
+fn a_waiting_side_restarted_before_the_dialer_noticed_is_back_when_its_advert_returns() {
+    let (mut sim, a, b) = remembered(16);
+    sim.crash(b);
+    sim.run_for(secs(1));
+    sim.restart(b);
+    sim.run_for(ms(200));
+    // the dialer has not noticed yet: its link to the dead process still looks alive
+    assert_eq!(sim.solo(a).state(), SoloState::PairedConnected);
+    assert_eq!(sim.solo(b).state(), SoloState::PairedReconnecting);
+    // the restarted side's advert appears: the dialer dials at once, without waiting for its
+    // heartbeat to declare the old link dead
+    sim.network_changed(a);
+    sim.run_for(ms(200));
+    assert_eq!(sim.solo(b).state(), SoloState::PairedConnected);
+    assert_eq!(sim.solo(a).state(), SoloState::PairedConnected);
+    // a second change right after does not dial again (one probe per interval)
+    let links_before = sim.events_of(b).filter(|e| is_connected_link(e)).count();
+    sim.network_changed(a);
+    sim.run_for(ms(200));
+    assert_eq!(
+        sim.events_of(b).filter(|e| is_connected_link(e)).count(),
+        links_before
+    );
+}
+
+fn is_connected_link(e: &Event) -> bool {
+    matches!(
+        e,
+        Event::Link {
+            state: LinkState::Connected,
+            ..
+        }
+    )
 }
 
 #[test]

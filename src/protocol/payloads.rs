@@ -151,8 +151,21 @@ pub struct JoinAccept {
     /// Human session code, for display.
     #[serde(default)]
     pub session_code: String,
-    /// Full session state.
+    /// Full session state, with the participant list. Written with `"kind":"choir"` like a
+    /// STATE_SNAPSHOT (PROTOCOL.md §5); read with or without it (masters of earlier releases
+    /// left it out).
+    #[serde(serialize_with = "choir_tagged")]
     pub snapshot: ChoirSnapshot,
+}
+
+/// Writes a choir snapshot as STATE_SNAPSHOT carries it: its fields and `"kind":"choir"`.
+fn choir_tagged<S: serde::Serializer>(snap: &ChoirSnapshot, out: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    #[serde(tag = "kind", rename_all = "snake_case")]
+    enum Tagged<'a> {
+        Choir(&'a ChoirSnapshot),
+    }
+    Tagged::Choir(snap).serialize(out)
 }
 
 impl Validate for JoinAccept {
@@ -600,7 +613,9 @@ impl Validate for SessionFiles {
     }
 }
 
-/// When and by whom the solo page was last changed: the last-write-wins stamp.
+/// When and by whom the solo page was last changed: the last-write-wins stamp. A state never
+/// changed has `ts` 0 and the holder's own id (PROTOCOL.md §6.1); devices of earlier releases
+/// wrote an empty `sender_id` there, which is still read.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Stamp {
     /// Change time, ms (a hybrid clock: never below the last stamp seen plus one).

@@ -360,10 +360,20 @@ impl Master {
     pub fn count(&self) -> u32 {
         1 + self.connected() as u32
     }
-    /// The participant list, master first.
+    /// The participant list: the master first, then the connected members, then those recently gone, cut at the
+    /// wire's limit (PROTOCOL.md §3): connected members alone stay within it, but members who
+    /// dropped out are listed for a while too, and a longer list would make every follower
+    /// refuse the JOIN_ACCEPT or snapshot that carries it.
     pub fn participants(&self) -> Vec<Participant> {
+        let mut members: Vec<Participant> = self
+            .members
+            .keys()
+            .filter_map(|id| self.entry(id))
+            .collect();
+        // Stable: members keep their id order within each group.
+        members.sort_by_key(|p| p.status != PresenceStatus::Connected);
         let mut list = vec![self.me()];
-        list.extend(self.members.keys().filter_map(|id| self.entry(id)));
+        list.extend(members.into_iter().take(MAX_PARTICIPANTS - 1));
         list
     }
     /// Smoothed round-trip time to a peer.

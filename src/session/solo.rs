@@ -158,11 +158,18 @@ pub struct Solo {
     persisted: Option<SoloRecord>,
     /// This device left by the user: it neither redials nor admits a redial until `Retry`.
     left: bool,
+    /// When a live-looking link was last probed with a dial (see `on_network_changed`).
+    probed_at: Option<Time>,
 }
 
 impl Solo {
     /// An unpaired device. `seed` drives backoff jitter.
     pub fn new(cfg: SoloConfig, seed: u64) -> Solo {
+        // Nothing changed yet: ts 0, stamped with this device's own id (§6.1), never an empty id.
+        let unchanged = Stamp {
+            ts: 0,
+            sender_id: cfg.device_id.clone(),
+        };
         Solo {
             state: SoloState::LocalOnly,
             out: Outbox::default(),
@@ -172,15 +179,16 @@ impl Solo {
             link: None,
             partner: None,
             page: PageState::default(),
-            page_stamp: Stamp::default(),
+            page_stamp: unchanged.clone(),
             layout: Layout::default(),
-            layout_stamp: Stamp::default(),
+            layout_stamp: unchanged,
             retry_at: None,
             snapshot_due: None,
             partner_name: String::new(),
             remembered: None,
             persisted: None,
             left: false,
+            probed_at: None,
         }
     }
 
@@ -357,7 +365,16 @@ impl Solo {
             });
             self.enter(SoloState::PairedConnected, "partner heard again");
         }
-        if admit != Admit::Fresh {
+        // Changes carry their own order, the stamp (§2), so one overtaken on a reordering path
+        // is still judged on it; everything else must be fresh.
+        let stamped = matches!(
+            env.msg,
+            Message::SetPage(_)
+                | Message::SetSong(_)
+                | Message::StateSnapshot(_)
+                | Message::SetLayoutParity(_)
+        );
+        if admit == Admit::RateLimited || (admit == Admit::Stale && !stamped) {
             return;
         }
         let stamp = Stamp {

@@ -43,6 +43,10 @@ pub struct HostArgs {
     #[arg(long)]
     json: bool,
     /// Serve on loopback only (everything on this machine); no mDNS.
+    ///
+    /// Every follower then has the same address, so the join endpoint's per-address limits are
+    /// lifted: 1000 requests a second, and the per-address connection and answer caps become
+    /// the totals (PROTOCOL.md §9.3).
     #[arg(long)]
     loopback: bool,
     /// Where the session, identity and port are kept (default: lansync/host in your user data

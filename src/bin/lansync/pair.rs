@@ -46,7 +46,8 @@ pub struct PairArgs {
     /// per-user state directory).
     #[arg(long)]
     state_dir: Option<PathBuf>,
-    /// Write codes in the lz-string format of JavaScript apps instead of the compact one.
+    /// Write codes in the lz-string format of JavaScript apps instead of the compact one. An
+    /// lz invite is always answered in lz, with or without this flag (PROTOCOL.md §7).
     #[arg(long)]
     lz: bool,
     /// Optional STUN server(s), e.g. `stun:192.168.1.1:3478`; none by default.
@@ -83,6 +84,10 @@ pub enum PairCmd {
     /// Create an invite code, wait for the answer code, then stay paired.
     Offer(PairArgs),
     /// Answer an invite code, then stay paired.
+    ///
+    /// The answer code is in the invite's format when the invite is lz (from a JavaScript app,
+    /// which reads only lz), even without --lz; a compact invite is answered in compact, or in
+    /// lz with --lz.
     Answer {
         /// The invite code (or a link containing it); read from the input when left out.
         code: Option<String>,

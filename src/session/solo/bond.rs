@@ -9,9 +9,14 @@ use crate::session::{
     Time,
 };
 use sha2::{Digest, Sha256};
+use std::time::Duration;
 
 /// Domain separation of the pair secret's hash (PROTOCOL.md §6.1).
 const PAIR_SECRET_LABEL: &[u8] = b"lansync pair secret\0";
+
+/// How often a remembered dialing side with a live-looking link dials again when told the
+/// network changed: each such dial costs the partner a peer connection.
+pub(crate) const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The pair secret from the two halves (32 hex digits each, either case): the first 16 bytes of
 /// `SHA-256("lansync pair secret\0" ‖ offerer_half ‖ answerer_half)` over the halves' raw
@@ -60,11 +65,23 @@ impl Solo {
 
     /// The network changed, or the partner's advert appeared (PROTOCOL.md §6.1): retry now. A
     /// remembered dialing side dials whatever its state (after a give-up or a goodbye too).
+    ///
+    /// With a link that still looks alive, a remembered dialing side dials too (at most once per
+    /// [`PROBE_INTERVAL`]): the partner may have restarted — its advert came back — while this
+    /// link went silent, and the heartbeat would take its whole dead-after to notice. The new
+    /// link replaces this one when it opens; a failed dial leaves this one as it was.
     pub(super) fn on_network_changed(&mut self, now: Time) {
+        let revive = self.remembered.is_some() && self.cfg.initiator && !self.left;
         if self.link.is_some() {
+            let due = self
+                .probed_at
+                .is_none_or(|t| now.since(t) >= PROBE_INTERVAL);
+            if revive && due {
+                self.probed_at = Some(now);
+                self.out.push(Output::Dial(self.dial_credentials()));
+            }
             return;
         }
-        let revive = self.remembered.is_some() && self.cfg.initiator && !self.left;
         if revive {
             self.backoff.reset();
             self.enter(SoloState::PairedReconnecting, "partner may be back");
