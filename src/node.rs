@@ -17,6 +17,9 @@ mod host;
 mod join;
 mod join_dial;
 mod pair;
+pub mod pair_advert;
+mod pair_book;
+mod pair_redial;
 mod state_dir;
 mod state_files;
 

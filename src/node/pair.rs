@@ -14,21 +14,27 @@
 //! (type and hash), the network (a device with no interface besides loopback cannot pair over
 //! the LAN), the code pasted.
 
-use super::state_files::{open_with_id, random_seed};
-use super::{Events, Files, FilesOptions, Node, NodeOptions, PublishedFiles};
+use super::pair_book::{self, Launch};
+use super::pair_redial::{sdp_fingerprint, RedialEndpoint};
+use super::state_files::{open_with_id, random_seed, StateDir};
+use super::{Events, Files, FilesOptions, Node, PublishedFiles};
 use crate::invite::{self, CodeFormat, CodeKind};
 use crate::protocol::Parity;
-use crate::session::{Command, Solo, SoloConfig};
+use crate::session::{Command, HeartbeatConfig, Solo, SoloConfig};
+use crate::signaling;
 use crate::transfer::ManifestKind;
 use crate::transport::{self, Link, PendingOffer, TransportConfig};
 use crate::Error;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a silent link of a code pair is kept before the pair falls back to local mode: a
-/// pair made from codes has no way to dial again, so a silent link is kept for as long as ICE
-/// can still bring it back (a Wi-Fi outage, a device asleep) instead of being given up.
+/// pair made from codes alone (no state directory) has no way to dial again, so a silent link
+/// is kept for as long as ICE can still bring it back (a Wi-Fi outage, a device asleep) instead
+/// of being given up. A pair with a state directory is remembered and redials (PROTOCOL.md
+/// §6.1): it uses the normal heartbeat.
 pub const CODE_PAIR_PATIENCE: Duration = Duration::from_secs(300);
 
 /// How long [`Pair::close`] gives its goodbye to cross before the link closes (the node closes
@@ -52,7 +58,10 @@ pub struct PairOptions {
     /// This device's settings. An empty `device_id` (the default) means: the one kept in
     /// `state_dir`, else a new random one. `pair_id` and `initiator` are set by the pairing.
     pub solo: SoloConfig,
-    /// Where the device id is kept (created if missing).
+    /// Where the device id, the DTLS identity and the remembered pair (`solo.json`) are kept
+    /// (created if missing). With one, the pair is remembered: both devices find each other
+    /// again after a cut or a restart ([`Pair::resume`]). Without one, the pair lasts as long
+    /// as its link.
     pub state_dir: Option<PathBuf>,
     /// Link settings.
     pub transport: TransportConfig,
@@ -67,6 +76,9 @@ pub struct PairOptions {
     pub receive_dir: Option<PathBuf>,
     /// How long the link may take to open once both codes are known. Default 30 s.
     pub open_timeout: Duration,
+    /// Remember the pair in `state_dir` (default `true`); `false` pairs for this run only
+    /// (a one-off file transfer).
+    pub remember: bool,
 }
 
 impl Default for PairOptions {
@@ -81,6 +93,7 @@ impl Default for PairOptions {
             send: Vec::new(),
             receive_dir: None,
             open_timeout: Duration::from_secs(30),
+            remember: true,
         }
     }
 }
@@ -145,25 +158,43 @@ impl std::fmt::Display for PairCode {
 }
 
 /// What both sides prepare before the first code: the device id, the checked files, the
-/// network check.
-struct Prepared {
-    solo: SoloConfig,
-    transport: TransportConfig,
+/// network check, and for a pair to remember its DTLS identity and bond half.
+pub(super) struct Prepared {
+    pub(super) solo: SoloConfig,
+    pub(super) transport: TransportConfig,
     style: CodeStyle,
-    files: Option<(
+    pub(super) files: Option<(
         Files,
         tokio::sync::mpsc::UnboundedReceiver<super::FilesEvent>,
     )>,
-    sends: bool,
+    pub(super) sends: bool,
     open_timeout: Duration,
+    /// The state directory: the pair is remembered.
+    pub(super) kept: Option<StateDir>,
+    /// The waiting side's redial endpoint, started with the answer code.
+    redial: Option<RedialEndpoint>,
 }
 
 impl Prepared {
-    async fn new(mut opts: PairOptions) -> Result<Prepared, Error> {
+    pub(super) async fn new(mut opts: PairOptions) -> Result<Prepared, Error> {
         if !opts.transport.loopback_only && transport::lan_addresses().is_empty() {
             return Err(Error::NoNetwork);
         }
-        open_with_id(opts.state_dir.as_deref(), &mut opts.solo.device_id, "dev")?;
+        let kept = open_with_id(opts.state_dir.as_deref(), &mut opts.solo.device_id, "dev")?;
+        let kept = kept.filter(|_| opts.remember);
+        if let Some(dir) = &kept {
+            // The partner remembers this fingerprint: it must stay valid across restarts.
+            if opts.transport.certificate.is_none() {
+                opts.transport.certificate = Some(dir.identity()?);
+            }
+            if opts.solo.bond_half.is_none() {
+                opts.solo.bond_half = Some(random_half()?);
+            }
+            // A remembered pair can redial: a silent link is given up as usual.
+            if opts.solo.heartbeat.dead_after == CODE_PAIR_PATIENCE {
+                opts.solo.heartbeat.dead_after = HeartbeatConfig::default().dead_after;
+            }
+        }
         let sends = !opts.send.is_empty();
         let files = if sends || opts.receive_dir.is_some() {
             let mut fo = FilesOptions::new(opts.solo.device_id.clone());
@@ -185,6 +216,8 @@ impl Prepared {
             files,
             sends,
             open_timeout: opts.open_timeout,
+            kept,
+            redial: None,
         })
     }
 
@@ -207,28 +240,26 @@ impl Prepared {
             })?;
         self.solo.pair_id = pair_id;
         self.solo.initiator = initiator;
-        let device_id = self.solo.device_id.clone();
         let seed = random_seed()?;
-        let (files, files_events) = match self.files {
-            Some((f, e)) => (Some(f), Some(e)),
-            None => (None, None),
-        };
-        let (node, session_events) = Node::spawn(
-            Solo::new(self.solo, seed),
-            NodeOptions {
-                files: files.clone(),
-                ..NodeOptions::default()
+        let machine = Solo::new(self.solo.clone(), seed);
+        let redial = self.redial.take();
+        Ok(pair_book::launch(
+            self,
+            Launch {
+                machine,
+                link: Some(link),
+                redial,
+                remembered: false,
             },
-        );
-        node.add_link(link);
-        Ok(Pair {
-            node,
-            events: Some(Events::merge(session_events, files_events)),
-            files,
-            sends: self.sends,
-            device_id,
-        })
+        ))
     }
+}
+
+/// A fresh bond half: 16 random bytes as 32 hex digits (PROTOCOL.md §6.1, PAIR_BOND).
+fn random_half() -> Result<String, Error> {
+    let mut half = [0u8; 16];
+    getrandom::fill(&mut half).map_err(|e| Error::Transport(format!("no random source: {e}")))?;
+    Ok(hex::encode(half))
 }
 
 /// The offering device's half-made pairing: its invite code, waiting for the answer code.
@@ -265,6 +296,8 @@ impl PairOffer {
             .accept_answer(&answer.sdp)
             .await
             .map_err(|e| Error::Transport(format!("the answer code cannot be used: {e}")))?;
+        let mut prepared = prepared;
+        prepared.solo.partner_fingerprint = sdp_fingerprint(&answer.sdp);
         prepared.start(link, self.pair_id.clone(), true).await
     }
 }
@@ -314,10 +347,18 @@ impl PairAnswer {
 pub struct Pair {
     /// The device's node: the low-level handle the typed methods use.
     pub node: Node,
-    events: Option<Events>,
-    files: Option<Files>,
-    sends: bool,
-    device_id: String,
+    pub(super) events: Option<Events>,
+    pub(super) files: Option<Files>,
+    pub(super) sends: bool,
+    pub(super) device_id: String,
+    /// The state directory of a pair that is (or will be) remembered.
+    pub(super) state_dir: Option<PathBuf>,
+    /// The waiting side's redial endpoint.
+    pub(super) redial: Option<signaling::JoinServer>,
+    /// The pair's mDNS advert or browse, once the pair is remembered.
+    pub(super) mdns: Arc<std::sync::Mutex<Option<super::pair_advert::PairMdns>>>,
+    /// Keeps the node reachable for the network watcher and the browse (they hold it weakly).
+    pub(super) _watched: Arc<Node>,
 }
 
 impl Pair {
@@ -345,6 +386,14 @@ impl Pair {
         let mut prepared = Prepared::new(opts).await?;
         if matches!(invite::code_format(invite_code), Ok(CodeFormat::Lz)) {
             prepared.style = CodeStyle::Lz;
+        }
+        prepared.solo.partner_fingerprint = sdp_fingerprint(&offer.sdp);
+        // The waiting side of a pair to remember: its redial endpoint listens from now on, so
+        // its addresses go to the partner with the bond (PROTOCOL.md §6.1).
+        if let (Some(dir), Some(fp)) = (&prepared.kept, &prepared.solo.partner_fingerprint) {
+            let redial = RedialEndpoint::start(dir, &prepared.transport, fp.clone()).await?;
+            prepared.solo.own_endpoints = redial.endpoints.clone();
+            prepared.redial = Some(redial);
         }
         let (sdp, link) = transport::accept_offer(&prepared.transport, &offer.sdp)
             .await
@@ -407,12 +456,24 @@ impl Pair {
 
     /// Says goodbye: the partner is told this device left (LEAVE_SESSION, PROTOCOL.md §6.1),
     /// so it shows that at once instead of waiting for the heartbeat, and does not wait for a
-    /// reconnection. Waits briefly for the message to leave; the node stops once every handle
-    /// is dropped.
+    /// reconnection. Waits briefly for the message to leave, withdraws the pair's mDNS advert
+    /// and stops the node. A remembered pair stays remembered: [`Pair::resume`] brings it back.
     pub async fn close(self) {
         if self.node.command(Command::Leave).is_ok() {
             self.node.flush().await;
             tokio::time::sleep(GOODBYE_GRACE).await;
+        }
+        self.stop().await;
+    }
+
+    /// Stops everything this pair runs, telling nobody.
+    pub(super) async fn stop(mut self) {
+        let mdns = self.mdns.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(mdns) = mdns {
+            mdns.stop().await;
+        }
+        if let Some(server) = self.redial.take() {
+            server.shutdown().await;
         }
         self.node.shutdown().await;
     }

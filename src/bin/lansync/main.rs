@@ -30,9 +30,9 @@ enum Cmd {
     /// turns, song changes, free mode, a cut link, a master crash and the end of the session;
     /// prints what happened, checks it, and measures it.
     Demo(demo::DemoArgs),
-    /// Solo pairing with no network service: exchange an invite and an answer code.
-    #[command(subcommand)]
-    Pair(pair::PairCmd),
+    /// Solo pairing with no network service: exchange an invite and an answer code once; after
+    /// that `lansync pair` alone, on both devices, finds the remembered partner again.
+    Pair(pair::PairCli),
     /// Host a choir session on the LAN: QR link, session code, mDNS, page turns for everyone.
     Host(host::HostArgs),
     /// Follow a choir session: by QR link, by session code, or rejoin the stored one.

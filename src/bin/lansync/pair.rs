@@ -1,5 +1,7 @@
 //! `lansync pair offer|answer`, `send`, `receive`: solo pairing from codes alone (the library's
-//! [`Pair`]), then page turns in step, or files.
+//! [`Pair`]), then page turns in step, or files. A pairing with a state directory (the default)
+//! is remembered: `lansync pair` alone, on both devices, finds the partner again, and
+//! `lansync pair --forget` drops it.
 //!
 //! Human mode prints the code to copy (shell-safe), a ready-to-paste command for the other
 //! device and a QR code, and reads lines: `n` / `p` next / previous page, a number to go there,
@@ -18,9 +20,12 @@ use lansync::transport::TransportConfig;
 use lansync::{AppEvent, CodeStyle, Error, Events, Pair, PairOptions};
 use serde_json::{json, Value};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::mpsc;
+
+mod resume;
+use resume::{resume, resume_command, said_bye, Teller};
 
 /// Options shared by both sides of a pairing.
 #[derive(clap::Args, Clone)]
@@ -37,7 +42,8 @@ pub struct PairArgs {
     /// This device's stable id (default: the one kept in the state directory).
     #[arg(long)]
     id: Option<String>,
-    /// Where this device keeps its id (default: the per-user state directory).
+    /// Where this device keeps its id, its DTLS identity and the remembered pair (default: the
+    /// per-user state directory).
     #[arg(long)]
     state_dir: Option<PathBuf>,
     /// Write codes in the lz-string format of JavaScript apps instead of the compact one. An
@@ -58,7 +64,21 @@ pub struct FileTransfer {
     pub receive: Option<PathBuf>,
 }
 
-/// `lansync pair …`
+/// `lansync pair [offer|answer CODE] [--forget]`: with no subcommand, resume the remembered
+/// pair (or forget it).
+#[derive(clap::Args, Clone)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct PairCli {
+    #[command(subcommand)]
+    cmd: Option<PairCmd>,
+    /// Forget the pair remembered in the state directory, then exit.
+    #[arg(long)]
+    forget: bool,
+    #[command(flatten)]
+    args: PairArgs,
+}
+
+/// `lansync pair offer|answer`
 #[derive(clap::Subcommand, Clone)]
 pub enum PairCmd {
     /// Create an invite code, wait for the answer code, then stay paired.
@@ -77,8 +97,12 @@ pub enum PairCmd {
 }
 
 /// Runs `lansync pair …`; returns whether it ended well.
-pub async fn run(cmd: PairCmd) -> bool {
-    run_with_files(cmd, FileTransfer::default()).await
+pub async fn run(cli: PairCli) -> bool {
+    match cli.cmd {
+        Some(cmd) => run_with_files(cmd, FileTransfer::default()).await,
+        None if cli.forget => resume::forget(&cli.args),
+        None => resume(&cli.args).await,
+    }
 }
 
 /// What the other device runs with our invite code.
@@ -124,6 +148,8 @@ fn options(args: &PairArgs, transfer: &FileTransfer) -> PairOptions {
     };
     opts.send = transfer.send.clone();
     opts.receive_dir = transfer.receive.clone();
+    // A one-off send or receive is not a pair to find again.
+    opts.remember = transfer.send.is_empty() && transfer.receive.is_none();
     opts
 }
 
@@ -243,7 +269,13 @@ pub async fn run_with_files(cmd: PairCmd, transfer: FileTransfer) -> bool {
         Start::Over(ok) => return ok,
     };
     let moves_files = !transfer.send.is_empty() || transfer.receive.is_some();
-    let (session, files) = split(pair.events(), moves_files);
+    let tell = pair.state_dir().map(|dir| Teller {
+        out: Out::new(args.json),
+        dir: dir.to_path_buf(),
+        retry: resume_command(&args, dir),
+        apart: false,
+    });
+    let (session, files) = split(pair.events(), moves_files, tell);
     let ok = console::session(
         &out,
         pair.node.clone(),
@@ -253,7 +285,12 @@ pub async fn run_with_files(cmd: PairCmd, transfer: FileTransfer) -> bool {
         console::Role::Solo,
     )
     .await;
+    let remembered = pair.remembered();
+    let dir = pair.state_dir().map(Path::to_path_buf);
     pair.close().await;
+    if let Some(dir) = dir {
+        said_bye(&out, remembered, &resume_command(&args, &dir));
+    }
     ok
 }
 
@@ -366,6 +403,7 @@ const LINGER: Duration = Duration::from_millis(500);
 fn split(
     mut events: Events,
     moves_files: bool,
+    mut tell: Option<Teller>,
 ) -> (
     mpsc::UnboundedReceiver<Event>,
     Option<mpsc::UnboundedReceiver<FilesEvent>>,
@@ -377,7 +415,13 @@ fn split(
         while let Some(e) = events.recv().await {
             match e {
                 AppEvent::Session(e) => {
-                    let _ = stx.send(e);
+                    let e = match &mut tell {
+                        Some(t) => t.tell(e),
+                        None => Some(e),
+                    };
+                    if let Some(e) = e {
+                        let _ = stx.send(e);
+                    }
                 }
                 AppEvent::Files(e) => {
                     let last = moves_files

@@ -1,0 +1,274 @@
+//! How a remembered pair finds itself again (PROTOCOL.md §6.1, §9, §10.3): the waiting side's
+//! redial endpoint (the join endpoint of §9, whose door is the solo machine's: only the partner
+//! proving the pair secret gets in), and the dialing side's dialer, which reads the remembered
+//! pair from `solo.json` and tries the partner's last known endpoints, then those its mDNS
+//! advert names.
+
+use super::state_files::StateDir;
+use super::{load_record, DialError, DialFuture, Dialer, Node};
+use crate::protocol::RejectReason;
+use crate::session::{JoinCredentials, Record, SoloRecord};
+use crate::signaling::{self, Door, JoinServer, SignalingError};
+use crate::transport::{self, TransportConfig};
+use crate::Error;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+/// The file of a remembered pair in the state directory.
+pub(super) const RECORD_FILE: &str = "solo.json";
+/// How long a redialled link may take to open after its answer.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
+/// Most endpoints told to the partner (PROTOCOL.md §6.1, PAIR_BOND).
+const MAX_ENDPOINTS: usize = crate::protocol::MAX_BOND_ENDPOINTS;
+
+/// The remembered pair kept in `dir`, if any (a bad record is set aside by [`load_record`]).
+pub(super) fn read_pair(dir: &Path) -> Result<Option<SoloRecord>, Error> {
+    match load_record(&dir.join(RECORD_FILE)) {
+        Ok(Some(Record::Solo(rec))) => Ok(Some(rec)),
+        Ok(Some(Record::Cleared)) | Ok(None) => Ok(None),
+        Ok(Some(_)) => {
+            let bad = super::set_aside(&dir.join(RECORD_FILE), "it is not a pair's record".into());
+            Err(Error::InvalidArgument(bad.to_string()))
+        }
+        Err(bad) => Err(Error::InvalidArgument(format!(
+            "{bad}; pair again with codes"
+        ))),
+    }
+}
+
+/// `("sha-256", "ABCD…")` from `"sha-256 AB:CD:…"` (bare hex is SHA-256), for comparing the
+/// fingerprints of two spellings.
+fn normalise_fingerprint(text: &str) -> Option<(String, String)> {
+    let mut parts = text.split_whitespace();
+    let first = parts.next()?;
+    let (alg, value) = match parts.next() {
+        Some(value) => (first.to_ascii_lowercase(), value),
+        None => ("sha-256".to_string(), first),
+    };
+    let hex: String = value
+        .chars()
+        .filter(|c| *c != ':')
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    (parts.next().is_none() && !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then_some((alg, hex))
+}
+
+/// The value of the first `a=fingerprint` line of `sdp`.
+pub(super) fn sdp_fingerprint(sdp: &str) -> Option<String> {
+    sdp.lines()
+        .find_map(|l| l.trim_end_matches('\r').strip_prefix("a=fingerprint:"))
+        .map(|v| v.trim().to_string())
+}
+
+/// Whether every `a=fingerprint` line of `sdp` (there must be one) names `expected`: a redial
+/// is only taken from the device the codes paired with.
+pub(super) fn offer_is_from(sdp: &str, expected: &str) -> bool {
+    let Some(want) = normalise_fingerprint(expected) else {
+        return false;
+    };
+    let mut found = false;
+    for line in sdp.lines() {
+        if let Some(v) = line.trim_end_matches('\r').strip_prefix("a=fingerprint:") {
+            if normalise_fingerprint(v).as_ref() != Some(&want) {
+                return false;
+            }
+            found = true;
+        }
+    }
+    found
+}
+
+/// The waiting side's redial endpoint: the join endpoint of PROTOCOL.md §9 on the port kept in
+/// the state directory (any free one if that is taken), asking the solo machine's door, taking
+/// only offers whose fingerprint is the partner's. The node is set once it exists; until then
+/// the door is closed.
+pub(super) struct RedialEndpoint {
+    pub(super) server: JoinServer,
+    pub(super) node: Arc<OnceLock<Node>>,
+    /// Where the partner can reach it (sent in PAIR_BOND).
+    pub(super) endpoints: Vec<SocketAddr>,
+}
+
+impl RedialEndpoint {
+    pub(super) async fn start(
+        dir: &StateDir,
+        transport: &TransportConfig,
+        partner_fingerprint: String,
+    ) -> Result<RedialEndpoint, Error> {
+        let node: Arc<OnceLock<Node>> = Arc::default();
+        let asking = node.clone();
+        let door: Door = Arc::new(move |query| {
+            let node = asking.get().cloned();
+            Box::pin(async move {
+                match node {
+                    Some(node) => node.door(query).await,
+                    None => crate::session::DoorReply::closed(),
+                }
+            })
+        });
+        let ip = if transport.loopback_only {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        };
+        let (cfg, accepting) = (transport.clone(), node.clone());
+        let on_offer = move |offer: signaling::OfferIn| {
+            let (cfg, node, expected) =
+                (cfg.clone(), accepting.clone(), partner_fingerprint.clone());
+            async move {
+                if !offer_is_from(&offer.offer_sdp, &expected) {
+                    tracing::warn!("refusing a redial from a device that is not the partner");
+                    return Err(RejectReason::InvalidToken);
+                }
+                let node = node.get().cloned().ok_or(RejectReason::Unknown)?;
+                let (answer, mut link) = transport::accept_offer(&cfg, &offer.offer_sdp)
+                    .await
+                    .map_err(|e| {
+                        tracing::warn!(%e, "cannot answer the partner's offer");
+                        RejectReason::Unknown
+                    })?;
+                let (held, device_id) = (offer.pending.hold(), offer.device_id.clone());
+                tokio::spawn(async move {
+                    match held.run(link.wait_open(OPEN_TIMEOUT)).await {
+                        Some(Ok(())) => node.add_admitted_link(link, device_id),
+                        Some(Err(e)) => tracing::info!(%e, "the partner's link never opened"),
+                        None => tracing::info!("the partner's link did not open in time"),
+                    }
+                });
+                Ok(answer)
+            }
+        };
+        let on_offer = Arc::new(on_offer);
+        let serve = |port: u16| {
+            let (door, on_offer) = (door.clone(), on_offer.clone());
+            signaling::serve(SocketAddr::new(ip, port), door, move |o| on_offer(o))
+        };
+        let server = match serve(dir.port()).await {
+            Ok(s) => s,
+            Err(e) if dir.port() != 0 => {
+                tracing::info!(%e, "the pair's usual port is taken; using another");
+                serve(0).await.map_err(unreachable(ip))?
+            }
+            Err(e) => return Err(unreachable(ip)(e)),
+        };
+        let port = server.local_addr().port();
+        dir.save_port(port);
+        let ips = if transport.loopback_only {
+            vec![ip]
+        } else {
+            transport::lan_addresses()
+        };
+        let endpoints = ips
+            .into_iter()
+            .take(MAX_ENDPOINTS)
+            .map(|ip| SocketAddr::new(ip, port))
+            .collect();
+        Ok(RedialEndpoint {
+            server,
+            node,
+            endpoints,
+        })
+    }
+}
+
+fn unreachable(ip: IpAddr) -> impl Fn(SignalingError) -> Error {
+    move |e| Error::Unreachable {
+        addr: ip.to_string(),
+        detail: e.to_string(),
+    }
+}
+
+/// The dialing side's dialer: reads the remembered pair from `record` at each dial (the machine
+/// keeps it up to date), tries the partner's endpoints, then the addresses its advert named
+/// (`found`), and takes the first answer that verifies — its MAC proves the pair secret, its
+/// fingerprint is the partner's (PROTOCOL.md §9.4). `reached` hears which address answered.
+pub(super) fn pair_dialer(
+    record: PathBuf,
+    transport: TransportConfig,
+    (device_id, device_name): (String, String),
+    found: Arc<Mutex<Vec<SocketAddr>>>,
+) -> Dialer {
+    Box::new(move |creds: JoinCredentials| {
+        let (record, cfg, found) = (record.clone(), transport.clone(), found.clone());
+        let (id, name) = (device_id.clone(), device_name.clone());
+        let fut: DialFuture = Box::pin(async move {
+            let dir = record.parent().unwrap_or(Path::new("."));
+            let rec = read_pair(dir)
+                .map_err(|e| e.to_string())?
+                .ok_or("this pair is not remembered")?;
+            let fp = rec
+                .partner_fingerprint
+                .clone()
+                .ok_or("the remembered pair has no partner fingerprint")?;
+            let mut targets = rec.partner_endpoints.clone();
+            for a in found.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                if !targets.contains(a) {
+                    targets.push(*a);
+                }
+            }
+            if targets.is_empty() {
+                return Err("the partner's address is not known yet".into());
+            }
+            let pending = transport::create_offer(&cfg)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (mut refused, mut failed) = (None, None);
+            for addr in &targets {
+                match signaling::request_join(*addr, &creds, Some(&fp), &id, &name, pending.sdp())
+                    .await
+                {
+                    Ok(verified) => {
+                        let mut link = pending
+                            .accept_answer(&verified.answer)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        link.wait_open(OPEN_TIMEOUT)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        tracing::info!(%addr, "reached the partner");
+                        return Ok(link);
+                    }
+                    Err(SignalingError::Rejected(reason)) => {
+                        tracing::info!(%addr, reason = reason.code(), "the partner refused");
+                        refused.get_or_insert(reason);
+                    }
+                    Err(SignalingError::BadBinding) => {
+                        tracing::warn!(%addr, "skipping an endpoint that is not the partner");
+                    }
+                    Err(e) => {
+                        tracing::debug!(%addr, %e, "the partner could not be asked there");
+                        failed.get_or_insert(e.to_string());
+                    }
+                }
+            }
+            Err(match (refused, failed) {
+                (Some(reason), None) => DialError::Refused(reason),
+                (_, Some(e)) => DialError::Failed(e),
+                (None, None) => DialError::Failed("no endpoint answered as the partner".into()),
+            })
+        });
+        fut
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_offer_is_only_from_the_partner_when_every_fingerprint_line_names_it() {
+        let fp = "sha-256 AB:CD:EF";
+        let sdp = "v=0\r\na=fingerprint:sha-256 ab:cd:ef\r\nm=application\r\n";
+        assert!(offer_is_from(sdp, fp));
+        assert!(offer_is_from(sdp, "abcdef"));
+        assert!(!offer_is_from(sdp, "sha-256 AB:CD:EE"));
+        assert!(!offer_is_from("v=0\r\n", fp));
+        let two = "a=fingerprint:sha-256 AB:CD:EF\r\na=fingerprint:sha-256 00:11\r\n";
+        assert!(!offer_is_from(two, fp));
+        assert!(!offer_is_from(sdp, ""));
+        assert_eq!(sdp_fingerprint(sdp).as_deref(), Some("sha-256 ab:cd:ef"));
+    }
+}
