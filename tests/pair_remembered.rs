@@ -1,7 +1,8 @@
 //! Remembered pairs on a real (virtual) LAN (PROTOCOL.md §6.1, §9, §10.3): two `lansync pair`
 //! processes in their own network namespaces on a bridge pair once by codes, then find each
 //! other again with no code after either is killed (SIGKILL) and restarted, and after the link
-//! is cut (nftables) for longer than the heartbeat allows. A third namespace holds an impostor
+//! is cut (nftables) for longer than the heartbeat allows, and after the waiting side moves to
+//! another address. A third namespace holds an impostor
 //! that copies the pair's advert name and answers on its own endpoint: the dialing side never
 //! connects to it, and its joins at the waiting side's endpoint are refused.
 //!
@@ -180,7 +181,10 @@ impl Dev {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_lansync")])
             .args(args)
-            .env("LANSYNC_LOG", "error");
+            .env(
+                "LANSYNC_LOG",
+                std::env::var("PAIR_LOG").unwrap_or("error".into()),
+            );
         Dev::spawn(name, cmd)
     }
 
@@ -394,6 +398,27 @@ fn a_remembered_pair_finds_itself_again_after_restarts_and_a_cut_and_never_an_im
     let tried = impostor.wait("join tried", |v| v["impostor"] == "joined");
     assert_eq!(tried["ok"], false, "{tried}");
     drop(impostor);
+
+    // The waiting side moves to another address (a new DHCP lease): its advert names the new
+    // one and the dialing side redials there; pages flow again.
+    let tag = std::process::id() % 100_000;
+    let (subnet, dev) = (1 + tag % 250, format!("pip{tag}1"));
+    let moved = Instant::now();
+    // Deleted first: deleting a subnet's primary address would take a secondary one with it.
+    for (verb, host) in [("del", 11), ("add", 21)] {
+        let cidr = format!("10.219.{subnet}.{host}/24");
+        run("ip", &["-n", ns_b, "addr", verb, &cidr, "dev", &dev]).unwrap();
+    }
+    b.wait("a link at the new address", |v| {
+        v["event"] == "link" && v["state"] == "connected"
+    });
+    eprintln!(
+        "MEASURE address changed → linked again {:.2} s",
+        moved.elapsed().as_secs_f64()
+    );
+    page += 1;
+    a.send(json!({"cmd":"set_page","page":page}));
+    b.wait_page(page);
     let _ = (a, b);
 }
 

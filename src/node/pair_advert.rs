@@ -24,6 +24,8 @@ const ADVERT_LABEL: &[u8] = b"lansync pair advert\0";
 const WINDOW_SECS: u64 = 3600;
 /// Most addresses kept from one advert.
 const MAX_ADDRS: usize = 8;
+/// How often the advertising side checks its addresses, in seconds (mdns-sd's default is 5).
+const ADDRESS_CHECK_SECS: u32 = 1;
 
 /// The instance name for the hour window `window` (`unix_seconds / 3600`): the first 16 hex
 /// digits of HMAC-SHA256 keyed with the pair secret's 32 hex digits (ASCII) over
@@ -50,6 +52,10 @@ pub fn is_partner_instance(instance: &str, pair_secret: &str, unix_secs: u64) ->
         .strip_suffix(PAIR_SERVICE_TYPE)
         .map(|l| l.trim_end_matches('.'))
         .unwrap_or(&instance);
+    // Another device advertising the same name (an impostor copying it off the air) makes the
+    // partner's mDNS rename its own instance `NAME (2)` (RFC 6763 §4.1, conflict resolution):
+    // still the partner's, so the suffix is ignored — the dial proves who answers.
+    let label = strip_conflict_suffix(label);
     if label.len() != 16 {
         return false;
     }
@@ -57,6 +63,20 @@ pub fn is_partner_instance(instance: &str, pair_secret: &str, unix_secs: u64) ->
     [now.saturating_sub(1), now, now + 1]
         .iter()
         .any(|w| label.eq_ignore_ascii_case(&instance_name(pair_secret, *w)))
+}
+
+/// `NAME (N)` → `NAME`, for a decimal `N` of at most 4 digits; anything else unchanged.
+fn strip_conflict_suffix(label: &str) -> &str {
+    let Some(open) = label.rfind(" (") else {
+        return label;
+    };
+    let n = &label[open + 2..];
+    match n.strip_suffix(')') {
+        Some(d) if (1..=4).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) => {
+            &label[..open]
+        }
+        _ => label,
+    }
 }
 
 /// The TXT of a pair advert: `v=1`, `b=<boot nonce>`.
@@ -119,6 +139,11 @@ impl Drop for PairMdns {
 /// at every hour, withdrawn (goodbye) when stopped.
 pub fn advertise(pair_secret: &str, port: u16) -> Result<PairMdns, String> {
     let daemon = ServiceDaemon::new().map_err(|e| e.to_string())?;
+    // A device that moves to a new address (a new DHCP lease, another access point) announces
+    // it within a second instead of mdns-sd's default five: its partner redials on the news.
+    if let Err(e) = daemon.set_ip_check_interval(ADDRESS_CHECK_SECS) {
+        tracing::debug!(%e, "cannot shorten the address check of the pair advert");
+    }
     let (stop, mut stopped) = oneshot::channel();
     let (secret, nonce) = (pair_secret.to_string(), boot_nonce());
     let task = tokio::spawn(async move {
@@ -166,8 +191,8 @@ pub fn advertise(pair_secret: &str, port: u16) -> Result<PairMdns, String> {
 }
 
 /// Browses for the partner's advert: every address of a matching instance goes into `found`
-/// (newest first), and `on_new` runs when an instance appears or its boot nonce changes (the
-/// partner came back, or restarted).
+/// (newest first), and `on_new` runs when an instance appears, its boot nonce changes (the
+/// partner came back, or restarted) or it names an address not seen before (it moved).
 pub fn browse(
     pair_secret: &str,
     found: Arc<Mutex<Vec<SocketAddr>>>,
@@ -180,8 +205,8 @@ pub fn browse(
     let (stop, mut stopped) = oneshot::channel();
     let secret = pair_secret.to_string();
     let task = tokio::spawn(async move {
-        // Instance (lower case) → boot nonce last seen.
-        let mut seen: HashMap<String, String> = HashMap::new();
+        // Instance (lower case) → boot nonce and addresses last seen.
+        let mut seen: HashMap<String, (String, Vec<IpAddr>)> = HashMap::new();
         loop {
             let event = tokio::select! {
                 _ = &mut stopped => break,
@@ -213,9 +238,24 @@ pub fn browse(
                         }
                         f.truncate(MAX_ADDRS);
                     }
-                    if seen.get(&name) != Some(&nonce) {
-                        tracing::info!(instance = %name, "the partner's advert appeared");
-                        seen.insert(name, nonce);
+                    // News: the partner appeared, restarted (a new boot nonce) or moved to an
+                    // address not seen before (the path of its current link may be gone).
+                    let news = match seen.get(&name) {
+                        None => true,
+                        Some((n, known)) => *n != nonce || addrs.iter().any(|a| !known.contains(a)),
+                    };
+                    if news {
+                        tracing::info!(instance = %name, "the partner's advert appeared or changed");
+                        let known = seen.entry(name).or_default();
+                        if known.0 != nonce {
+                            known.1.clear();
+                        }
+                        known.0 = nonce;
+                        for a in &addrs {
+                            if !known.1.contains(a) && known.1.len() < 4 * MAX_ADDRS {
+                                known.1.push(*a);
+                            }
+                        }
                         on_new();
                     }
                 }
@@ -295,6 +335,24 @@ mod tests {
             SECRET,
             t
         ));
+    }
+
+    #[test]
+    fn a_partner_renamed_by_an_mdns_conflict_is_still_the_partner() {
+        let t = 493_000 * 3600 + 10;
+        let name = instance_name(SECRET, 493_000);
+        for renamed in [format!("{name} (2)"), format!("{name} (13)")] {
+            let full = format!("{renamed}.{PAIR_SERVICE_TYPE}");
+            assert!(is_partner_instance(&full, SECRET, t), "{full}");
+        }
+        for not in [
+            format!("{name} (x)"),
+            format!("{name} (12345)"),
+            format!("{name}(2)"),
+            format!("{name} (2) (3)x"),
+        ] {
+            assert!(!is_partner_instance(&not, SECRET, t), "{not}");
+        }
     }
 
     #[test]

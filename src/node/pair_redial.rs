@@ -1,8 +1,8 @@
 //! How a remembered pair finds itself again (PROTOCOL.md §6.1, §9, §10.3): the waiting side's
 //! redial endpoint (the join endpoint of §9, whose door is the solo machine's: only the partner
 //! proving the pair secret gets in), and the dialing side's dialer, which reads the remembered
-//! pair from `solo.json` and tries the partner's last known endpoints, then those its mDNS
-//! advert names.
+//! pair from `solo.json` and tries the addresses the partner's mDNS advert names, then the
+//! endpoints it gave on the last link.
 
 use super::state_files::StateDir;
 use super::{load_record, DialError, DialFuture, Dialer, Node};
@@ -182,8 +182,8 @@ fn unreachable(ip: IpAddr) -> impl Fn(SignalingError) -> Error {
 }
 
 /// The dialing side's dialer: reads the remembered pair from `record` at each dial (the machine
-/// keeps it up to date), tries the partner's endpoints, then the addresses its advert named
-/// (`found`), and takes the first answer that verifies — its MAC proves the pair secret, its
+/// keeps it up to date), tries the addresses the partner's advert named (`found`), then the
+/// endpoints it named on the last link, and takes the first answer that verifies — its MAC proves the pair secret, its
 /// fingerprint is the partner's (PROTOCOL.md §9.4). `reached` hears which address answered.
 pub(super) fn pair_dialer(
     record: PathBuf,
@@ -203,8 +203,12 @@ pub(super) fn pair_dialer(
                 .partner_fingerprint
                 .clone()
                 .ok_or("the remembered pair has no partner fingerprint")?;
-            let mut targets = rec.partner_endpoints.clone();
-            for a in found.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            // The advert's addresses first, newest first: they are the freshest news (a partner
+            // that moved is found at once, not after a connect timeout at its old address);
+            // then the endpoints the partner named on the last link (no advert heard: multicast
+            // filtered, or not yet).
+            let mut targets = found.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            for a in &rec.partner_endpoints {
                 if !targets.contains(a) {
                     targets.push(*a);
                 }
