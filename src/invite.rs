@@ -27,7 +27,7 @@ pub mod qr;
 use std::fmt;
 
 pub use compact::{Candidate, CandidateType, SdpEssentials, SetupRole};
-pub use join_link::JoinLink;
+pub use join_link::{is_page_url, JoinLink};
 
 /// Prefix of a compact code in its QR/text form (base45 follows). Only QR alphanumeric
 /// characters, and `:` never occurs in lz-string output, so the formats cannot be confused.

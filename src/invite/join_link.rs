@@ -143,6 +143,14 @@ impl JoinLink {
         if text.is_empty() {
             return Err(JoinLinkError::Empty);
         }
+        // The phones' URL (PROTOCOL.md §9.7) carries the same link in its fragment: one QR
+        // code serves a phone's camera and a lansync device alike.
+        if is_page_url(text) {
+            return match text.split_once('#') {
+                Some((_, fragment)) => JoinLink::parse_fragment(fragment),
+                None => Err(JoinLinkError::NotAJoinLink),
+            };
+        }
         let base_len = JOIN_URL_BASE.len();
         let query = match text.get(..base_len) {
             Some(head) if head.eq_ignore_ascii_case(JOIN_URL_BASE) => &text[base_len..],
@@ -261,6 +269,14 @@ fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Whether `text` starts like a phones' URL (`http://` or `https://`, any letter case).
+pub fn is_page_url(text: &str) -> bool {
+    ["http://", "https://"].iter().any(|scheme| {
+        text.get(..scheme.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(scheme))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,6 +333,20 @@ mod tests {
         );
         let (_, fragment) = url.split_once('#').unwrap();
         assert_eq!(JoinLink::parse_fragment(fragment).unwrap(), v4);
+        // a lansync device reads the phones' URL (the one QR code) as the link itself
+        assert_eq!(JoinLink::parse(&url).unwrap(), v4);
+        assert_eq!(
+            JoinLink::parse(&url.replace("http:", "HTTPS:")).unwrap(),
+            v4
+        );
+        assert_eq!(
+            JoinLink::parse("http://192.168.1.5:47321/"),
+            Err(JoinLinkError::NotAJoinLink)
+        );
+        assert_eq!(
+            JoinLink::parse("http://192.168.1.5:47321/#"),
+            Err(JoinLinkError::Empty)
+        );
         assert_eq!(
             JoinLink::parse_fragment(&format!("#{fragment}")).unwrap(),
             v4

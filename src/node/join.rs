@@ -39,7 +39,8 @@ pub enum JoinHow {
 }
 
 impl JoinHow {
-    /// What a person pasted or typed: a join link (`lansync://join?…`) or a session code. The
+    /// What a person pasted or typed: a join link (`lansync://join?…`, or the phones' URL that
+    /// carries it, PROTOCOL.md §9.7) or a session code. The
     /// password only goes with a code (a link carries the session's token instead).
     ///
     /// ```
@@ -50,7 +51,10 @@ impl JoinHow {
     /// ```
     pub fn parse(text: &str, password: Option<String>) -> Result<JoinHow, Error> {
         let text = text.trim();
-        if text.len() >= 8 && text[..8].eq_ignore_ascii_case("lansync:") {
+        let scheme = text
+            .get(..8)
+            .is_some_and(|h| h.eq_ignore_ascii_case("lansync:"));
+        if scheme || crate::invite::is_page_url(text) {
             return JoinLink::parse(text).map(JoinHow::Link).map_err(|e| {
                 Error::InvalidArgument(format!(
                     "this join link cannot be used ({e}): scan the master's QR code again"

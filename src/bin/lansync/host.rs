@@ -159,7 +159,7 @@ async fn host(
         json!({"event":"hosting_link","session_code":rec.session_code.as_str(),
                "session_id":rec.session_id,"session_name":rec.session_name,"link":link,
                "page":page,"port":port,"open":rec.password.is_none()}),
-        || phones(&page) + &banner(&rec, &link, args.loopback),
+        || banner(&rec, &link, &page, args.loopback),
     );
     if let Some(d) = args.timer {
         let _ = host.node.command(Command::Playback(PlaybackOp::Timer {
@@ -182,15 +182,7 @@ async fn host(
     Ok(ok)
 }
 
-/// The phones' QR code: a phone's camera opens the follower page in its browser.
-fn phones(page: &str) -> String {
-    format!(
-        "On a phone (no app needed): scan this QR code, or open {page}\n{}\n",
-        lansync::invite::qr::qr_terminal_compact(page)
-    )
-}
-
-fn banner(rec: &lansync::session::MasterRecord, link: &str, loopback: bool) -> String {
+fn banner(rec: &lansync::session::MasterRecord, link: &str, page: &str, loopback: bool) -> String {
     let code = rec.session_code.as_str();
     let flag = if loopback { " --loopback" } else { "" };
     let (password, security) = match rec.password {
@@ -200,14 +192,17 @@ fn banner(rec: &lansync::session::MasterRecord, link: &str, loopback: bool) -> S
         ),
         None => ("", OPEN_SESSION),
     };
+    // One QR code for everyone: the phones' URL opens the follower page in a phone's browser,
+    // and carries the join link that lansync devices read from it (PROTOCOL.md §9.7).
     format!(
         "\"{}\" — session code {code}\n\
          On the other devices: lansync join{flag} '{link}'\n\
          \x20                  or lansync join{flag} {code}{password}\n\
+         On a phone (no app needed): scan the QR code, or open {page}\n\
          {security}\n\
          {}\
          Session code {code} (scan the QR code or type the code)",
         rec.session_name,
-        lansync::invite::qr::qr_terminal_compact(link),
+        lansync::invite::qr::qr_terminal_compact(page),
     )
 }
