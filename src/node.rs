@@ -30,7 +30,9 @@ pub use join::{Join, JoinHow, JoinOptions};
 pub use pair::{
     pair_id, CodeStyle, Pair, PairAnswer, PairCode, PairOffer, PairOptions, CODE_PAIR_PATIENCE,
 };
-pub use state_dir::default_state_dir;
+pub use state_dir::{
+    default_state_dir, lock_default_state_dir, lock_state_dir, StateDirLock, MAX_DEFAULT_STATE_DIRS,
+};
 
 use crate::protocol::{Envelope, RejectReason};
 use crate::session::{

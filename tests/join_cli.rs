@@ -318,6 +318,63 @@ fn a_link_pasted_on_stdin_is_joined() {
     assert_eq!(joined["session_id"], hosting["session_id"]);
 }
 
+/// Two `lansync join` on one machine, neither told where to keep its state, are two devices
+/// (the second keeps its own in `join-2`) — not one device id joining twice; one told to use a
+/// folder another holds stops at once, saying so. The second joins from the phones' URL, which
+/// lansync reads as the join link it carries.
+#[test]
+fn two_joins_on_one_machine_are_two_devices_and_a_held_state_dir_is_refused() {
+    let host_dir = state_dir("two-host");
+    let host = cli::Proc::spawn(
+        "host",
+        &["host", "--json", "--loopback", "--state-dir", &host_dir],
+    );
+    let hosting = host.wait_for("join link", |v| v["event"] == "hosting_link");
+    let data = state_dir("two-data");
+    let spawn = |args: &[&str]| {
+        let mut cmd = Command::new(LANSYNC);
+        cmd.args(args).env("XDG_DATA_HOME", &data);
+        let (child, stdin, lines) = cli::spawn_lines(&mut cmd);
+        Run {
+            stdin: Some(stdin),
+            child,
+            lines,
+            started: Instant::now(),
+        }
+    };
+    let link = hosting["link"].as_str().unwrap();
+    let page = hosting["page"].as_str().unwrap();
+    let first = spawn(&["join", "--json", "--loopback", link]);
+    let second = spawn(&["join", "--json", "--loopback", page]);
+    let mut dirs = Vec::new();
+    for join in [&first, &second] {
+        let ready = join.wait_json("ready", |v| v["event"] == "ready");
+        dirs.push(ready["state_dir"].as_str().unwrap().to_string());
+        join.wait_json("joined", |v| v["event"] == "joined");
+    }
+    assert_ne!(dirs[0], dirs[1], "two devices, two folders");
+    let ids: Vec<String> = dirs
+        .iter()
+        .map(|d| std::fs::read_to_string(format!("{d}/device-id")).unwrap())
+        .collect();
+    assert_ne!(ids[0], ids[1]);
+    let taken = Run::spawn(
+        None,
+        &[
+            "join",
+            "--json",
+            "--loopback",
+            "--state-dir",
+            &dirs[0],
+            link,
+        ],
+    );
+    let (status, out, _) = taken.finish();
+    assert_eq!(status.code(), Some(1), "{out}");
+    assert!(out.contains("another lansync is using"), "{out}");
+    drop((first, second, host));
+}
+
 /// For people: the prompt, then a sentence saying what is expected when the text is neither.
 #[test]
 fn text_that_is_neither_a_link_nor_a_code_is_refused_in_one_sentence() {

@@ -269,9 +269,13 @@ fn with_no_network_both_sides_fail_at_once_with_one_sentence() {
     );
     let invite = a.wait_for("invite", |v| v["event"] == "invite");
     let code = invite["code"].as_str().unwrap().to_string();
+    // The devices without a network keep their state apart from the offerer, which holds its
+    // folder while it runs.
+    let device = temp_dir("nonet-device");
+    let sd = s(&device);
     for args in [
-        vec!["pair", "offer", "--json", "--state-dir", &st],
-        vec!["receive", &code, "--json", "--state-dir", &st],
+        vec!["pair", "offer", "--json", "--state-dir", &sd],
+        vec!["receive", &code, "--json", "--state-dir", &sd],
     ] {
         let started = Instant::now();
         let mut p = Proc::spawn_command("device", ns.lansync(&args));

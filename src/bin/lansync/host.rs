@@ -74,18 +74,16 @@ pub struct HostArgs {
 /// Runs `lansync host`; returns whether it ended well.
 pub async fn run(args: HostArgs) -> bool {
     let out = Out::new(args.json);
-    let Some(dir) = args
-        .state_dir
-        .clone()
-        .or_else(|| lansync::node::default_state_dir("host"))
-    else {
-        out.ready(Role::Master, None);
-        out.error(
-            "state-dir",
-            "no home directory to keep the session in: pass --state-dir DIR",
-        );
-        return false;
+    // Held until the program ends.
+    let held = match crate::state::claim(args.state_dir.as_ref(), "host") {
+        Ok(held) => held,
+        Err(e) => {
+            out.ready(Role::Master, None);
+            out.error("state-dir", &e.to_string());
+            return false;
+        }
     };
+    let dir = held.dir().to_path_buf();
     out.ready(Role::Master, Some(&dir));
     // Fail before anything is created: a link to 127.0.0.1 would reach nobody.
     let lan = transport::lan_addresses();

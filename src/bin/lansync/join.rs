@@ -62,17 +62,15 @@ const PROMPT: &str = "Paste the join link or session code:";
 /// Runs `lansync join`; returns whether it ended well.
 pub async fn run(args: JoinArgs) -> bool {
     let out = Out::new(args.json);
-    let Some(dir) = args
-        .state_dir
-        .clone()
-        .or_else(|| lansync::node::default_state_dir("join"))
-    else {
-        let e = Error::InvalidArgument(
-            "this user has no home directory for lansync's state: give --state-dir".into(),
-        );
-        report(&out, &e);
-        return false;
+    // Held until the program ends.
+    let held = match crate::state::claim(args.state_dir.as_ref(), "join") {
+        Ok(held) => held,
+        Err(e) => {
+            report(&out, &e);
+            return false;
+        }
     };
+    let dir = held.dir().to_path_buf();
     out.ready(Role::Follower, Some(&dir));
     // One reader for the whole run: what a pasted line leaves buffered stays for the session.
     let mut stdin = InputLines::stdin();

@@ -10,6 +10,7 @@ mod host;
 mod join;
 mod pair;
 mod sessions;
+mod state;
 
 use clap::{Parser, Subcommand};
 

@@ -257,7 +257,16 @@ pub async fn run_with_files(cmd: PairCmd, transfer: FileTransfer) -> bool {
         PairCmd::Answer { args, code } => (args.clone(), Some(code.clone())),
     };
     let out = Out::new(args.json);
-    let opts = options(&args, &transfer);
+    // Held until the program ends: `send` and `receive` on one machine are two devices.
+    let held = match crate::state::claim(args.state_dir.as_ref(), "pair") {
+        Ok(held) => held,
+        Err(e) => {
+            fail(&out, &e);
+            return false;
+        }
+    };
+    let mut opts = options(&args, &transfer);
+    opts.state_dir = Some(held.dir().to_path_buf());
     out.ready(console::Role::Solo, opts.state_dir.as_deref());
     let mut stdin = console::InputLines::stdin();
     let start = match code {

@@ -24,6 +24,24 @@ pub(super) fn forget(args: &PairArgs) -> bool {
         out.error("bad-command", "no state directory: pass --state-dir DIR");
         return false;
     };
+    // Never under a running pair's feet.
+    let _held = match lansync::node::lock_state_dir(&dir) {
+        Ok(Some(held)) => held,
+        Ok(None) => {
+            out.error(
+                "bad-command",
+                &format!(
+                    "a lansync pair is running with {}: quit it first",
+                    dir.display()
+                ),
+            );
+            return false;
+        }
+        Err(e) => {
+            fail(&out, &e);
+            return false;
+        }
+    };
     match Pair::forget_in(&dir) {
         Ok(forgotten) => {
             out.emit(
@@ -46,12 +64,18 @@ pub(super) fn forget(args: &PairArgs) -> bool {
 /// `lansync pair` with no code: resumes the remembered pair.
 pub(super) async fn resume(args: &PairArgs) -> bool {
     let out = Out::new(args.json);
-    let opts = options(args, &FileTransfer::default());
-    out.ready(console::Role::Solo, opts.state_dir.as_deref());
-    let Some(dir) = opts.state_dir.clone() else {
-        out.error("bad-command", "no state directory: pass --state-dir DIR");
-        return false;
+    // Held until the program ends.
+    let held = match crate::state::claim(args.state_dir.as_ref(), "pair") {
+        Ok(held) => held,
+        Err(e) => {
+            fail(&out, &e);
+            return false;
+        }
     };
+    let mut opts = options(args, &FileTransfer::default());
+    let dir = held.dir().to_path_buf();
+    opts.state_dir = Some(dir.clone());
+    out.ready(console::Role::Solo, opts.state_dir.as_deref());
     let mut pair = match Pair::resume(opts).await {
         Ok(pair) => pair,
         Err(Error::NothingToRejoin { .. }) => {
