@@ -9,6 +9,9 @@
 //! code join gives nothing to test password guesses against, and an impostor learns whether one
 //! guess was right per handshake it answers.
 
+mod fingerprint;
+pub use fingerprint::{sdp_fingerprint, sdp_names_fingerprint};
+
 use hmac::{Hmac, Mac};
 use rand_core::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};

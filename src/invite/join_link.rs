@@ -101,22 +101,7 @@ impl JoinLink {
     /// link's master, ignoring case and colons (PROTOCOL.md §9.4): a line with another hash
     /// function fails.
     pub fn matches_answer(&self, sdp: &str) -> bool {
-        let want = fingerprint_digits(&self.fingerprint);
-        let mut found = false;
-        for line in sdp.lines() {
-            let Some(value) = line.trim_end_matches('\r').strip_prefix("a=fingerprint:") else {
-                continue;
-            };
-            let mut parts = value.split_whitespace();
-            let (Some(alg), Some(fp), None) = (parts.next(), parts.next(), parts.next()) else {
-                return false;
-            };
-            if !alg.eq_ignore_ascii_case("sha-256") || fingerprint_digits(fp) != want {
-                return false;
-            }
-            found = true;
-        }
-        found
+        crate::auth::sdp_names_fingerprint(sdp, &self.fingerprint)
     }
 
     /// `h=…&c=…&t=…&f=…`: the fingerprint as bare lower-case hex (no algorithm, no colons) to

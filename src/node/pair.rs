@@ -15,9 +15,10 @@
 //! the LAN), the code pasted.
 
 use super::pair_book::{self, Launch};
-use super::pair_redial::{sdp_fingerprint, RedialEndpoint};
+use super::pair_redial::RedialEndpoint;
 use super::state_files::{open_with_id, random_seed, StateDir};
 use super::{Events, Files, FilesOptions, Node, PublishedFiles};
+use crate::auth::sdp_fingerprint;
 use crate::invite::{self, CodeFormat, CodeKind};
 use crate::protocol::Parity;
 use crate::session::{Command, HeartbeatConfig, Solo, SoloConfig};

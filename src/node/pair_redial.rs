@@ -38,49 +38,6 @@ pub(super) fn read_pair(dir: &Path) -> Result<Option<SoloRecord>, Error> {
     }
 }
 
-/// `("sha-256", "ABCD…")` from `"sha-256 AB:CD:…"` (bare hex is SHA-256), for comparing the
-/// fingerprints of two spellings.
-fn normalise_fingerprint(text: &str) -> Option<(String, String)> {
-    let mut parts = text.split_whitespace();
-    let first = parts.next()?;
-    let (alg, value) = match parts.next() {
-        Some(value) => (first.to_ascii_lowercase(), value),
-        None => ("sha-256".to_string(), first),
-    };
-    let hex: String = value
-        .chars()
-        .filter(|c| *c != ':')
-        .map(|c| c.to_ascii_uppercase())
-        .collect();
-    (parts.next().is_none() && !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then_some((alg, hex))
-}
-
-/// The value of the first `a=fingerprint` line of `sdp`.
-pub(super) fn sdp_fingerprint(sdp: &str) -> Option<String> {
-    sdp.lines()
-        .find_map(|l| l.trim_end_matches('\r').strip_prefix("a=fingerprint:"))
-        .map(|v| v.trim().to_string())
-}
-
-/// Whether every `a=fingerprint` line of `sdp` (there must be one) names `expected`: a redial
-/// is only taken from the device the codes paired with.
-pub(super) fn offer_is_from(sdp: &str, expected: &str) -> bool {
-    let Some(want) = normalise_fingerprint(expected) else {
-        return false;
-    };
-    let mut found = false;
-    for line in sdp.lines() {
-        if let Some(v) = line.trim_end_matches('\r').strip_prefix("a=fingerprint:") {
-            if normalise_fingerprint(v).as_ref() != Some(&want) {
-                return false;
-            }
-            found = true;
-        }
-    }
-    found
-}
-
 /// The waiting side's redial endpoint: the join endpoint of PROTOCOL.md §9 on the port kept in
 /// the state directory (any free one if that is taken), asking the solo machine's door, taking
 /// only offers whose fingerprint is the partner's. The node is set once it exists; until then
@@ -119,7 +76,7 @@ impl RedialEndpoint {
             let (cfg, node, expected) =
                 (cfg.clone(), accepting.clone(), partner_fingerprint.clone());
             async move {
-                if !offer_is_from(&offer.offer_sdp, &expected) {
+                if !crate::auth::sdp_names_fingerprint(&offer.offer_sdp, &expected) {
                     tracing::warn!("refusing a redial from a device that is not the partner");
                     return Err(RejectReason::InvalidToken);
                 }
@@ -256,23 +213,4 @@ pub(super) fn pair_dialer(
         });
         fut
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_offer_is_only_from_the_partner_when_every_fingerprint_line_names_it() {
-        let fp = "sha-256 AB:CD:EF";
-        let sdp = "v=0\r\na=fingerprint:sha-256 ab:cd:ef\r\nm=application\r\n";
-        assert!(offer_is_from(sdp, fp));
-        assert!(offer_is_from(sdp, "abcdef"));
-        assert!(!offer_is_from(sdp, "sha-256 AB:CD:EE"));
-        assert!(!offer_is_from("v=0\r\n", fp));
-        let two = "a=fingerprint:sha-256 AB:CD:EF\r\na=fingerprint:sha-256 00:11\r\n";
-        assert!(!offer_is_from(two, fp));
-        assert!(!offer_is_from(sdp, ""));
-        assert_eq!(sdp_fingerprint(sdp).as_deref(), Some("sha-256 ab:cd:ef"));
-    }
 }

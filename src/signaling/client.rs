@@ -153,14 +153,14 @@ fn verify(
         return Err(SignalingError::BadBinding);
     }
     if let Some(expected) = expected_fingerprint {
-        if !fingerprint_matches(&answer.answer, expected) {
+        if !crate::auth::sdp_names_fingerprint(&answer.answer, expected) {
             tracing::warn!(%addr, "join answer has another DTLS fingerprint than expected");
             return Err(SignalingError::BadBinding);
         }
     }
     // Every fingerprint line must name the same certificate as the first one.
-    let fingerprint = answer_fingerprint(&answer.answer)
-        .filter(|fp| fingerprint_matches(&answer.answer, fp))
+    let fingerprint = crate::auth::sdp_fingerprint(&answer.answer)
+        .filter(|fp| crate::auth::sdp_names_fingerprint(&answer.answer, fp))
         .ok_or(SignalingError::BadBinding)?;
     Ok(VerifiedAnswer {
         answer: answer.answer,
@@ -216,49 +216,6 @@ async fn post(
     })
 }
 
-/// The value of the answer's first `a=fingerprint` line.
-fn answer_fingerprint(sdp: &str) -> Option<String> {
-    sdp.lines()
-        .find_map(|l| l.trim_end_matches('\r').strip_prefix("a=fingerprint:"))
-        .map(|v| v.trim().to_string())
-}
-
-/// Whether every `a=fingerprint` line of `sdp` (there must be one) names `expected`.
-fn fingerprint_matches(sdp: &str, expected: &str) -> bool {
-    let Some(want) = normalise_fingerprint(expected) else {
-        return false;
-    };
-    let mut found = false;
-    for line in sdp.lines() {
-        if let Some(value) = line.trim_end_matches('\r').strip_prefix("a=fingerprint:") {
-            if normalise_fingerprint(value).as_ref() != Some(&want) {
-                return false;
-            }
-            found = true;
-        }
-    }
-    found
-}
-
-/// `("sha-256", "ABCD…")` from `"sha-256 AB:CD:…"`; bare hex is taken as SHA-256.
-fn normalise_fingerprint(text: &str) -> Option<(String, String)> {
-    let mut parts = text.split_whitespace();
-    let first = parts.next()?;
-    let (alg, value) = match parts.next() {
-        Some(value) => (first.to_ascii_lowercase(), value),
-        None => ("sha-256".to_string(), first),
-    };
-    if parts.next().is_some() {
-        return None;
-    }
-    let hex: String = value
-        .chars()
-        .filter(|c| *c != ':')
-        .map(|c| c.to_ascii_uppercase())
-        .collect();
-    (!hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some((alg, hex))
-}
-
 /// The error and its sources in one line (reqwest's own message hides the cause).
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
@@ -274,20 +231,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fingerprints_compare_normalised() {
-        let sdp = "v=0\r\na=fingerprint:sha-256 AB:CD:EF\r\nm=application\r\na=fingerprint:sha-256 ab:cd:ef\r\n";
-        assert!(fingerprint_matches(sdp, "sha-256 AB:CD:EF"));
-        assert!(fingerprint_matches(sdp, "abcdef"));
-        assert!(!fingerprint_matches(sdp, "sha-256 AB:CD:EE"));
-        assert!(!fingerprint_matches(sdp, "sha-1 AB:CD:EF"));
-        assert!(!fingerprint_matches("v=0\r\n", "sha-256 AB:CD:EF"));
-        let mixed = "a=fingerprint:sha-256 AB:CD:EF\na=fingerprint:sha-256 00:00:00\n";
-        assert!(!fingerprint_matches(mixed, "sha-256 AB:CD:EF"));
-        assert_eq!(answer_fingerprint(sdp).as_deref(), Some("sha-256 AB:CD:EF"));
-        assert_eq!(answer_fingerprint("v=0\r\n"), None);
-    }
 
     #[test]
     fn credentials_pick_member_then_token_then_code() {

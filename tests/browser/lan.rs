@@ -1,37 +1,14 @@
 //! LANs of network namespaces for the browser tests, and runtimes inside them.
 
 use std::fs::File;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use super::unique;
 
-/// `program args`, its stderr as the error.
-pub fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<(), String> {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{program}: {e}"))?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes())
-            .map_err(|e| format!("{program}: {e}"))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("{program}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{program} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
+// Namespace plumbing shared with the benchmarks and the stock-peer tests.
+#[path = "../../benches/common/mod.rs"]
+mod netns;
+pub use netns::run;
 
 fn ip(args: &[&str]) -> Result<(), String> {
     run("ip", args, None)
