@@ -21,9 +21,6 @@
 //! `LANSYNC_CHROMIUM_LOG` Chromium's (see `Browser::launch` in `tests/browser/mod.rs`).
 #![cfg(feature = "native")]
 
-// Namespace plumbing shared with the benchmarks (`run`, `ip`, `set_loss`).
-#[path = "../benches/common/mod.rs"]
-mod netns;
 // The DevTools driver and the bridged LAN, shared with `tests/browser_followers.rs`.
 mod browser;
 
@@ -31,13 +28,13 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use browser::lan::netns::{self, ip};
 use browser::lan::{in_netns, Lan};
 use browser::{Addresses, Browser, Env};
 use lansync::transport::{
     accept_offer, create_offer, Link, LinkEvent, TransportConfig, MAX_BINARY_MESSAGE,
     MAX_CONTROL_MESSAGE,
 };
-use netns::ip;
 use serde_json::{json, Value};
 
 const PEER_JS: &str = include_str!("stock/chromium_peer.js");

@@ -7,7 +7,7 @@ use super::unique;
 
 // Namespace plumbing shared with the benchmarks and the stock-peer tests.
 #[path = "../../benches/common/mod.rs"]
-mod netns;
+pub mod netns;
 pub use netns::run;
 
 fn ip(args: &[&str]) -> Result<(), String> {
