@@ -6,7 +6,7 @@ use super::{DialError, DialFuture, Dialer, JoinTarget};
 use crate::discovery::DiscoveredSession;
 use crate::session::JoinCredentials;
 use crate::signaling::{self, SignalingError};
-use crate::transport::{self, TransportConfig};
+use crate::transport::{self, Link, TransportConfig};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -94,53 +94,71 @@ pub(super) fn code_dialer(
         let (cfg, pinned, path) = (transport.clone(), pinned.clone(), target_path.clone());
         let (id, name) = (device_id.clone(), device_name.clone());
         let fut: DialFuture = Box::pin(async move {
-            let pending = transport::create_offer(&cfg)
-                .await
-                .map_err(|e| e.to_string())?;
-            let (mut refused, mut failed) = (None, None);
-            for t in &targets {
-                let fp = t.fingerprint.as_deref();
-                match signaling::request_join(t.addr, &creds, fp, &id, &name, pending.sdp()).await {
-                    Ok(verified) => {
-                        let target = JoinTarget {
-                            addr: t.addr,
-                            fingerprint: Some(verified.fingerprint),
-                        };
-                        if let Some(path) = &path {
-                            save_target(path, &target);
-                        }
-                        *pinned.lock().unwrap_or_else(|e| e.into_inner()) = Some(target);
-                        let mut link = pending
-                            .accept_answer(&verified.answer)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        link.wait_open(OPEN_TIMEOUT)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        return Ok(link);
-                    }
-                    Err(SignalingError::Rejected(reason)) => {
-                        tracing::info!(addr = %t.addr, reason = reason.code(), "a master refused");
-                        refused.get_or_insert(reason);
-                    }
-                    Err(SignalingError::BadBinding) => {
-                        tracing::warn!(addr = %t.addr, "skipping an advert whose answer does not verify");
-                    }
-                    Err(e) => {
-                        tracing::info!(addr = %t.addr, %e, "a master could not be asked");
-                        failed.get_or_insert(e.to_string());
-                    }
+            let verified = |target: &JoinTarget| {
+                if let Some(path) = &path {
+                    save_target(path, target);
                 }
-            }
-            Err(match (refused, failed) {
-                (Some(reason), None) => DialError::Refused(reason),
-                (_, Some(e)) => DialError::Failed(e),
-                (None, None) => {
-                    DialError::Failed("no advertised master gave a verified answer".into())
-                }
-            })
+                *pinned.lock().unwrap_or_else(|e| e.into_inner()) = Some(target.clone());
+            };
+            let who = ("a master", "no advertised master gave a verified answer");
+            first_verified(&cfg, &creds, (&id, &name), &targets, who, verified).await
         });
         fut
+    })
+}
+
+/// Offers to each target in turn and takes the first answer that verifies (PROTOCOL.md §9.4):
+/// `on_verified` hears that target (with the fingerprint its answer named), and the link is
+/// returned once open. A target whose answer does not verify is skipped, one that refuses
+/// remembered: the dial is refused only if every target refused, else it failed. `who` names the
+/// peer in the logs and says what failed when no target answered at all.
+pub(super) async fn first_verified(
+    cfg: &TransportConfig,
+    creds: &JoinCredentials,
+    (id, name): (&str, &str),
+    targets: &[JoinTarget],
+    (who, none_verified): (&str, &str),
+    on_verified: impl FnOnce(&JoinTarget),
+) -> Result<Link, DialError> {
+    let pending = transport::create_offer(cfg)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut refused, mut failed) = (None, None);
+    for t in targets {
+        let fp = t.fingerprint.as_deref();
+        match signaling::request_join(t.addr, creds, fp, id, name, pending.sdp()).await {
+            Ok(verified) => {
+                on_verified(&JoinTarget {
+                    addr: t.addr,
+                    fingerprint: Some(verified.fingerprint),
+                });
+                let mut link = pending
+                    .accept_answer(&verified.answer)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                link.wait_open(OPEN_TIMEOUT)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tracing::info!(addr = %t.addr, "reached {who}");
+                return Ok(link);
+            }
+            Err(SignalingError::Rejected(reason)) => {
+                tracing::info!(addr = %t.addr, reason = reason.code(), "{who} refused");
+                refused.get_or_insert(reason);
+            }
+            Err(SignalingError::BadBinding) => {
+                tracing::warn!(addr = %t.addr, "skipping {who} whose answer does not verify");
+            }
+            Err(e) => {
+                tracing::info!(addr = %t.addr, %e, "{who} could not be asked");
+                failed.get_or_insert(e.to_string());
+            }
+        }
+    }
+    Err(match (refused, failed) {
+        (Some(reason), None) => DialError::Refused(reason),
+        (_, Some(e)) => DialError::Failed(e),
+        (None, None) => DialError::Failed(none_verified.to_string()),
     })
 }
 

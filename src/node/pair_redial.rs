@@ -4,8 +4,9 @@
 //! pair from `solo.json` and tries the addresses the partner's mDNS advert names, then the
 //! endpoints it gave on the last link.
 
+use super::join_dial::first_verified;
 use super::state_files::StateDir;
-use super::{load_record, DialError, DialFuture, Dialer, Node};
+use super::{load_record, DialFuture, Dialer, JoinTarget, Node};
 use crate::protocol::RejectReason;
 use crate::session::{JoinCredentials, Record, SoloRecord};
 use crate::signaling::{self, Door, JoinServer, SignalingError};
@@ -173,43 +174,15 @@ pub(super) fn pair_dialer(
             if targets.is_empty() {
                 return Err("the partner's address is not known yet".into());
             }
-            let pending = transport::create_offer(&cfg)
-                .await
-                .map_err(|e| e.to_string())?;
-            let (mut refused, mut failed) = (None, None);
-            for addr in &targets {
-                match signaling::request_join(*addr, &creds, Some(&fp), &id, &name, pending.sdp())
-                    .await
-                {
-                    Ok(verified) => {
-                        let mut link = pending
-                            .accept_answer(&verified.answer)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        link.wait_open(OPEN_TIMEOUT)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        tracing::info!(%addr, "reached the partner");
-                        return Ok(link);
-                    }
-                    Err(SignalingError::Rejected(reason)) => {
-                        tracing::info!(%addr, reason = reason.code(), "the partner refused");
-                        refused.get_or_insert(reason);
-                    }
-                    Err(SignalingError::BadBinding) => {
-                        tracing::warn!(%addr, "skipping an endpoint that is not the partner");
-                    }
-                    Err(e) => {
-                        tracing::debug!(%addr, %e, "the partner could not be asked there");
-                        failed.get_or_insert(e.to_string());
-                    }
-                }
-            }
-            Err(match (refused, failed) {
-                (Some(reason), None) => DialError::Refused(reason),
-                (_, Some(e)) => DialError::Failed(e),
-                (None, None) => DialError::Failed("no endpoint answered as the partner".into()),
-            })
+            let targets: Vec<JoinTarget> = targets
+                .into_iter()
+                .map(|addr| JoinTarget {
+                    addr,
+                    fingerprint: Some(fp.clone()),
+                })
+                .collect();
+            let who = ("the partner", "no endpoint answered as the partner");
+            first_verified(&cfg, &creds, (&id, &name), &targets, who, |_| {}).await
         });
         fut
     })
