@@ -295,6 +295,9 @@ struct Shared {
     door: Door,
     on_offer: OfferHandler,
     limiter: Mutex<RateLimiter>,
+    /// The follower page's GETs: their own bucket, so loading (or reloading) the page never
+    /// spends the join's budget (PROTOCOL.md §9.7).
+    page_limiter: Mutex<RateLimiter>,
     nonces: Mutex<Nonces>,
     pending: slots::Slots,
 }
@@ -353,6 +356,7 @@ where
         door,
         on_offer: Box::new(move |offer| Box::pin(on_offer(offer))),
         limiter: Mutex::new(RateLimiter::new(rate)),
+        page_limiter: Mutex::new(RateLimiter::new(page::page_rate(rate))),
         // A burst of joins from one address (allowed by the rate limit) each holds a nonce.
         nonces: Mutex::new(Nonces::new(rate.burst as usize)),
         pending: slots::Slots::new(
@@ -505,8 +509,11 @@ async fn join_handler(
 
 /// Cheapest check first: a flood costs one map lookup per request.
 fn rate_check(shared: &Shared, peer: SocketAddr) -> Result<(), Refusal> {
-    let allowed = shared
-        .limiter
+    bucket_check(&shared.limiter, peer)
+}
+
+fn bucket_check(limiter: &Mutex<RateLimiter>, peer: SocketAddr) -> Result<(), Refusal> {
+    let allowed = limiter
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .allow(peer.ip(), Instant::now());

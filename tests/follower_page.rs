@@ -194,13 +194,14 @@ async fn join_answers_and_refusals_carry_allow_origin() {
 }
 
 #[tokio::test]
-async fn page_requests_count_against_the_rate_limit() {
+async fn page_requests_have_their_own_rate_limit_and_leave_the_joins_alone() {
     let s = server().await;
     let c = client();
-    // The default bucket holds 10 and refills 5 per second: 40 requests on loopback (well under
-    // a second) must meet the limit, whatever the machine's speed within reason.
+    // The page's bucket holds 40 and refills 20 per second: 150 requests on loopback (well under
+    // a second) must meet it, whatever the machine's speed within reason — and not before two
+    // loads with a reload each (5 files a load).
     let mut limited = None;
-    for i in 0..40 {
+    for i in 0..150 {
         let r = c.get(url(s.local_addr(), "/")).send().await.unwrap();
         if r.status() == 429 {
             assert_eq!(header(&r, "retry-after"), "1");
@@ -209,8 +210,48 @@ async fn page_requests_count_against_the_rate_limit() {
         }
         assert_eq!(r.status(), 200);
     }
-    let limited = limited.expect("40 GETs in a row were never rate limited");
-    assert!(limited >= 10, "limited after only {limited} requests");
+    let limited = limited.expect("150 GETs in a row were never rate limited");
+    assert!(limited >= 20, "limited after only {limited} requests");
+    // The join's own budget is untouched: a start right after is answered, not 429.
+    let start = c
+        .post(url(s.local_addr(), "/v1/join/start"))
+        .json(&serde_json::json!({"v":2,"auth":"token","device_id":"phone-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 200);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_revalidated_file_is_answered_304_without_a_body() {
+    let s = server().await;
+    let c = client();
+    let first = c
+        .get(url(s.local_addr(), "/lansync_web_bg.wasm"))
+        .send()
+        .await
+        .unwrap();
+    let tag = header(&first, "etag");
+    assert!(tag.starts_with('"') && tag.len() == 34, "{tag}");
+    let again = c
+        .get(url(s.local_addr(), "/lansync_web_bg.wasm"))
+        .header("if-none-match", &tag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    assert_eq!(header(&again, "etag"), tag);
+    assert!(again.bytes().await.unwrap().is_empty());
+    // Another file's tag, or a stale one, gets the file.
+    let other = c
+        .get(url(s.local_addr(), "/"))
+        .header("if-none-match", &tag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
+    assert_ne!(header(&other, "etag"), tag);
     s.shutdown().await;
 }
 

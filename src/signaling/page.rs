@@ -7,13 +7,15 @@
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, MethodRouter};
 use axum::Router;
 use std::net::SocketAddr;
 
-use super::{rate_check, Shared};
+use super::{bucket_check, RateLimit, Shared};
+use sha2::{Digest, Sha256};
+use std::sync::OnceLock;
 
 /// What the page may do: its own scripts and the core's WebAssembly, requests to its own origin
 /// (the join endpoint), and pictures and documents only from the verified files it holds (blob
@@ -23,6 +25,16 @@ pub const CONTENT_SECURITY_POLICY: &str =
      connect-src 'self'; style-src 'self'; img-src 'self' blob: data:; media-src blob:; \
      frame-src blob:; object-src 'none'; base-uri 'none'; form-action 'none'; \
      frame-ancestors 'none'";
+
+/// The page's own rate limit per source address: a load is five files, a reload five more, and
+/// a revalidation answered `304` costs no body — so a person reloading never meets it, while a
+/// flood still does. Never below the join's own limit (a loopback host lifts both).
+pub fn page_rate(join: RateLimit) -> RateLimit {
+    RateLimit {
+        per_sec: join.per_sec.max(20.0),
+        burst: join.burst.max(40.0),
+    }
+}
 
 /// How long a browser may reuse a CORS preflight answer, in seconds.
 pub const PREFLIGHT_MAX_AGE: &str = "600";
@@ -64,7 +76,7 @@ const ASSETS: &[Asset] = &[
 ];
 
 /// The page's GET routes, CORS on the join routes (`post` of each path), and a 404 for the
-/// rest; every request, GETs included, under the rate limit (§9.3).
+/// rest; GETs under the page's own rate limit ([`page_rate`]), the joins under theirs (§9.3).
 pub(super) fn routes(
     router: Router<Arc<Shared>>,
     join_routes: [(&'static str, MethodRouter<Arc<Shared>>); 2],
@@ -80,24 +92,47 @@ pub(super) fn routes(
     for (i, asset) in ASSETS.iter().enumerate() {
         router = router.route(
             asset.path,
-            get(move |state, peer| serve_asset(state, peer, i)),
+            get(move |state, peer, headers| serve_asset(state, peer, headers, i)),
         );
     }
     router.fallback(not_found)
 }
 
+/// Each asset's entity tag: its SHA-256, so a phone revalidating (`no-cache`) gets `304` and
+/// no body — the WebAssembly is most of a megabyte.
+fn etag(index: usize) -> &'static str {
+    static TAGS: OnceLock<Vec<String>> = OnceLock::new();
+    &TAGS.get_or_init(|| {
+        ASSETS
+            .iter()
+            .map(|a| format!("\"{}\"", hex::encode(&Sha256::digest(a.bytes)[..16])))
+            .collect()
+    })[index]
+}
+
 async fn serve_asset(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     index: usize,
 ) -> Response {
-    if let Err(refusal) = rate_check(&shared, peer) {
+    if let Err(refusal) = bucket_check(&shared.page_limiter, peer) {
         return refusal.into_response();
     }
-    let asset = &ASSETS[index];
+    let (asset, tag) = (&ASSETS[index], etag(index));
+    let known = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim() == tag || t.trim() == "*");
+    if known {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response();
+    }
     (
         [
             (header::CONTENT_TYPE, asset.content_type),
+            (header::ETAG, tag),
             (header::CACHE_CONTROL, "no-cache"),
             (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
@@ -112,7 +147,7 @@ async fn not_found(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> Response {
-    if let Err(refusal) = rate_check(&shared, peer) {
+    if let Err(refusal) = bucket_check(&shared.page_limiter, peer) {
         return refusal.into_response();
     }
     StatusCode::NOT_FOUND.into_response()
