@@ -370,6 +370,8 @@ where
         (JOIN_PATH, post(join_handler)),
     ];
     let app = page::routes(Router::new(), join_routes).with_state(shared);
+    // The follower page's files, gzipped before the first phone asks.
+    tokio::task::spawn_blocking(page::prepare);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(listener::run(listener, app, conn_limits, stopped));
     tracing::info!(addr = %local_addr, "join endpoint listening");

@@ -224,6 +224,53 @@ async fn page_requests_have_their_own_rate_limit_and_leave_the_joins_alone() {
 }
 
 #[tokio::test]
+async fn a_browser_taking_gzip_gets_the_files_gzipped_under_their_own_tag() {
+    use std::io::Read;
+    let s = server().await;
+    let c = client();
+    let get = |enc: Option<&'static str>| {
+        let mut r = c.get(url(s.local_addr(), "/lansync_web_bg.wasm"));
+        if let Some(enc) = enc {
+            r = r.header("accept-encoding", enc);
+        }
+        r.send()
+    };
+    let plain = get(None).await.unwrap();
+    let plain_tag = header(&plain, "etag");
+    assert_eq!(header(&plain, "content-encoding"), "");
+    let plain = plain.bytes().await.unwrap();
+    let gz = get(Some("gzip, deflate, br")).await.unwrap();
+    assert_eq!(header(&gz, "content-encoding"), "gzip");
+    assert_eq!(header(&gz, "vary"), "accept-encoding");
+    let gz_tag = header(&gz, "etag");
+    assert_ne!(gz_tag, plain_tag);
+    let body = gz.bytes().await.unwrap();
+    assert!(
+        body.len() * 2 < plain.len(),
+        "{} vs {}",
+        body.len(),
+        plain.len()
+    );
+    let mut unzipped = Vec::new();
+    flate2::read::GzDecoder::new(&body[..])
+        .read_to_end(&mut unzipped)
+        .unwrap();
+    assert_eq!(unzipped, plain);
+    // Refused with q=0: the file as it is.
+    let refused = get(Some("gzip;q=0, br")).await.unwrap();
+    assert_eq!(header(&refused, "content-encoding"), "");
+    let again = c
+        .get(url(s.local_addr(), "/lansync_web_bg.wasm"))
+        .header("accept-encoding", "gzip")
+        .header("if-none-match", &gz_tag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    s.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_revalidated_file_is_answered_304_without_a_body() {
     let s = server().await;
     let c = client();

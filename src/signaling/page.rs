@@ -14,7 +14,10 @@ use axum::Router;
 use std::net::SocketAddr;
 
 use super::{bucket_check, RateLimit, Shared};
+use flate2::write::GzEncoder;
+use flate2::Compression;
 use sha2::{Digest, Sha256};
+use std::io::Write;
 use std::sync::OnceLock;
 
 /// What the page may do: its own scripts and the core's WebAssembly, requests to its own origin
@@ -110,6 +113,46 @@ fn etag(index: usize) -> &'static str {
     })[index]
 }
 
+/// Each asset gzipped, made once when the endpoint first serves the page (the WebAssembly
+/// shrinks to about a third: 0.3 MB instead of 0.9 MB for each phone on the rehearsal's Wi-Fi).
+fn gzipped(index: usize) -> &'static [u8] {
+    static GZIPPED: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    &GZIPPED.get_or_init(|| {
+        ASSETS
+            .iter()
+            .map(|a| {
+                let mut gz = GzEncoder::new(Vec::new(), Compression::best());
+                // Writing to a Vec cannot fail; an empty result would only be larger, not wrong.
+                let _ = gz.write_all(a.bytes);
+                gz.finish().unwrap_or_default()
+            })
+            .collect()
+    })[index]
+}
+
+/// Makes the gzipped files ahead of the first phone (run on a blocking thread when the
+/// endpoint starts).
+pub(super) fn prepare() {
+    for i in 0..ASSETS.len() {
+        let _ = gzipped(i);
+    }
+}
+
+/// Whether the request takes gzip (`Accept-Encoding`, a `q=0` refusing it).
+fn takes_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or("");
+            let refused = parts.any(|p| p.replace(' ', "") == "q=0");
+            name.eq_ignore_ascii_case("gzip") && !refused
+        })
+}
+
 async fn serve_asset(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -119,28 +162,41 @@ async fn serve_asset(
     if let Err(refusal) = bucket_check(&shared.page_limiter, peer) {
         return refusal.into_response();
     }
-    let (asset, tag) = (&ASSETS[index], etag(index));
+    let asset = &ASSETS[index];
+    // The gzipped variant is another representation: its own tag.
+    let gzip = takes_gzip(&headers);
+    let tag = match gzip {
+        true => format!("{}-gz\"", etag(index).trim_end_matches('"')),
+        false => etag(index).to_string(),
+    };
     let known = headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim() == tag || t.trim() == "*");
+    let etag = HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("\"\""));
     if known {
-        return (StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response();
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
     }
-    (
+    let mut response = (
         [
             (header::CONTENT_TYPE, asset.content_type),
-            (header::ETAG, tag),
             (header::CACHE_CONTROL, "no-cache"),
             (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (header::REFERRER_POLICY, "no-referrer"),
+            (header::VARY, "accept-encoding"),
         ],
-        asset.bytes,
+        if gzip { gzipped(index) } else { asset.bytes },
     )
-        .into_response()
+        .into_response();
+    let h = response.headers_mut();
+    h.insert(header::ETAG, etag);
+    if gzip {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    response
 }
 
 async fn not_found(
