@@ -4,20 +4,43 @@
 //! On Linux this listens to the kernel's routing netlink groups (link and address changes) on a
 //! small thread of its own; elsewhere it does nothing (the backoff still brings links back).
 
-/// Calls `changed` whenever an interface comes up (running) or an address is added, until the
-/// process ends. Returns an error only when the notifications cannot be set up.
+/// Calls `changed` whenever an interface comes up (running) or an address is added, for as long
+/// as it returns `true` (a subscriber whose node is gone returns `false` and is dropped at the
+/// next change). Every subscriber shares one watcher thread and one netlink socket, started with
+/// the first: an app that makes many nodes over its life does not gather threads. Returns an
+/// error only when the notifications cannot be set up.
 #[cfg(target_os = "linux")]
-pub fn watch(changed: impl Fn() + Send + 'static) -> std::io::Result<()> {
-    let fd = linux::open()?;
-    std::thread::Builder::new()
-        .name("lansync-netwatch".into())
-        .spawn(move || linux::run(fd, changed))?;
+pub fn watch(changed: impl Fn() -> bool + Send + 'static) -> std::io::Result<()> {
+    use std::sync::{Mutex, OnceLock};
+    type Subscriber = Box<dyn Fn() -> bool + Send>;
+    static SUBSCRIBERS: Mutex<Vec<Subscriber>> = Mutex::new(Vec::new());
+    static STARTED: OnceLock<Result<(), String>> = OnceLock::new();
+    let started = STARTED.get_or_init(|| {
+        let fd = linux::open().map_err(|e| e.to_string())?;
+        std::thread::Builder::new()
+            .name("lansync-netwatch".into())
+            .spawn(move || {
+                linux::run(fd, || {
+                    let mut subscribers = SUBSCRIBERS.lock().unwrap_or_else(|e| e.into_inner());
+                    subscribers.retain(|changed| changed());
+                })
+            })
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
+    if let Err(e) = started {
+        return Err(std::io::Error::other(e.clone()));
+    }
+    SUBSCRIBERS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Box::new(changed));
     Ok(())
 }
 
 /// Does nothing on this platform.
 #[cfg(not(target_os = "linux"))]
-pub fn watch(_changed: impl Fn() + Send + 'static) -> std::io::Result<()> {
+pub fn watch(_changed: impl Fn() -> bool + Send + 'static) -> std::io::Result<()> {
     Ok(())
 }
 
@@ -147,6 +170,23 @@ mod linux {
             let mut batch = link(0);
             batch.extend(msg(libc::RTM_NEWADDR, &[0u8; 8]));
             assert!(interesting(&batch));
+        }
+
+        #[test]
+        fn many_subscribers_share_one_watcher_thread() {
+            let threads = || {
+                std::fs::read_dir("/proc/self/task")
+                    .unwrap()
+                    .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                    .filter(|name| name.starts_with("lansync-netwat"))
+                    .count()
+            };
+            for _ in 0..20 {
+                if crate::netwatch::watch(|| false).is_err() {
+                    return; // no netlink here (a sandbox): nothing to count
+                }
+            }
+            assert_eq!(threads(), 1);
         }
 
         #[test]

@@ -351,10 +351,12 @@ impl Join {
         // An interface coming back (Wi-Fi rejoined, cable in) redials at once, not after the
         // backoff. The watcher holds no handle: the node still stops when the Join is dropped.
         let watched = Arc::downgrade(&node);
-        if let Err(e) = crate::netwatch::watch(move || {
-            if let Some(node) = watched.upgrade() {
+        if let Err(e) = crate::netwatch::watch(move || match watched.upgrade() {
+            Some(node) => {
                 node.network_changed();
+                true
             }
+            None => false,
         }) {
             tracing::info!(%e, "no network change notifications; relying on the backoff");
         }

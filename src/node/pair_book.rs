@@ -72,10 +72,12 @@ pub(super) fn launch(prepared: Prepared, launch: Launch) -> Pair {
     let weak = Arc::downgrade(&watched);
     // An interface coming back (Wi-Fi rejoined, cable in) redials at once, not after the backoff.
     let netwatched = weak.clone();
-    if let Err(e) = crate::netwatch::watch(move || {
-        if let Some(node) = netwatched.upgrade() {
+    if let Err(e) = crate::netwatch::watch(move || match netwatched.upgrade() {
+        Some(node) => {
             node.network_changed();
+            true
         }
+        None => false,
     }) {
         tracing::info!(%e, "no network change notifications; relying on the backoff");
     }
