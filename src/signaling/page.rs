@@ -101,16 +101,21 @@ pub(super) fn routes(
     router.fallback(not_found)
 }
 
-/// Each asset's entity tag: its SHA-256, so a phone revalidating (`no-cache`) gets `304` and
-/// no body — the WebAssembly is most of a megabyte.
-fn etag(index: usize) -> &'static str {
-    static TAGS: OnceLock<Vec<String>> = OnceLock::new();
-    &TAGS.get_or_init(|| {
+/// Each asset's entity tags, plain and gzipped (another representation, another tag): its
+/// SHA-256, so a phone revalidating (`no-cache`) gets `304` and no body — the WebAssembly is
+/// most of a megabyte. Made once.
+fn etag(index: usize, gzip: bool) -> &'static str {
+    static TAGS: OnceLock<Vec<[String; 2]>> = OnceLock::new();
+    let tags = &TAGS.get_or_init(|| {
         ASSETS
             .iter()
-            .map(|a| format!("\"{}\"", hex::encode(&Sha256::digest(a.bytes)[..16])))
+            .map(|a| {
+                let hash = hex::encode(&Sha256::digest(a.bytes)[..16]);
+                [format!("\"{hash}\""), format!("\"{hash}-gz\"")]
+            })
             .collect()
-    })[index]
+    })[index];
+    &tags[usize::from(gzip)]
 }
 
 /// Each asset gzipped, made once when the endpoint first serves the page (the WebAssembly
@@ -138,19 +143,24 @@ pub(super) fn prepare() {
     }
 }
 
-/// Whether the request takes gzip (`Accept-Encoding`, a `q=0` refusing it).
-fn takes_gzip(headers: &HeaderMap) -> bool {
+/// The comma-separated items of every `name` header of a request.
+fn header_items(headers: &HeaderMap, name: header::HeaderName) -> impl Iterator<Item = &str> {
     headers
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
+        .get_all(name)
+        .into_iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|coding| {
-            let mut parts = coding.split(';').map(str::trim);
-            let name = parts.next().unwrap_or("");
-            let refused = parts.any(|p| p.replace(' ', "") == "q=0");
-            name.eq_ignore_ascii_case("gzip") && !refused
-        })
+        .map(str::trim)
+}
+
+/// Whether the request takes gzip (`Accept-Encoding`, a `q=0` refusing it).
+fn takes_gzip(headers: &HeaderMap) -> bool {
+    header_items(headers, header::ACCEPT_ENCODING).any(|coding| {
+        let mut parts = coding.split(';').map(str::trim);
+        let name = parts.next().unwrap_or("");
+        let refused = parts.any(|p| p.replace(' ', "") == "q=0");
+        name.eq_ignore_ascii_case("gzip") && !refused
+    })
 }
 
 async fn serve_asset(
@@ -163,19 +173,10 @@ async fn serve_asset(
         return refusal.into_response();
     }
     let asset = &ASSETS[index];
-    // The gzipped variant is another representation: its own tag.
     let gzip = takes_gzip(&headers);
-    let tag = match gzip {
-        true => format!("{}-gz\"", etag(index).trim_end_matches('"')),
-        false => etag(index).to_string(),
-    };
-    let known = headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim() == tag || t.trim() == "*");
-    let etag = HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("\"\""));
+    let tag = etag(index, gzip);
+    let known = header_items(&headers, header::IF_NONE_MATCH).any(|t| t == tag || t == "*");
+    let etag = HeaderValue::from_static(tag);
     if known {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
     }
