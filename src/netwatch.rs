@@ -186,6 +186,11 @@ mod linux {
                     return; // no netlink here (a sandbox): nothing to count
                 }
             }
+            // The thread names itself once it runs: wait for that, then count.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while threads() == 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
             assert_eq!(threads(), 1);
         }
 
