@@ -181,7 +181,7 @@ fn forged_set_page(sim: &Sim, m: NodeId, epoch: u64, revision: u64, page: u32) -
 }
 
 // ---------------------------------------------------------------------------------------------
-// Master states (§10.3), session code and token (§6.2)
+// Master states, session code and token (PROTOCOL.md §6.2)
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -303,7 +303,7 @@ fn token_and_session_id_are_long_hex_and_differ_with_the_entropy() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Joining (§6.2, §8.1) and follower states (§10.4)
+// Joining (PROTOCOL.md §6.2, §9) and follower states (§6.3)
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -340,7 +340,7 @@ fn follower_joins_by_a_sloppily_typed_session_code_and_gets_a_member_secret_neve
     sim.command(f, join_code(&typed, None));
     sim.run_for(secs(1));
     assert_eq!(sim.follower(f).state(), FollowerState::ConnectedFollow);
-    // The QR token is the session's key: knowing the code must not give it away (§6.2).
+    // The QR token is the session's key: knowing the code must not give it away (PROTOCOL.md §9.6).
     assert_eq!(sim.follower(f).token(), None);
     let token = sim.master(m).record().token.clone();
     assert!(
@@ -667,7 +667,7 @@ fn lost_link_in_free_mode_rejoins_as_free() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §11.2 rapid page changes, §11.3 song change priority
+// Rapid page changes, song change priority (PROTOCOL.md §6.3)
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -776,7 +776,7 @@ fn rejoin_adopts_the_masters_current_song_over_the_followers_old_page() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §11.4 follow / free
+// Follow / free (PROTOCOL.md §6.3)
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -828,7 +828,7 @@ fn free_to_follow_resyncs_at_once_without_a_round_trip() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §12 reconnection
+// Reconnection (PROTOCOL.md §6.3, §6.4)
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -1003,7 +1003,7 @@ fn network_changed_makes_a_disconnected_follower_retry_at_once() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §13 session end
+// Session end (PROTOCOL.md §6.2, §6.3)
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -1078,7 +1078,7 @@ fn follower_that_missed_session_end_is_told_session_ended_when_it_retries() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Streamed score (§8.3)
+// Streamed score (PROTOCOL.md §5 STREAM_PREPARE, §11.5)
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -1253,7 +1253,7 @@ fn fifty_followers_joining_at_once_cost_few_presence_broadcasts() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// L2 envelope rules (§7, §14)
+// Envelope rules (PROTOCOL.md §2, §3)
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -1496,7 +1496,7 @@ fn flooding_peer_is_rate_limited_and_the_master_keeps_serving_others() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Admission and identity (§6.2, §9.3, §9.4): a member's id is only its own
+// Admission and identity (PROTOCOL.md §6.2, §9.3, §9.4): a member's id is only its own
 // ---------------------------------------------------------------------------------------------
 
 /// A follower whose display name differs from its id, so a list shows who is who.

@@ -106,7 +106,7 @@ fn reasons(sim: &Sim, n: NodeId) -> Vec<String> {
 fn a_pair_made_from_codes_agrees_a_secret_and_both_keep_the_same_record() {
     let (sim, a, b) = remembered(1);
     let (ra, rb) = (record(&sim, a), record(&sim, b));
-    assert_eq!(ra.pair_secret, SECRET, "the §6.1 test vector");
+    assert_eq!(ra.pair_secret, SECRET, "the PROTOCOL.md §6.1 test vector");
     assert_eq!(rb.pair_secret, SECRET);
     assert_eq!(
         (ra.pair_id.as_str(), rb.pair_id.as_str()),

@@ -75,7 +75,7 @@ fn both(sim: &Sim, a: NodeId, b: NodeId) -> (SoloState, SoloState) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Pairing and mirroring (§5.1, §10.2)
+// Pairing and mirroring (PROTOCOL.md §6.1)
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -189,7 +189,7 @@ fn default_leader_is_the_higher_device_id_which_shows_page_n_and_its_partner_n_p
 }
 
 // ---------------------------------------------------------------------------------------------
-// Link loss and reconnection (§10.2, §12.2)
+// Link loss and reconnection (PROTOCOL.md §6.1, §6.4)
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -364,7 +364,7 @@ fn a_tablet_that_leaves_says_goodbye_and_neither_waits_nor_redials() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §11.1 last write wins
+// Last write wins (PROTOCOL.md §6.1)
 // ---------------------------------------------------------------------------------------------
 
 /// Splits the pair long enough for the link to die, runs `during`, heals and waits for them to

@@ -220,7 +220,7 @@ fn make_pack(dir: &Path) -> Vec<PathBuf> {
         ("Ave Maria.pdf", pdf),
         ("cover.png", png),
         ("alto part.musicxml", xml.clone()),
-        // Non-ASCII: the pack hash is over the names' raw UTF-8 (canonical JSON, §11.1).
+        // Non-ASCII: the pack hash is over the names' raw UTF-8 (canonical JSON, PROTOCOL.md §11.1).
         ("Ständchen – Schubert.musicxml", xml),
     ];
     files
@@ -549,7 +549,7 @@ fn join_by_code(python: &Path, host: &Peer, hosting: &Value, id: &str, password:
             s(&script),
             "join",
             "--code",
-            // Typed as a person might: lower case, no dash (normalised, §6.2).
+            // Typed as a person might: lower case, no dash (normalised, PROTOCOL.md §6.2).
             &hosting["session_code"]
                 .as_str()
                 .unwrap()
@@ -827,7 +827,7 @@ fn a_stock_aiortc_follower_resumes_the_pack_after_its_link_is_lost() {
     follower.signal("-CONT");
     let rejoined = follower.wait_for("the rejoin", STEP, |v| v["event"] == "joined");
     assert_eq!(rejoined["rejoin"], true, "{rejoined}");
-    // The master offers the pack again; the stock peer asks only for what it lacks (§11.5).
+    // The master offers the pack again; the stock peer asks only for what it lacks (PROTOCOL.md §11.5).
     let offer = follower.wait_for("the offer after the rejoin", STEP, |v| {
         v["event"] == "offer"
     });
