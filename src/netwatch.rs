@@ -3,6 +3,15 @@
 //!
 //! On Linux this listens to the kernel's routing netlink groups (link and address changes) on a
 //! small thread of its own; elsewhere it does nothing (the backoff still brings links back).
+//!
+//! The socket and the walk over its messages are written by hand (three `unsafe` calls: socket,
+//! bind, recv). `netlink-sys` + `netlink-packet-route` were tried in their place: the same two
+//! syscalls at startup and the same blocking `recv` when idle (so no difference there), but
+//! `netlink-packet-route` took 71 s of a release build on the project's 2-core machine (plus
+//! 9 s for `zerocopy`), made the stripped `lansync` binary about 610 KB larger (14.72 →
+//! 15.34 MB, of which 5 KB was another crate), and parses every attribute of every message to
+//! answer the one question asked here: is it RTM_NEWADDR, or RTM_NEWLINK with IFF_UP and
+//! IFF_RUNNING set.
 
 /// Calls `changed` whenever an interface comes up (running) or an address is added, for as long
 /// as it returns `true` (a subscriber whose node is gone returns `false` and is dropped at the

@@ -165,7 +165,8 @@ impl Choir {
     /// `None` (said) when the test cannot run here.
     fn start(label: &'static str, subnet: &str, loss: u32) -> Option<Choir> {
         let env = Env::get(true)?;
-        let lan = Lan::new("wtbf", subnet, NATIVE + 1);
+        let lan = Lan::with_default_route("wtbf", subnet, NATIVE + 1)
+            .expect("build the LAN of namespaces");
         for n in 0..PHONES {
             lan.set_loss(1 + n, loss).expect("set the loss");
         }

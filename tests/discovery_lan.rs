@@ -1,7 +1,8 @@
 //! Real mDNS on a private LAN: a Linux bridge and network namespaces joined by veth pairs
-//! (10.213.x.0/24), one "host" per namespace. Multicast never touches this machine's own
-//! interfaces: every daemon runs inside a namespace, in a child process that is this very test
-//! binary re-executed in probe mode (`ip netns exec NS <exe> --exact probe_child`).
+//! (10.213.1.0/24, built by `common/lan.rs`), one "host" per namespace. Multicast never touches
+//! this machine's own interfaces: every daemon runs inside a namespace, in a child process that
+//! is this very test binary re-executed in probe mode (`ip netns exec NS <exe> --exact
+//! probe_child`).
 //!
 //! Needs root and iproute2; without them each test prints why and passes.
 //! Run: `cargo test --test discovery_lan -- --nocapture --test-threads=1` (as root).
@@ -11,7 +12,6 @@ use lansync::discovery::{Discovery, DiscoveryEvent, SessionAdvert, SERVICE_TYPE}
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -23,93 +23,27 @@ const FP: &str = "sha-256 AB:CD:EF:01:23:45:67:89";
 // ---------------------------------------------------------------------------------------------
 // The private LAN.
 
-/// A bridge with `n` namespaces on it; everything is deleted on drop (also when a test panics).
-struct Lan {
-    bridge: String,
-    namespaces: Vec<String>,
-    addrs: Vec<String>,
-    host_veths: Vec<String>,
+#[path = "common/lan.rs"]
+mod lan;
+use lan::Lan;
+
+/// A LAN of `n` hosts for these tests (namespaces `ldisc-…`); `None`, with the reason printed,
+/// when this machine cannot build one.
+fn build_lan(n: usize) -> Option<Lan> {
+    Lan::try_new("ldisc", "10.213.1", n, &[])
 }
 
-static LAN_SEQ: AtomicU32 = AtomicU32::new(0);
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+/// Probe children in the LAN's namespaces.
+trait Probes {
+    fn probe(&self, i: usize, mode: &str, args: Value) -> Probe;
 }
 
-impl Lan {
-    /// `None` (with the reason printed) when this machine cannot build one.
-    fn new(n: usize) -> Option<Lan> {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("SKIP: the namespace LAN needs root");
-            return None;
-        }
-        if Command::new("ip").arg("-V").output().is_err() {
-            eprintln!("SKIP: iproute2 (`ip`) is not installed");
-            return None;
-        }
-        let pid = std::process::id();
-        let k = LAN_SEQ.fetch_add(1, Ordering::Relaxed);
-        // Interface names are at most 15 bytes: "lsb" + pid (≤ 7) + seq.
-        let tag = format!("{pid}{}", (b'a' + (k % 26) as u8) as char);
-        let subnet = 1 + (pid.wrapping_mul(7).wrapping_add(k) % 250);
-        let mut lan = Lan {
-            bridge: format!("lsb{tag}"),
-            namespaces: Vec::new(),
-            addrs: Vec::new(),
-            host_veths: Vec::new(),
-        };
-        if let Err(e) = lan.build(n, &tag, subnet) {
-            eprintln!("SKIP: cannot build the namespace LAN: {e}");
-            return None; // the drop cleans up what was made
-        }
-        Some(lan)
-    }
-
-    fn build(&mut self, n: usize, tag: &str, subnet: u32) -> Result<(), String> {
-        ip(&["link", "add", &self.bridge, "type", "bridge"])?;
-        ip(&["link", "set", &self.bridge, "up"])?;
-        for i in 0..n {
-            let ns = format!("ls-ns-{tag}-{i}");
-            ip(&["netns", "add", &ns])?;
-            self.namespaces.push(ns.clone());
-            let host_side = format!("lsv{tag}{i}");
-            let ns_side = format!("lsp{tag}{i}");
-            ip(&[
-                "link", "add", &host_side, "type", "veth", "peer", "name", &ns_side,
-            ])?;
-            self.host_veths.push(host_side.clone());
-            ip(&["link", "set", &ns_side, "netns", &ns])?;
-            ip(&["link", "set", &host_side, "master", &self.bridge])?;
-            ip(&["link", "set", &host_side, "up"])?;
-            let addr = format!("10.213.{subnet}.{}", 10 + i);
-            let cidr = format!("{addr}/24");
-            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
-            ip(&["-n", &ns, "addr", "add", &cidr, "dev", &ns_side])?;
-            ip(&["-n", &ns, "link", "set", &ns_side, "up"])?;
-            self.addrs.push(addr);
-        }
-        Ok(())
-    }
-
+impl Probes for Lan {
     /// Starts this test binary in probe `mode` inside namespace `i`.
     fn probe(&self, i: usize, mode: &str, args: Value) -> Probe {
         let exe = std::env::current_exe().expect("current exe");
         let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.namespaces[i]])
+            .args(["netns", "exec", self.ns(i)])
             .arg(exe)
             .args(["--exact", "probe_child", "--nocapture", "--test-threads=1"])
             .env(PROBE_ENV, json!({"mode": mode, "args": args}).to_string())
@@ -134,24 +68,11 @@ impl Lan {
             }
         });
         Probe {
-            name: format!("{mode}@{}", self.namespaces[i]),
+            name: format!("{mode}@{}", self.ns(i)),
             child,
             stdin,
             lines,
         }
-    }
-}
-
-impl Drop for Lan {
-    fn drop(&mut self) {
-        // Deleting a namespace deletes its veth end, and with it the pair.
-        for ns in &self.namespaces {
-            let _ = ip(&["netns", "del", ns]);
-        }
-        for v in &self.host_veths {
-            let _ = ip(&["link", "del", v]);
-        }
-        let _ = ip(&["link", "del", &self.bridge]);
     }
 }
 
@@ -413,14 +334,14 @@ async fn impostor_master(args: &Value) {
 #[test]
 fn code_joiners_reach_the_real_master_past_an_impostor() {
     const JOINERS: usize = 4;
-    let Some(lan) = Lan::new(2 + JOINERS) else {
+    let Some(lan) = build_lan(2 + JOINERS) else {
         return;
     };
     let dir = std::env::temp_dir().join(format!("lansync-impostor-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let lansync = env!("CARGO_BIN_EXE_lansync");
     let spawn = |ns: usize, args: &[&str]| -> cli_proc::Proc {
-        cli_proc::Proc::spawn(&lan.namespaces[ns], lansync, args)
+        cli_proc::Proc::spawn(lan.ns(ns), lansync, args)
     };
     let master_dir = dir.join("master").to_string_lossy().into_owned();
     let master = spawn(
@@ -497,7 +418,7 @@ fn code_joiners_reach_the_real_master_past_an_impostor() {
 
 #[test]
 fn advert_found_from_two_hosts_then_goodbye() {
-    let Some(lan) = Lan::new(3) else { return };
+    let Some(lan) = build_lan(3) else { return };
     let code = "QRST-UVWX";
     let name = "St Mary's choir";
     // Browsers first, so the timing covers the advertiser's probing (a master just started).
@@ -513,7 +434,7 @@ fn advert_found_from_two_hosts_then_goodbye() {
     let (t_ready, ready) = master.wait_for("ready", |_| true);
     let fullname = ready["fullname"].as_str().unwrap().to_string();
     assert_eq!(fullname, format!("lansync-{code}.{SERVICE_TYPE}"));
-    let master_addr = lan.addrs[0].clone();
+    let master_addr = lan.addr(0);
     for (who, p) in [("B", &b), ("C", &c)] {
         let (t, s) = p.wait_for("found", |v| v["session_code"] == code);
         assert_eq!(s["instance"], fullname.as_str());
@@ -564,8 +485,8 @@ fn advert_found_from_two_hosts_then_goodbye() {
 
 #[test]
 fn advert_on_given_addresses_only() {
-    let Some(lan) = Lan::new(2) else { return };
-    let master_addr = lan.addrs[0].clone();
+    let Some(lan) = build_lan(2) else { return };
+    let master_addr = lan.addr(0);
     let master = lan.probe(
         0,
         "advertise",
@@ -580,7 +501,7 @@ fn advert_on_given_addresses_only() {
 
 #[test]
 fn malformed_adverts_are_ignored_or_clamped() {
-    let Some(lan) = Lan::new(2) else { return };
+    let Some(lan) = build_lan(2) else { return };
     let fp = lansync::discovery::fingerprint_hash(FP);
     let long_name = "N".repeat(200);
     let b = lan.probe(1, "browse", json!({}));
@@ -644,7 +565,7 @@ fn malformed_adverts_are_ignored_or_clamped() {
 #[test]
 #[ignore = "takes ~2 minutes (SRV TTL expiry)"]
 fn crashed_master_expires() {
-    let Some(lan) = Lan::new(2) else { return };
+    let Some(lan) = build_lan(2) else { return };
     let b = lan.probe(1, "browse", json!({}));
     b.wait_for("browsing", |_| true);
     let mut master = lan.probe(

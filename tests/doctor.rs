@@ -1,6 +1,6 @@
 //! `lansync doctor` across network namespaces: the real binary, run with `ip netns exec` in
-//! namespaces made here (names start with `ldoc`; everything is deleted on drop, also when a
-//! test panics). Addresses are 10.216.x.0/24; no traffic leaves the namespaces.
+//! namespaces built by `common/lan.rs` (names start with `ldoc`; everything is deleted on drop,
+//! also when a test panics). Addresses are 10.216.1.0/24; no traffic leaves the namespaces.
 //!
 //! Needs root, iproute2 and (for the firewall case) nftables; without them each test prints
 //! why and passes. Run: `cargo test --release --test doctor -- --nocapture`.
@@ -9,7 +9,6 @@
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -19,111 +18,39 @@ const DEADLINE: Duration = Duration::from_secs(30);
 /// The listener's default port (`lansync::doctor::DEFAULT_PORT`): free in a new namespace.
 const PORT: u16 = lansync::doctor::DEFAULT_PORT;
 
-fn run(program: &str, args: &[&str]) -> Result<(), String> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|e| format!("{program}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{program} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
+#[path = "common/lan.rs"]
+mod lan;
+use lan::Lan;
 
-fn ip(args: &[&str]) -> Result<(), String> {
-    run("ip", args)
-}
-
-/// Namespaces, optionally on a bridge; deleted on drop.
+/// Namespaces on a LAN, or one with loopback only; deleted on drop.
 struct Rig {
-    bridge: Option<String>,
-    namespaces: Vec<String>,
-    host_veths: Vec<String>,
-    addrs: Vec<String>,
+    lan: Lan,
 }
-
-static SEQ: AtomicU32 = AtomicU32::new(0);
 
 impl Rig {
     /// `n` namespaces on a bridge (`n > 0`), or one namespace with only loopback (`n == 0`).
     /// `None`, with the reason printed, when this machine cannot build it.
     fn new(n: usize) -> Option<Rig> {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("SKIP: network namespaces need root");
+        if !lan::available(&[]) {
             return None;
         }
-        if Command::new("ip").arg("-V").output().is_err() {
-            eprintln!("SKIP: iproute2 (`ip`) is not installed");
-            return None;
-        }
-        let pid = std::process::id();
-        let k = SEQ.fetch_add(1, Ordering::Relaxed);
-        // Interface names are at most 15 bytes: "ldocv" + pid (≤ 7) + letter + index.
-        let tag = format!("{pid}{}", (b'a' + (k % 26) as u8) as char);
-        let subnet = 1 + (pid.wrapping_mul(7).wrapping_add(k) % 250);
-        let mut rig = Rig {
-            bridge: None,
-            namespaces: Vec::new(),
-            host_veths: Vec::new(),
-            addrs: Vec::new(),
+        let built = if n == 0 {
+            Lan::loopback_only("ldoc")
+        } else {
+            Lan::new("ldoc", "10.216.1", n)
         };
-        if let Err(e) = rig.build(n, &tag, subnet) {
-            eprintln!("SKIP: cannot build the namespaces: {e}");
-            return None; // the drop removes what was made
+        match built {
+            Ok(lan) => Some(Rig { lan }),
+            Err(e) => {
+                eprintln!("SKIP: cannot build the namespaces: {e}");
+                None
+            }
         }
-        Some(rig)
-    }
-
-    fn build(&mut self, n: usize, tag: &str, subnet: u32) -> Result<(), String> {
-        if n == 0 {
-            let ns = format!("ldoc-{tag}-lo");
-            ip(&["netns", "add", &ns])?;
-            self.namespaces.push(ns.clone());
-            return ip(&["-n", &ns, "link", "set", "lo", "up"]);
-        }
-        let bridge = format!("ldocb{tag}");
-        ip(&["link", "add", &bridge, "type", "bridge"])?;
-        self.bridge = Some(bridge.clone());
-        ip(&["link", "set", &bridge, "up"])?;
-        for i in 0..n {
-            let ns = format!("ldoc-{tag}-{i}");
-            ip(&["netns", "add", &ns])?;
-            self.namespaces.push(ns.clone());
-            let host_side = format!("ldocv{tag}{i}");
-            let ns_side = format!("ldocp{tag}{i}");
-            ip(&[
-                "link", "add", &host_side, "type", "veth", "peer", "name", &ns_side,
-            ])?;
-            self.host_veths.push(host_side.clone());
-            ip(&["link", "set", &ns_side, "netns", &ns])?;
-            ip(&["link", "set", &host_side, "master", &bridge])?;
-            ip(&["link", "set", &host_side, "up"])?;
-            let addr = format!("10.216.{subnet}.{}", 10 + i);
-            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
-            ip(&[
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("{addr}/24"),
-                "dev",
-                &ns_side,
-            ])?;
-            ip(&["-n", &ns, "link", "set", &ns_side, "up"])?;
-            self.addrs.push(addr);
-        }
-        Ok(())
     }
 
     fn lansync(&self, i: usize, args: &[&str]) -> Command {
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.namespaces[i], BIN])
+        cmd.args(["netns", "exec", self.lan.ns(i), BIN])
             .args(args)
             .env("LANSYNC_LOG", "error");
         cmd
@@ -197,21 +124,6 @@ impl Rig {
     }
 }
 
-impl Drop for Rig {
-    fn drop(&mut self) {
-        // Deleting a namespace deletes its veth end, and with it the pair.
-        for ns in &self.namespaces {
-            let _ = ip(&["netns", "del", ns]);
-        }
-        for v in &self.host_veths {
-            let _ = ip(&["link", "del", v]);
-        }
-        if let Some(b) = &self.bridge {
-            let _ = ip(&["link", "del", b]);
-        }
-    }
-}
-
 /// A child process killed on drop.
 struct Killed(Child);
 
@@ -234,16 +146,16 @@ fn two_hosts_on_a_bridge_see_each_other() {
     let Some(rig) = Rig::new(2) else { return };
     let (_listener, listening) = rig.listen(1);
     assert_eq!(listening["port"], PORT);
-    assert_eq!(listening["addresses"][0], rig.addrs[1].as_str());
+    assert_eq!(listening["addresses"][0], rig.lan.addr(1).as_str());
 
-    let peer = format!("{}:{PORT}", rig.addrs[1]);
+    let peer = format!("{}:{PORT}", rig.lan.addr(1));
     let (code, report) = rig.doctor(0, &["--peer", &peer, "--wait", "10"]);
     println!("{report:#}");
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["status"], "ok");
     let interfaces = check(&report, "interfaces");
     assert_eq!(interfaces["status"], "ok");
-    assert_eq!(interfaces["facts"]["usable"][0], rig.addrs[0].as_str());
+    assert_eq!(interfaces["facts"]["usable"][0], rig.lan.addr(0).as_str());
     assert_eq!(check(&report, "mdns")["status"], "ok");
     assert_eq!(check(&report, "peer_tcp")["status"], "ok");
     let udp = check(&report, "peer_udp");
@@ -285,7 +197,7 @@ fn udp_dropped_by_the_peer_firewall_is_reported() {
         eprintln!("SKIP: nftables (`nft`) is not installed");
         return;
     }
-    let ns = rig.namespaces[1].as_str();
+    let ns = rig.lan.ns(1);
     let port = PORT.to_string();
     for rule in [
         vec!["add", "table", "inet", "ldoc"],
@@ -301,7 +213,12 @@ fn udp_dropped_by_the_peer_firewall_is_reported() {
             "add", "rule", "inet", "ldoc", "input", "udp", "dport", &port, "drop",
         ],
     ] {
-        run("ip", &[&["netns", "exec", ns, "nft"][..], &rule].concat()).expect("nft");
+        lan::run(
+            "ip",
+            &[&["netns", "exec", ns, "nft"][..], &rule].concat(),
+            None,
+        )
+        .expect("nft");
     }
     let (_listener, listening) = rig.listen(1);
     // The listener shows its own device's rule.
@@ -313,7 +230,7 @@ fn udp_dropped_by_the_peer_firewall_is_reported() {
         format!("udp dport {PORT} drop")
     );
 
-    let peer = format!("{}:{PORT}", rig.addrs[1]);
+    let peer = format!("{}:{PORT}", rig.lan.addr(1));
     let (code, report) = rig.doctor(0, &["--peer", &peer, "--wait", "5"]);
     println!("{report:#}");
     assert_eq!(code, 1, "{report:#}");

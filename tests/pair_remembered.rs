@@ -24,115 +24,9 @@ const DEADLINE: Duration = Duration::from_secs(60);
 // ---------------------------------------------------------------------------------------------
 // The private LAN: a bridge, one namespace per device (prefix `pi`), removed on drop.
 
-struct Lan {
-    bridge: String,
-    namespaces: Vec<String>,
-    host_veths: Vec<String>,
-}
-
-fn run(cmd: &str, args: &[&str]) -> Result<(), String> {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .map_err(|e| format!("{cmd}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{cmd} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-impl Lan {
-    fn new(n: usize) -> Option<Lan> {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("SKIP: the namespace LAN needs root");
-            return None;
-        }
-        for (tool, arg) in [("ip", "-V"), ("nft", "--version")] {
-            if Command::new(tool).arg(arg).output().is_err() {
-                eprintln!("SKIP: `{tool}` is not installed");
-                return None;
-            }
-        }
-        let tag = std::process::id() % 100_000;
-        let mut lan = Lan {
-            bridge: format!("pib{tag}"),
-            namespaces: Vec::new(),
-            host_veths: Vec::new(),
-        };
-        if let Err(e) = lan.build(n, tag) {
-            eprintln!("SKIP: cannot build the namespace LAN: {e}");
-            return None;
-        }
-        Some(lan)
-    }
-
-    fn build(&mut self, n: usize, tag: u32) -> Result<(), String> {
-        run("ip", &["link", "add", &self.bridge, "type", "bridge"])?;
-        run("ip", &["link", "set", &self.bridge, "up"])?;
-        let subnet = 1 + tag % 250;
-        for i in 0..n {
-            let ns = format!("pi-{tag}-{i}");
-            run("ip", &["netns", "add", &ns])?;
-            self.namespaces.push(ns.clone());
-            let (host, inner) = (format!("piv{tag}{i}"), format!("pip{tag}{i}"));
-            run(
-                "ip",
-                &["link", "add", &host, "type", "veth", "peer", "name", &inner],
-            )?;
-            self.host_veths.push(host.clone());
-            run("ip", &["link", "set", &inner, "netns", &ns])?;
-            run("ip", &["link", "set", &host, "master", &self.bridge])?;
-            run("ip", &["link", "set", &host, "up"])?;
-            let cidr = format!("10.219.{subnet}.{}/24", 10 + i);
-            run("ip", &["-n", &ns, "link", "set", "lo", "up"])?;
-            run("ip", &["-n", &ns, "addr", "add", &cidr, "dev", &inner])?;
-            run("ip", &["-n", &ns, "link", "set", &inner, "up"])?;
-        }
-        Ok(())
-    }
-
-    /// Drops every packet in and out of namespace `i` (loopback excepted), or lets them pass.
-    fn cut(&self, i: usize, cut: bool) {
-        let ns = self.namespaces[i].as_str();
-        let nft = |rule: &[&str]| {
-            run("ip", &[&["netns", "exec", ns, "nft"][..], rule].concat()).expect("nft")
-        };
-        if !cut {
-            nft(&["delete", "table", "inet", "picut"]);
-            return;
-        }
-        nft(&["add", "table", "inet", "picut"]);
-        for hook in ["input", "output"] {
-            let chain = format!("{{ type filter hook {hook} priority 0; policy drop; }}");
-            nft(&["add", "chain", "inet", "picut", hook, &chain]);
-            let lo = if hook == "input" { "iif" } else { "oif" };
-            nft(&["add", "rule", "inet", "picut", hook, lo, "lo", "accept"]);
-        }
-    }
-}
-
-impl Drop for Lan {
-    fn drop(&mut self) {
-        for ns in &self.namespaces {
-            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
-                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-KILL", pid]).status();
-                }
-            }
-            let _ = run("ip", &["netns", "del", ns]);
-        }
-        for v in &self.host_veths {
-            let _ = run("ip", &["link", "del", v]);
-        }
-        let _ = run("ip", &["link", "del", &self.bridge]);
-    }
-}
+#[path = "common/lan.rs"]
+mod lan;
+use lan::Lan;
 
 // ---------------------------------------------------------------------------------------------
 // One `lansync pair` (or impostor) process in a namespace, read as JSON lines.
@@ -271,11 +165,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 #[test]
 fn a_remembered_pair_finds_itself_again_after_restarts_and_a_cut_and_never_an_impostor() {
-    let Some(lan) = Lan::new(3) else { return };
+    let Some(lan) = Lan::try_new("pi", "10.219.1", 3, &["nft"]) else {
+        return;
+    };
     let work = Work::new();
     let dir_a = work.path().join("a").display().to_string();
     let dir_b = work.path().join("b").display().to_string();
-    let (ns_a, ns_b) = (lan.namespaces[0].as_str(), lan.namespaces[1].as_str());
+    let (ns_a, ns_b) = (lan.ns(0), lan.ns(1));
 
     // Paired once by codes: A offers (it dials later), B answers (it waits).
     let mut a = Dev::lansync(
@@ -335,13 +231,13 @@ fn a_remembered_pair_finds_itself_again_after_restarts_and_a_cut_and_never_an_im
     );
 
     // A cut longer than the heartbeat: both notice, and find each other once it heals.
-    lan.cut(1, true);
+    lan.isolate(1, true).expect("nft");
     let cut_at = Instant::now();
     a.wait("reconnecting", |v| {
         v["event"] == "state" && v["state"] == "SOLO_PAIRED_RECONNECTING"
     });
     std::thread::sleep(Duration::from_secs(5)); // well past the link's death, on purpose
-    lan.cut(1, false);
+    lan.isolate(1, false).expect("nft");
     let healed = Instant::now();
     a.wait_paired();
     b.wait_paired();
@@ -357,17 +253,13 @@ fn a_remembered_pair_finds_itself_again_after_restarts_and_a_cut_and_never_an_im
         serde_json::from_slice(&std::fs::read(work.path().join("b/solo.json")).unwrap()).unwrap();
     let b_port = std::fs::read_to_string(work.path().join("b/port")).unwrap();
     let a_id = std::fs::read_to_string(work.path().join("a/device-id")).unwrap();
-    let b_addr = format!(
-        "10.219.{}.11:{}",
-        1 + (std::process::id() % 100_000) % 250,
-        b_port.trim()
-    );
+    let b_addr = format!("{}:{}", lan.addr(1), b_port.trim());
     b.kill();
     a.wait("reconnecting", |v| {
         v["event"] == "state" && v["state"] == "SOLO_PAIRED_RECONNECTING"
     });
     let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &lan.namespaces[2]])
+    cmd.args(["netns", "exec", lan.ns(2)])
         .arg(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -401,13 +293,16 @@ fn a_remembered_pair_finds_itself_again_after_restarts_and_a_cut_and_never_an_im
 
     // The waiting side moves to another address (a new DHCP lease): its advert names the new
     // one and the dialing side redials there; pages flow again.
-    let tag = std::process::id() % 100_000;
-    let (subnet, dev) = (1 + tag % 250, format!("pip{tag}1"));
     let moved = Instant::now();
     // Deleted first: deleting a subnet's primary address would take a secondary one with it.
-    for (verb, host) in [("del", 11), ("add", 21)] {
-        let cidr = format!("10.219.{subnet}.{host}/24");
-        run("ip", &["-n", ns_b, "addr", verb, &cidr, "dev", &dev]).unwrap();
+    for (verb, addr) in [("del", lan.addr(1)), ("add", lan.subnet_addr(21))] {
+        let cidr = format!("{addr}/24");
+        lan::run(
+            "ip",
+            &["-n", ns_b, "addr", verb, &cidr, "dev", lan.dev()],
+            None,
+        )
+        .unwrap();
     }
     b.wait("a link at the new address", |v| {
         v["event"] == "link" && v["state"] == "connected"

@@ -488,7 +488,8 @@ where
     let Some(env) = Env::get(loss > 0) else {
         return;
     };
-    let lan = Lan::new("wtch", HIDDEN_SUBNET, 1 + HIDDEN_BROWSERS);
+    let lan = Lan::with_default_route("wtch", HIDDEN_SUBNET, 1 + HIDDEN_BROWSERS)
+        .expect("build the LAN of namespaces");
     let spaces: Vec<String> = (1..=HIDDEN_BROWSERS)
         .map(|i| lan.ns(i).to_owned())
         .collect();

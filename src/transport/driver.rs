@@ -44,7 +44,7 @@ const IDLE_TICK: Duration = Duration::from_secs(1);
 
 /// State shared by the driver task, the [`Link`](super::Link) and its senders.
 pub(crate) struct Shared {
-    core: Mutex<Core>,
+    engine: Mutex<Engine>,
     /// Wakes the driver: its timer may need to be earlier, or the link was closed.
     wake: Notify,
     /// Wakes senders waiting for room in the binary send buffer.
@@ -57,7 +57,9 @@ pub(crate) struct Shared {
     pub(crate) drop_incoming: AtomicBool,
 }
 
-pub(crate) struct Core {
+/// The connection with what the driver keeps beside it: its sockets, whether it was closed from
+/// our side, the armed deadline and the idle clock.
+pub(crate) struct Engine {
     conn: Connection,
     sockets: Arc<[HostSocket]>,
     /// Closed from our side (the driver stops).
@@ -73,7 +75,7 @@ pub(crate) struct Core {
 impl Shared {
     pub(crate) fn new(conn: Connection, sockets: Arc<[HostSocket]>, limit: usize) -> Arc<Self> {
         Arc::new(Self {
-            core: Mutex::new(Core {
+            engine: Mutex::new(Engine {
                 conn,
                 sockets,
                 closed: false,
@@ -90,44 +92,44 @@ impl Shared {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Core> {
+    fn lock(&self) -> MutexGuard<'_, Engine> {
         // A panic elsewhere while holding the lock leaves the connection usable enough to close.
-        self.core.lock().unwrap_or_else(|e| e.into_inner())
+        self.engine.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// After a send: if the connection now wants to wake earlier than the driver sleeps, poke it.
-    fn rearm(&self, core: &mut Core) {
-        if let Some(t) = core.conn.poll_timeout() {
-            if core.armed.is_none_or(|a| t < a) {
-                core.armed = Some(t);
+    fn rearm(&self, engine: &mut Engine) {
+        if let Some(t) = engine.conn.poll_timeout() {
+            if engine.armed.is_none_or(|a| t < a) {
+                engine.armed = Some(t);
                 self.wake.notify_one();
             }
         }
     }
 
     pub(crate) fn send_control(&self, text: &str) -> Result<(), TransportError> {
-        let mut core = self.lock();
-        core.check_open()?;
+        let mut engine = self.lock();
+        engine.check_open()?;
         let now = Instant::now();
-        core.conn.send_control(now, text)?;
-        core.last_activity = now;
-        core.flush(now);
-        self.rearm(&mut core);
+        engine.conn.send_control(now, text)?;
+        engine.last_activity = now;
+        engine.flush(now);
+        self.rearm(&mut engine);
         Ok(())
     }
 
     pub(crate) async fn send_binary(&self, data: &[u8]) -> Result<(), TransportError> {
         loop {
             let notified = {
-                let mut core = self.lock();
-                core.check_open()?;
-                let buffered = core.conn.buffered_binary();
+                let mut engine = self.lock();
+                engine.check_open()?;
+                let buffered = engine.conn.buffered_binary();
                 if buffered == 0 || buffered + data.len() <= self.limit {
                     let now = Instant::now();
-                    core.conn.send_binary(now, data)?;
-                    core.last_activity = now;
-                    core.flush(now);
-                    self.rearm(&mut core);
+                    engine.conn.send_binary(now, data)?;
+                    engine.last_activity = now;
+                    engine.flush(now);
+                    self.rearm(&mut engine);
                     return Ok(());
                 }
                 // Created under the lock, so a notify_waiters after we unlock is not missed.
@@ -144,8 +146,8 @@ impl Shared {
     }
 
     pub(crate) fn is_open(&self) -> bool {
-        let core = self.lock();
-        !core.closed && core.conn.is_open()
+        let engine = self.lock();
+        !engine.closed && engine.conn.is_open()
     }
 
     /// Closes the connection from our side (idempotent) and stops the driver.
@@ -156,7 +158,7 @@ impl Shared {
     }
 }
 
-impl Core {
+impl Engine {
     fn check_open(&self) -> Result<(), TransportError> {
         if self.closed || self.conn.is_closed() {
             Err(TransportError::Closed)
@@ -336,10 +338,10 @@ pub(crate) async fn run(
     // wake-up then moves a quarter of the buffer instead of one message per SACK.
     let mut room = true;
     let mut ended = {
-        let mut core = shared.lock();
+        let mut engine = shared.lock();
         // The first connectivity checks are due at once.
-        core.conn.handle_timeout(Instant::now());
-        core.pump(&mut out, true)
+        engine.conn.handle_timeout(Instant::now());
+        engine.pump(&mut out, true)
     };
     loop {
         if !deliver(&mut out, &tx) {
@@ -353,9 +355,9 @@ pub(crate) async fn run(
             // Deliver the rest (ending with Closed), then stop.
             shared.space.notify_waiters();
             {
-                let mut core = shared.lock();
+                let mut engine = shared.lock();
                 let now = Instant::now();
-                while let Some(ev) = core.conn.poll_event(now) {
+                while let Some(ev) = engine.conn.poll_event(now) {
                     out.push_back(ev);
                 }
             }
@@ -369,12 +371,12 @@ pub(crate) async fn run(
 
         let now = Instant::now();
         let deadline = {
-            let mut core = shared.lock();
-            if core.closed {
+            let mut engine = shared.lock();
+            if engine.closed {
                 return;
             }
-            let d = core.deadline(now);
-            core.armed = d;
+            let d = engine.deadline(now);
+            engine.armed = d;
             d
         };
         let wake = if deadline.is_some_and(|d| d <= now) {
@@ -407,8 +409,8 @@ pub(crate) async fn run(
             }
         };
 
-        let mut core = shared.lock();
-        if core.closed {
+        let mut engine = shared.lock();
+        if engine.closed {
             return;
         }
         let drop_incoming = shared.drop_incoming.load(Ordering::Relaxed);
@@ -431,7 +433,7 @@ pub(crate) async fn run(
                         let step = if segment == 0 { n } else { segment };
                         let now = Instant::now();
                         for d in buf[..n].chunks(step.max(1)) {
-                            core.input(now, i, from, d);
+                            engine.input(now, i, from, d);
                         }
                     }
                     if !got {
@@ -439,12 +441,12 @@ pub(crate) async fn run(
                     }
                 }
             }
-            Wake::Timer => core.conn.handle_timeout(Instant::now()),
+            Wake::Timer => engine.conn.handle_timeout(Instant::now()),
             Wake::Other => {}
         }
         let reads = out.len() < READ_BACKLOG;
-        ended = core.pump(&mut out, reads);
-        room = core.conn.buffered_binary() <= shared.low_water;
+        ended = engine.pump(&mut out, reads);
+        room = engine.conn.buffered_binary() <= shared.low_water;
     }
 }
 
