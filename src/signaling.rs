@@ -13,8 +13,9 @@
 //! Each nonce serves one join request within 30 s, so a captured request cannot be replayed. The
 //! answer's MAC shows the follower that whoever answered holds the key — the real master — and
 //! since the answer carries the master's DTLS fingerprint, the link that follows is bound to it.
-//! Who may join is never decided here: the master's machine answers a [`DoorQuery`] through the
-//! `door` callback, at the instant of each request.
+//! Who may join is never decided here: the master's machine answers a
+//! [`DoorQuery`](crate::session::DoorQuery) through the `door` callback, at the instant of each
+//! request.
 //!
 //! Rejections (`{"error": "<reason>"}`) are not authenticated: a device on the LAN can always
 //! deny service, but it can neither join nor pose as the master.

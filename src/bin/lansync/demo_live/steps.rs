@@ -5,7 +5,7 @@ use super::log::{last_state, shown, FileLog, Log, Who};
 use super::measure::{played_segment, timed_turn};
 use super::setup::{dialer, make_pack, start_master, tell, Cuts};
 use super::{Figures, Master, Rehearsal};
-use crate::demo::Report;
+use crate::demo::{credentials, Report};
 use lansync::node::{Files, FilesEvent, FilesOptions, JoinTarget, Node, NodeOptions};
 use lansync::protocol::{FollowMode, RejectReason};
 use lansync::session::{Command, Event, Follower, FollowerConfig, JoinCredentials};
@@ -110,17 +110,7 @@ impl Rehearsal {
             };
             let (node, events) = Node::spawn(Follower::new(cfg, i as u64 + 1), opts);
             self.log.collect(Who::Follower(i), events);
-            let creds = if i % 2 == 0 {
-                JoinCredentials {
-                    token: Some(self.token.clone()),
-                    ..Default::default()
-                }
-            } else {
-                JoinCredentials {
-                    session_code: Some(self.code.to_lowercase()),
-                    ..Default::default()
-                }
-            };
+            let creds = credentials(i, &self.token, &self.code);
             tell(&node, Command::Join(creds));
             self.followers.push(node);
         }
