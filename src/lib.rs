@@ -54,7 +54,7 @@
 //! | `doctor` | why devices don't see each other: interfaces, mDNS, firewall, a peer's TCP and UDP (`native`) |
 //! | `node` | the async driver: runs a machine over links, a clock and a record file; the file service that moves files on disk (`native`) |
 //! | `netwatch` | network change notifications, so a follower redials when an interface returns (`native`) |
-//! | `signaling` | the master's HTTP join endpoint on the LAN and its client, MAC-bound to the join secret (`native`) |
+//! | [`signaling`] | the master's HTTP join endpoint on the LAN and its client, MAC-bound to the join secret (`native`); its wire bodies, [`signaling::wire`], are pure |
 //!
 //! # Features
 //!
@@ -109,7 +109,6 @@ pub mod node;
 pub mod protocol;
 pub mod sctp;
 pub mod session;
-#[cfg(feature = "native")]
 pub mod signaling;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod sim;

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{
-    ErrorBody, JoinAnswer, JoinAuth, JoinRequest, SignalingError, StartReply, StartRequest,
-    JOIN_PATH, JOIN_VERSION, MAX_ANSWER, MAX_BODY, NONCE_LEN, START_PATH,
+use super::wire::{
+    reject_reason, ErrorBody, JoinAnswer, JoinAuth, JoinRequest, StartReply, StartRequest,
+    JOIN_PATH, JOIN_VERSION, MAX_ANSWER, MAX_BODY, START_PATH,
 };
-use crate::auth::{self, hex, unhex, Key, PakeFollower, PAKE_MSG_LEN};
-use crate::protocol::RejectReason;
+use super::SignalingError;
+use crate::auth::{self, hex, unhex, Key, PakeFollower, NONCE_LEN, PAKE_MSG_LEN};
 use crate::session::{JoinCredentials, SessionCode};
 
 /// Connection and per-request time limits. The master gathers candidates before it answers the
@@ -209,10 +209,7 @@ async fn post(
         "stale_nonce" => SignalingError::StaleNonce,
         "too_large" => SignalingError::TooLarge,
         "bad_request" => SignalingError::BadRequest(err.detail.unwrap_or_default()),
-        other => SignalingError::Rejected(
-            serde_json::from_value(serde_json::Value::String(other.to_string()))
-                .unwrap_or(RejectReason::Unknown),
-        ),
+        other => SignalingError::Rejected(reject_reason(other)),
     })
 }
 

@@ -190,6 +190,22 @@ pub fn streamed_score() -> Command {
     })
 }
 
+/// How follower `i` of either demo joins: even ones by the QR link's token, odd ones by the
+/// session code typed in lower case, so both ways are exercised.
+pub fn credentials(i: usize, token: &str, session_code: &str) -> JoinCredentials {
+    if i % 2 == 0 {
+        JoinCredentials {
+            token: Some(token.to_string()),
+            ..Default::default()
+        }
+    } else {
+        JoinCredentials {
+            session_code: Some(session_code.to_lowercase()),
+            ..Default::default()
+        }
+    }
+}
+
 /// The `p` quantile of sorted samples (NaN when empty).
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -236,17 +252,7 @@ fn run_sim(args: &DemoArgs) -> bool {
         let mut cfg = FollowerConfig::new(format!("singer-{i}"));
         cfg.device_name = format!("Singer {i}");
         let f = r.sim.add_follower(cfg, master);
-        let creds = if i % 2 == 0 {
-            JoinCredentials {
-                token: Some(rec.token.clone()),
-                ..Default::default()
-            }
-        } else {
-            JoinCredentials {
-                session_code: Some(rec.session_code.as_str().to_lowercase()),
-                ..Default::default()
-            }
-        };
+        let creds = credentials(i, &rec.token, rec.session_code.as_str());
         r.sim.command(f, Command::Join(creds));
         r.followers.push(f);
     }

@@ -2,7 +2,8 @@
 //! URL gets `index.html`, its script and style, and lansync's pure core compiled to WebAssembly
 //! (built by `web/build.sh` into `web/dist/`, embedded here). Also the CORS answers that let a
 //! page of another origin post the join requests: every request proves its secret by HMAC
-//! (§9.2) and no cookie or credential is ever used, so a wildcard origin grants nothing.
+//! (PROTOCOL.md §9.2) and no cookie or credential is ever used, so a wildcard origin grants
+//! nothing.
 
 use std::sync::Arc;
 
@@ -13,7 +14,8 @@ use axum::routing::{get, MethodRouter};
 use axum::Router;
 use std::net::SocketAddr;
 
-use super::{bucket_check, RateLimit, Shared};
+use super::limiter::{bucket_check, RateLimit};
+use super::Shared;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use sha2::{Digest, Sha256};
@@ -54,32 +56,33 @@ const ASSETS: &[Asset] = &[
     Asset {
         path: "/",
         content_type: "text/html; charset=utf-8",
-        bytes: include_bytes!("../../web/static/index.html"),
+        bytes: include_bytes!("../../../web/static/index.html"),
     },
     Asset {
         path: "/lansync.js",
         content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../../web/static/lansync.js"),
+        bytes: include_bytes!("../../../web/static/lansync.js"),
     },
     Asset {
         path: "/lansync.css",
         content_type: "text/css; charset=utf-8",
-        bytes: include_bytes!("../../web/static/lansync.css"),
+        bytes: include_bytes!("../../../web/static/lansync.css"),
     },
     Asset {
         path: "/lansync_web.js",
         content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../../web/dist/lansync_web.js"),
+        bytes: include_bytes!("../../../web/dist/lansync_web.js"),
     },
     Asset {
         path: "/lansync_web_bg.wasm",
         content_type: "application/wasm",
-        bytes: include_bytes!("../../web/dist/lansync_web_bg.wasm"),
+        bytes: include_bytes!("../../../web/dist/lansync_web_bg.wasm"),
     },
 ];
 
 /// The page's GET routes, CORS on the join routes (`post` of each path), and a 404 for the
-/// rest; GETs under the page's own rate limit ([`page_rate`]), the joins under theirs (§9.3).
+/// rest; GETs under the page's own rate limit ([`page_rate`]), the joins under theirs
+/// (PROTOCOL.md §9.3).
 pub(super) fn routes(
     router: Router<Arc<Shared>>,
     join_routes: [(&'static str, MethodRouter<Arc<Shared>>); 2],

@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::auth::{Key, NONCE_LEN};
 use crate::session::DoorSecret;
-
-use super::JoinAuth;
+use crate::signaling::wire::JoinAuth;
 
 /// How long a nonce may wait for its join request.
 pub const NONCE_TTL: Duration = Duration::from_secs(30);
