@@ -42,8 +42,9 @@
 //!
 //! | module | role |
 //! |---|---|
+//! | [`time`] | [`time::Time`], the clock every pure module is fed (pure) |
 //! | [`auth`] | join keys and MACs: token, member secret, SPAKE2 for code joins (pure) |
-//! | [`protocol`] | the JSON envelope, the message catalog, limits and validation (pure) |
+//! | [`protocol`] | the JSON envelope, the message catalog (file manifests included), limits and validation (pure) |
 //! | [`session`] | state machines: solo pair, choir master, choir follower, link health, backoff, clock offset, playback prediction, synced keys (pure) |
 //! | [`invite`] | invite/answer codes: compact base45 code, lz-string, QR rendering (pure codecs) |
 //! | `sim` | a deterministic simulated network for tests and the demo (pure; feature `test-utils`) |
@@ -74,7 +75,8 @@
 //!    [`session::Time`] (microseconds on a clock that never goes backwards);
 //! 2. drains [`session::Machine::poll_output`] until `None`, carrying out each
 //!    [`session::Output`]: send bytes on a link, close a link, dial the peer, persist a record,
-//!    tell the app an event;
+//!    tell the app an event, give the file service a cue (a `TRANSFER_*` message, a session
+//!    fact);
 //! 3. sleeps until [`session::Machine::poll_timeout`] (or the next input), then feeds
 //!    [`session::Input::Timeout`].
 //!
@@ -112,6 +114,7 @@ pub mod session;
 pub mod signaling;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod sim;
+pub mod time;
 pub mod transfer;
 #[cfg(feature = "native")]
 pub mod transport;

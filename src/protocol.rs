@@ -11,15 +11,24 @@
 //! display values clamped). Unknown `type`s come back as [`DecodeError::UnknownType`] so callers can
 //! ignore them; unknown fields are ignored everywhere. Nothing here panics on any input.
 //!
+//! What lives where: this file holds the envelope, the catalog and the limits; `payloads` the
+//! session messages' payloads (§5), `snapshots` presence and state snapshots (§5 "State"),
+//! `shared_clock` playback, control and synced keys (§12), `transfer_msgs` the file-transfer
+//! messages (§11.4) and `manifest` the file manifest they carry (§11.1).
+//!
 //! `PROTOCOL.md` at the repository root is the normative description of all of this.
 
+mod manifest;
 mod payloads;
-mod shared;
+mod shared_clock;
+mod snapshots;
 mod transfer_msgs;
-pub use transfer_msgs::*;
 
+pub use manifest::*;
 pub use payloads::*;
-pub use shared::*;
+pub use shared_clock::*;
+pub use snapshots::*;
+pub use transfer_msgs::*;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -119,6 +128,12 @@ macro_rules! catalog {
             /// The wire name (`type` field) of this message.
             pub fn type_name(&self) -> &'static str {
                 match self { $(Message::$variant(_) => $wire,)* }
+            }
+
+            /// Whether this is a `TRANSFER_*` message: the file service's, with a counter of
+            /// its own (PROTOCOL.md §2, §11).
+            pub fn is_transfer(&self) -> bool {
+                self.type_name().starts_with("TRANSFER_")
             }
 
             fn payload(&self) -> &dyn erased::Payload {
