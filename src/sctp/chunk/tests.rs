@@ -1,3 +1,7 @@
+//! Tests of the chunk codec: each chunk type's round trip, its malformed forms and the fuzz
+//! properties. One file over the usual size on purpose: the cases of one wire layout (RFC 9260 §3)
+//! read best side by side.
+
 use bytes::Bytes;
 use proptest::prelude::*;
 

@@ -1,4 +1,6 @@
-//! The association's behaviour, end to end on the simulated network.
+//! The association's behaviour, end to end on the simulated network. Over the usual file size on
+//! purpose: each case is a short script on one shared simulated pair, and splitting them by topic
+//! would only scatter that pair's helpers.
 
 use std::time::Duration;
 
