@@ -14,8 +14,10 @@
 //! `PROTOCOL.md` at the repository root is the normative description of all of this.
 
 mod payloads;
+mod session_code;
 mod shared;
 mod transfer_msgs;
+pub use session_code::SessionCode;
 pub use transfer_msgs::*;
 
 pub use payloads::*;

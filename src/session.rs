@@ -24,13 +24,14 @@ mod playback;
 mod records;
 mod solo;
 
+pub use crate::protocol::SessionCode;
 pub use backoff::{Backoff, BackoffConfig, Rng};
 pub use clock::{ClockEstimate, ClockFilter};
 pub use door::{DoorAuth, DoorQuery, DoorReply, DoorSecret};
 pub use follower::{Follower, FollowerConfig, FollowerRecord, FollowerState, JoinCredentials};
 pub use keys::{KeyStore, Merge, DEFAULT_SYNC_GROUPS, PLAYBACK_GROUP};
 pub use link::{HeartbeatConfig, LinkState};
-pub use master::{Master, MasterConfig, MasterRecord, MasterState, MemberRecord, SessionCode};
+pub use master::{Master, MasterConfig, MasterRecord, MasterState, MemberRecord};
 pub use playback::TIMER_MEDIA_ID;
 pub use records::RecordError;
 pub use solo::{Solo, SoloConfig, SoloRecord, SoloState, PARTNER_LEFT};
