@@ -740,14 +740,14 @@ impl Follower {
         self.join_resend_at = Some(now + self.cfg.join_retry);
     }
 
-    fn on_received(&mut self, now: Time, peer: PeerId, bytes: &[u8]) {
+    fn on_received(&mut self, now: Time, peer: PeerId, decoded: Result<Envelope, DecodeError>) {
         let Some((current, link)) = self.link.as_mut() else {
             return;
         };
         if *current != peer {
             return;
         }
-        let env = match Envelope::decode(bytes) {
+        let env = match decoded {
             Ok(env) => env,
             Err(DecodeError::UnknownType(t)) => {
                 tracing::debug!(t, "ignored unknown message type");
@@ -1089,8 +1089,15 @@ impl Machine for Follower {
                     self.dial(FollowerState::Rejoining, "network changed");
                 }
             }
-            Input::Received(peer, bytes) => self.on_received(now, peer, bytes),
-            Input::Command(cmd) => self.on_command(now, cmd),
+            Input::Received(peer, bytes) => {
+                if let Some(decoded) = self.out.received(peer, bytes) {
+                    self.on_received(now, peer, decoded);
+                }
+            }
+            Input::Command(cmd) => {
+                self.out.stream_follows_the_song(cmd);
+                self.on_command(now, cmd);
+            }
             Input::Timeout => self.on_timeout(now),
         }
     }

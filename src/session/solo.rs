@@ -14,7 +14,8 @@ use super::{
     LinkState, Machine, Origin, Outbox, Output, PeerId, Rng, RoleState, StateName, Time,
 };
 use crate::protocol::{
-    Empty, Envelope, Hello, Layout, Message, Mode, PageState, Parity, Snapshot, SoloSnapshot, Stamp,
+    DecodeError, Empty, Envelope, Hello, Layout, Message, Mode, PageState, Parity, Snapshot,
+    SoloSnapshot, Stamp,
 };
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -347,14 +348,14 @@ impl Solo {
         }
     }
 
-    fn on_received(&mut self, now: Time, peer: PeerId, bytes: &[u8]) {
+    fn on_received(&mut self, now: Time, peer: PeerId, decoded: Result<Envelope, DecodeError>) {
         let Some((current, link)) = self.link.as_mut() else {
             return;
         };
         if *current != peer {
             return;
         }
-        let Ok(env) = Envelope::decode(bytes) else {
+        let Ok(env) = decoded else {
             return; // unknown or malformed: ignored (§14)
         };
         let (admit, recovered) = link.admit_envelope(now, &env);
@@ -546,8 +547,15 @@ impl Machine for Solo {
                 }
             }
             Input::NetworkChanged => self.on_network_changed(now),
-            Input::Received(peer, bytes) => self.on_received(now, peer, bytes),
-            Input::Command(cmd) => self.on_command(now, cmd),
+            Input::Received(peer, bytes) => {
+                if let Some(decoded) = self.out.received(peer, bytes) {
+                    self.on_received(now, peer, decoded);
+                }
+            }
+            Input::Command(cmd) => {
+                self.out.stream_follows_the_song(cmd);
+                self.on_command(now, cmd);
+            }
             Input::Timeout => self.on_timeout(now),
         }
         self.sync_record();
