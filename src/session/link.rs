@@ -4,8 +4,11 @@
 //! RECONNECTING → CONNECTED`, and `→ ENDED`. This module owns CONNECTED ⇄ DEGRADED (silence on an
 //! open link) and "dead" (silence long enough to give the link up); the roles own the rest,
 //! because what happens after a loss (redial, wait, forget) depends on the role.
+//!
+//! [`LinkHealth`] is one link's health (the master keeps one per member); [`OneLink`] is the one
+//! link of a follower or solo device with the steps both take on it, written once.
 
-use super::Time;
+use super::{Event, Outbox, Output, PeerId, Time};
 use crate::protocol::{Envelope, Message, Ping, Pong};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -79,9 +82,10 @@ pub(crate) enum Admit {
     RateLimited,
 }
 
-/// Health of one open link.
+/// Health of one open link: its heartbeat, the duplicate and rate filter on what it receives,
+/// and its round-trip time. (Not the WebRTC link itself: that is `transport::Link`.)
 #[derive(Debug, Clone)]
-pub(crate) struct Link {
+pub(crate) struct LinkHealth {
     pub state: LinkState,
     cfg: HeartbeatConfig,
     last_rx: Time,
@@ -133,10 +137,10 @@ impl Bucket {
     }
 }
 
-impl Link {
+impl LinkHealth {
     /// A link that just opened.
-    pub fn open(now: Time, cfg: HeartbeatConfig) -> Link {
-        Link {
+    pub fn open(now: Time, cfg: HeartbeatConfig) -> LinkHealth {
+        LinkHealth {
             state: LinkState::Connected,
             cfg,
             last_rx: now,
@@ -251,6 +255,157 @@ impl Link {
     }
 }
 
+/// The old name of [`LinkHealth`], until the master's uses move over.
+pub(crate) type Link = LinkHealth;
+
+/// What the heartbeat of a role's one link asks of the role, the PING already sent and the
+/// DEGRADED already announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Beat {
+    /// Nothing more to do.
+    Quiet,
+    /// The link just became DEGRADED (announced): a role with its own degraded state enters it.
+    Degraded,
+    /// The link is dead: the role gives it up (closes it and treats it as down).
+    Dead,
+}
+
+/// The one link of a role that has one peer at a time (follower, solo) and its health: which
+/// link it is, and the steps both roles take on it. The master has a link per member and keeps a
+/// [`LinkHealth`] in each.
+#[derive(Debug, Default)]
+pub(crate) struct OneLink(Option<(PeerId, LinkHealth)>);
+
+impl OneLink {
+    /// The open link's id.
+    pub fn peer(&self) -> Option<PeerId> {
+        self.0.as_ref().map(|(p, _)| *p)
+    }
+
+    /// Whether a link is open.
+    pub fn is_open(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Whether `peer` is the open link.
+    pub fn is(&self, peer: PeerId) -> bool {
+        self.peer() == Some(peer)
+    }
+
+    /// Takes `peer` as the link (one still open is closed, unannounced) and announces it
+    /// CONNECTED.
+    pub fn open(&mut self, now: Time, peer: PeerId, cfg: HeartbeatConfig, out: &mut Outbox) {
+        if let Some((old, _)) = self.0.take() {
+            out.push(Output::Close(old));
+        }
+        self.0 = Some((peer, LinkHealth::open(now, cfg)));
+        out.event(Event::Link {
+            peer,
+            state: LinkState::Connected,
+        });
+    }
+
+    /// Closes the link, if one is open, and announces it in `state`.
+    pub fn close(&mut self, out: &mut Outbox, state: LinkState) {
+        if let Some((peer, _)) = self.0.take() {
+            out.push(Output::Close(peer));
+            out.event(Event::Link { peer, state });
+        }
+    }
+
+    /// The link went down by itself (nothing to close): forgotten and announced RECONNECTING.
+    pub fn gone(&mut self, out: &mut Outbox) {
+        if let Some((peer, _)) = self.0.take() {
+            out.event(Event::Link {
+                peer,
+                state: LinkState::Reconnecting,
+            });
+        }
+    }
+
+    /// Smoothed round-trip time over the open link.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.0.as_ref().and_then(|(_, h)| h.rtt)
+    }
+
+    /// When the heartbeat next has something to do.
+    pub fn deadline(&self) -> Option<Time> {
+        self.0.as_ref().map(|(_, h)| h.deadline())
+    }
+
+    /// A PING to send now outside the heartbeat (a clock probe), if a link is open.
+    pub fn probe(&mut self, now: Time) -> Option<Ping> {
+        self.0.as_mut().map(|(_, h)| h.probe(now))
+    }
+
+    /// Folds a PONG into the open link's round-trip estimate.
+    pub fn on_pong(&mut self, now: Time, pong: &Pong) {
+        if let Some((_, health)) = self.0.as_mut() {
+            health.on_pong(now, pong);
+        }
+    }
+
+    /// Decides whether an envelope received on the link is applied (see
+    /// [`LinkHealth::admit_envelope`]) and announces the link CONNECTED again if it was
+    /// DEGRADED. Returns the verdict and whether the link recovered.
+    pub fn admit(&mut self, now: Time, env: &Envelope, out: &mut Outbox) -> (Admit, bool) {
+        let Some((peer, health)) = self.0.as_mut() else {
+            return (Admit::Stale, false);
+        };
+        let (admit, recovered) = health.admit_envelope(now, env);
+        if recovered {
+            out.event(Event::Link {
+                peer: *peer,
+                state: LinkState::Connected,
+            });
+        }
+        (admit, recovered)
+    }
+
+    /// Sends `msg` in an envelope from `sender_id` in `session_id` stamped `ts` (ms), if a link
+    /// is open (offline, nothing is sent: the snapshot on reconnect carries the state).
+    pub fn send(
+        &mut self,
+        out: &mut Outbox,
+        now: Time,
+        (session_id, sender_id): (&str, &str),
+        ts: u64,
+        msg: Message,
+    ) {
+        let Some((peer, health)) = self.0.as_mut() else {
+            return;
+        };
+        if let Some(text) = out.envelope(session_id, sender_id, ts, msg) {
+            health.sent(now);
+            out.push(Output::Send(*peer, text));
+        }
+    }
+
+    /// Runs the heartbeat at `now`: sends the PING that is due (from `from`, stamped `now`),
+    /// announces DEGRADED, and says what is left for the role to do.
+    pub fn tick(&mut self, out: &mut Outbox, now: Time, from: (&str, &str)) -> Beat {
+        let Some((peer, health)) = self.0.as_mut() else {
+            return Beat::Quiet;
+        };
+        let peer = *peer;
+        match health.tick(now) {
+            Tick::Idle => Beat::Quiet,
+            Tick::Ping(ping) => {
+                self.send(out, now, from, now.as_millis(), Message::Ping(ping));
+                Beat::Quiet
+            }
+            Tick::Degraded => {
+                out.event(Event::Link {
+                    peer,
+                    state: LinkState::Degraded,
+                });
+                Beat::Degraded
+            }
+            Tick::Dead => Beat::Dead,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,7 +417,7 @@ mod tests {
     #[test]
     fn silence_degrades_then_kills_and_traffic_heals() {
         let cfg = HeartbeatConfig::default();
-        let mut link = Link::open(ms(0), cfg);
+        let mut link = LinkHealth::open(ms(0), cfg);
         assert!(matches!(link.tick(ms(1000)), Tick::Ping(_)));
         assert_eq!(link.tick(ms(3500)), Tick::Degraded);
         assert_eq!(link.state, LinkState::Degraded);
@@ -275,7 +430,7 @@ mod tests {
 
     #[test]
     fn duplicates_and_older_messages_are_stale() {
-        let mut link = Link::open(ms(0), HeartbeatConfig::default());
+        let mut link = LinkHealth::open(ms(0), HeartbeatConfig::default());
         assert_eq!(link.admit(ms(1), 5).0, Admit::Fresh);
         assert_eq!(link.admit(ms(2), 5).0, Admit::Stale);
         assert_eq!(link.admit(ms(3), 4).0, Admit::Stale);
@@ -285,7 +440,7 @@ mod tests {
     #[test]
     fn flood_is_rate_limited_and_the_bucket_refills() {
         let cfg = HeartbeatConfig::default();
-        let mut link = Link::open(ms(0), cfg);
+        let mut link = LinkHealth::open(ms(0), cfg);
         let mut fresh = 0;
         for seq in 1..=1000 {
             if link.admit(ms(0), seq).0 == Admit::Fresh {
@@ -300,7 +455,7 @@ mod tests {
 
     #[test]
     fn rtt_excludes_the_peer_processing_time() {
-        let mut link = Link::open(ms(0), HeartbeatConfig::default());
+        let mut link = LinkHealth::open(ms(0), HeartbeatConfig::default());
         let pong = Pong {
             id: 1,
             t0: 1_000,
