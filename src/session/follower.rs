@@ -27,15 +27,14 @@ pub use membership::{FollowerRecord, JoinCredentials};
 pub use state::FollowerState;
 
 use super::keys::KeyStore;
-use super::link::{Admit, Beat, LinkHealth, OneLink};
+use super::link::{Beat, LinkHealth, OneLink, OneLinkRole};
 use super::{
     earliest, ClockEstimate, Command, Event, Input, LinkState, Machine, Origin, Outbox, Output,
     PeerId, Time,
 };
 use crate::protocol::{
-    ChoirSnapshot, Control, DecodeError, Empty, Envelope, FollowMode, FollowModeMsg, Hello,
-    JoinAccept, Message, Mode, PageState, Participant, Playback, PlaybackOp, RejectReason,
-    Snapshot, StreamInfo,
+    ChoirSnapshot, Control, Empty, Envelope, FollowMode, FollowModeMsg, Hello, JoinAccept, Message,
+    Mode, PageState, Participant, Playback, PlaybackOp, RejectReason, Snapshot, StreamInfo,
 };
 use membership::{reject_message, Membership};
 use roster::Roster;
@@ -258,59 +257,6 @@ impl Follower {
         self.leave_session("join rejected");
     }
 
-    fn on_command(&mut self, now: Time, cmd: &Command) {
-        match cmd {
-            Command::Join(creds) => {
-                if self.state != FollowerState::IdleLocal {
-                    self.out
-                        .error("already-joined", "leave the current session first");
-                    return;
-                }
-                if creds.token.is_none() && creds.session_code.is_none() {
-                    self.out
-                        .error("missing-session-code", "a session code or link is needed");
-                    return;
-                }
-                self.member.join(creds);
-                self.dial(FollowerState::Joining, "join requested");
-            }
-            Command::Leave => {
-                if self.state.connected() {
-                    self.send(now, Message::LeaveSession(Empty {}));
-                }
-                self.leave_session("left by the user");
-            }
-            Command::SetPage { page } => self.view.turn(*page, &mut self.out),
-            Command::SetFollowMode { mode } => self.set_follow_mode(now, *mode),
-            Command::Playback(op) => self.on_playback_command(now, op),
-            Command::SetKey { key, value, policy } => {
-                let me = self.cfg.device_id.as_str();
-                let write = (key.as_str(), value, *policy);
-                let Some(entry) = self.synced.write_key(now, me, write, &mut self.out) else {
-                    return;
-                };
-                if self.state.connected() {
-                    self.send(now, Message::KeySet(entry));
-                }
-            }
-            Command::SetSync { group, apply } => {
-                if self.synced.set_group(group, *apply, &mut self.out) {
-                    self.persist();
-                    let offset = self.clock.offset_us();
-                    let change = (group.as_str(), *apply);
-                    self.synced.catch_up(now, offset, change, &mut self.out);
-                }
-            }
-            Command::Retry => {
-                if self.state == FollowerState::DisconnectedLocal && self.member.has_credentials() {
-                    self.member.reset_backoff();
-                    self.dial(FollowerState::Rejoining, "manual retry");
-                }
-            }
-            other => self.out.not_allowed("follower", other),
-        }
-    }
-
     fn on_playback_command(&mut self, now: Time, op: &PlaybackOp) {
         if !self.state.connected() {
             self.out
@@ -391,37 +337,54 @@ impl Follower {
         self.send(now, Message::JoinRequest(request));
         self.member.requested(now);
     }
+}
 
-    fn on_received(&mut self, now: Time, peer: PeerId, bytes: &[u8]) {
-        if !self.link.is(peer) {
-            return;
-        }
-        let env = match Envelope::decode(bytes) {
-            Ok(env) => env,
-            Err(DecodeError::UnknownType(t)) => {
-                tracing::debug!(t, "ignored unknown message type");
-                return;
-            }
-            Err(e) => {
-                tracing::debug!(%e, "ignored malformed message");
-                return;
-            }
-        };
-        let (admit, _) = self.link.admit(now, &env, &mut self.out);
-        // State messages carry their own, stronger order (song epoch, page revision), so one
-        // overtaken on a reordering path still counts; everything else must be fresh.
-        let ordered_by_revision = matches!(
-            env.msg,
+impl OneLinkRole for Follower {
+    fn link_and_out(&mut self) -> (&mut OneLink, &mut Outbox) {
+        (&mut self.link, &mut self.out)
+    }
+
+    // State messages carry their own, stronger order (song epoch, page revision), so one
+    // overtaken on a reordering path still counts; everything else must be fresh.
+    fn carries_own_order(msg: &Message) -> bool {
+        matches!(
+            msg,
             Message::SetPage(_)
                 | Message::SetSong(_)
                 | Message::StateSnapshot(_)
                 | Message::Playback(_)
                 | Message::Control(_)
                 | Message::KeySet(_)
-        );
-        if admit == Admit::RateLimited || (admit == Admit::Stale && !ordered_by_revision) {
+        )
+    }
+
+    fn link_up(&mut self, now: Time, peer: PeerId, _admitted: Option<&str>) {
+        self.on_link_up(now, peer)
+    }
+
+    fn link_down(&mut self, now: Time) {
+        self.link.gone(&mut self.out);
+        self.link_lost(now, "link lost");
+    }
+
+    fn dial_failed(&mut self, now: Time, refused: Option<RejectReason>) {
+        if !self.state.dialing() {
             return;
         }
+        match refused {
+            Some(reason) => self.on_reject(reason),
+            None => self.link_lost(now, "dial failed"),
+        }
+    }
+
+    fn network_changed(&mut self, _now: Time) {
+        if self.state == FollowerState::DisconnectedLocal && self.member.has_credentials() {
+            self.dial(FollowerState::Rejoining, "network changed");
+        }
+    }
+
+    /// A message admitted on the link, routed to the part that owns what it says.
+    fn message(&mut self, now: Time, env: Envelope) {
         // Once joined, only this session's messages count.
         let joined = self.state.connected();
         if joined && env.session_id != self.member.session_id {
@@ -467,7 +430,60 @@ impl Follower {
         }
     }
 
-    fn on_timeout(&mut self, now: Time) {
+    fn command(&mut self, now: Time, cmd: &Command) {
+        match cmd {
+            Command::Join(creds) => {
+                if self.state != FollowerState::IdleLocal {
+                    self.out
+                        .error("already-joined", "leave the current session first");
+                    return;
+                }
+                if creds.token.is_none() && creds.session_code.is_none() {
+                    self.out
+                        .error("missing-session-code", "a session code or link is needed");
+                    return;
+                }
+                self.member.join(creds);
+                self.dial(FollowerState::Joining, "join requested");
+            }
+            Command::Leave => {
+                if self.state.connected() {
+                    self.send(now, Message::LeaveSession(Empty {}));
+                }
+                self.leave_session("left by the user");
+            }
+            Command::SetPage { page } => self.view.turn(*page, &mut self.out),
+            Command::SetFollowMode { mode } => self.set_follow_mode(now, *mode),
+            Command::Playback(op) => self.on_playback_command(now, op),
+            Command::SetKey { key, value, policy } => {
+                let me = self.cfg.device_id.as_str();
+                let write = (key.as_str(), value, *policy);
+                let Some(entry) = self.synced.write_key(now, me, write, &mut self.out) else {
+                    return;
+                };
+                if self.state.connected() {
+                    self.send(now, Message::KeySet(entry));
+                }
+            }
+            Command::SetSync { group, apply } => {
+                if self.synced.set_group(group, *apply, &mut self.out) {
+                    self.persist();
+                    let offset = self.clock.offset_us();
+                    let change = (group.as_str(), *apply);
+                    self.synced.catch_up(now, offset, change, &mut self.out);
+                }
+            }
+            Command::Retry => {
+                if self.state == FollowerState::DisconnectedLocal && self.member.has_credentials() {
+                    self.member.reset_backoff();
+                    self.dial(FollowerState::Rejoining, "manual retry");
+                }
+            }
+            other => self.out.not_allowed("follower", other),
+        }
+    }
+
+    fn timeout(&mut self, now: Time) {
         if self.member.retry_due(now) {
             self.dial(FollowerState::Rejoining, "retrying");
         }
@@ -492,33 +508,7 @@ impl Follower {
 
 impl Machine for Follower {
     fn handle(&mut self, now: Time, input: Input<'_>) {
-        match input {
-            Input::LinkUp(peer) | Input::AdmittedLinkUp(peer, _) => self.on_link_up(now, peer),
-            Input::LinkDown(peer) => {
-                if self.link.is(peer) {
-                    self.link.gone(&mut self.out);
-                    self.link_lost(now, "link lost");
-                }
-            }
-            Input::DialRefused(reason) => {
-                if self.state.dialing() && !self.link.is_open() {
-                    self.on_reject(reason);
-                }
-            }
-            Input::DialFailed => {
-                if self.state.dialing() && !self.link.is_open() {
-                    self.link_lost(now, "dial failed");
-                }
-            }
-            Input::NetworkChanged => {
-                if self.state == FollowerState::DisconnectedLocal && self.member.has_credentials() {
-                    self.dial(FollowerState::Rejoining, "network changed");
-                }
-            }
-            Input::Received(peer, bytes) => self.on_received(now, peer, bytes),
-            Input::Command(cmd) => self.on_command(now, cmd),
-            Input::Timeout => self.on_timeout(now),
-        }
+        self.route(now, input);
     }
 
     fn poll_output(&mut self) -> Option<Output> {

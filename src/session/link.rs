@@ -5,13 +5,18 @@
 //! open link) and "dead" (silence long enough to give the link up); the roles own the rest,
 //! because what happens after a loss (redial, wait, forget) depends on the role.
 //!
-//! [`LinkHealth`] is one link's health (the master keeps one per member); [`OneLink`] is the one
-//! link of a follower or solo device with the steps both take on it, written once.
+//! [`LinkHealth`] is one link's health (the master keeps one per member); `link/one.rs` holds
+//! [`OneLink`], the one link of a follower or solo device, and [`OneLinkRole`], the machine
+//! skeleton both are driven by.
 
-use super::{Event, Outbox, Output, PeerId, Time};
+use super::Time;
 use crate::protocol::{Envelope, Message, Ping, Pong};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+
+mod one;
+
+pub(crate) use one::{Beat, OneLink, OneLinkRole};
 
 /// Generic link state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,154 +262,6 @@ impl LinkHealth {
 
 /// The old name of [`LinkHealth`], until the master's uses move over.
 pub(crate) type Link = LinkHealth;
-
-/// What the heartbeat of a role's one link asks of the role, the PING already sent and the
-/// DEGRADED already announced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Beat {
-    /// Nothing more to do.
-    Quiet,
-    /// The link just became DEGRADED (announced): a role with its own degraded state enters it.
-    Degraded,
-    /// The link is dead: the role gives it up (closes it and treats it as down).
-    Dead,
-}
-
-/// The one link of a role that has one peer at a time (follower, solo) and its health: which
-/// link it is, and the steps both roles take on it. The master has a link per member and keeps a
-/// [`LinkHealth`] in each.
-#[derive(Debug, Default)]
-pub(crate) struct OneLink(Option<(PeerId, LinkHealth)>);
-
-impl OneLink {
-    /// The open link's id.
-    pub fn peer(&self) -> Option<PeerId> {
-        self.0.as_ref().map(|(p, _)| *p)
-    }
-
-    /// Whether a link is open.
-    pub fn is_open(&self) -> bool {
-        self.0.is_some()
-    }
-
-    /// Whether `peer` is the open link.
-    pub fn is(&self, peer: PeerId) -> bool {
-        self.peer() == Some(peer)
-    }
-
-    /// Takes `peer` as the link (one still open is closed, unannounced) and announces it
-    /// CONNECTED.
-    pub fn open(&mut self, now: Time, peer: PeerId, cfg: HeartbeatConfig, out: &mut Outbox) {
-        if let Some((old, _)) = self.0.take() {
-            out.push(Output::Close(old));
-        }
-        self.0 = Some((peer, LinkHealth::open(now, cfg)));
-        out.event(Event::Link {
-            peer,
-            state: LinkState::Connected,
-        });
-    }
-
-    /// Closes the link, if one is open, and announces it in `state`.
-    pub fn close(&mut self, out: &mut Outbox, state: LinkState) {
-        if let Some((peer, _)) = self.0.take() {
-            out.push(Output::Close(peer));
-            out.event(Event::Link { peer, state });
-        }
-    }
-
-    /// The link went down by itself (nothing to close): forgotten and announced RECONNECTING.
-    pub fn gone(&mut self, out: &mut Outbox) {
-        if let Some((peer, _)) = self.0.take() {
-            out.event(Event::Link {
-                peer,
-                state: LinkState::Reconnecting,
-            });
-        }
-    }
-
-    /// Smoothed round-trip time over the open link.
-    pub fn rtt(&self) -> Option<Duration> {
-        self.0.as_ref().and_then(|(_, h)| h.rtt)
-    }
-
-    /// When the heartbeat next has something to do.
-    pub fn deadline(&self) -> Option<Time> {
-        self.0.as_ref().map(|(_, h)| h.deadline())
-    }
-
-    /// A PING to send now outside the heartbeat (a clock probe), if a link is open.
-    pub fn probe(&mut self, now: Time) -> Option<Ping> {
-        self.0.as_mut().map(|(_, h)| h.probe(now))
-    }
-
-    /// Folds a PONG into the open link's round-trip estimate.
-    pub fn on_pong(&mut self, now: Time, pong: &Pong) {
-        if let Some((_, health)) = self.0.as_mut() {
-            health.on_pong(now, pong);
-        }
-    }
-
-    /// Decides whether an envelope received on the link is applied (see
-    /// [`LinkHealth::admit_envelope`]) and announces the link CONNECTED again if it was
-    /// DEGRADED. Returns the verdict and whether the link recovered.
-    pub fn admit(&mut self, now: Time, env: &Envelope, out: &mut Outbox) -> (Admit, bool) {
-        let Some((peer, health)) = self.0.as_mut() else {
-            return (Admit::Stale, false);
-        };
-        let (admit, recovered) = health.admit_envelope(now, env);
-        if recovered {
-            out.event(Event::Link {
-                peer: *peer,
-                state: LinkState::Connected,
-            });
-        }
-        (admit, recovered)
-    }
-
-    /// Sends `msg` in an envelope from `sender_id` in `session_id` stamped `ts` (ms), if a link
-    /// is open (offline, nothing is sent: the snapshot on reconnect carries the state).
-    pub fn send(
-        &mut self,
-        out: &mut Outbox,
-        now: Time,
-        (session_id, sender_id): (&str, &str),
-        ts: u64,
-        msg: Message,
-    ) {
-        let Some((peer, health)) = self.0.as_mut() else {
-            return;
-        };
-        if let Some(text) = out.envelope(session_id, sender_id, ts, msg) {
-            health.sent(now);
-            out.push(Output::Send(*peer, text));
-        }
-    }
-
-    /// Runs the heartbeat at `now`: sends the PING that is due (from `from`, stamped `now`),
-    /// announces DEGRADED, and says what is left for the role to do.
-    pub fn tick(&mut self, out: &mut Outbox, now: Time, from: (&str, &str)) -> Beat {
-        let Some((peer, health)) = self.0.as_mut() else {
-            return Beat::Quiet;
-        };
-        let peer = *peer;
-        match health.tick(now) {
-            Tick::Idle => Beat::Quiet,
-            Tick::Ping(ping) => {
-                self.send(out, now, from, now.as_millis(), Message::Ping(ping));
-                Beat::Quiet
-            }
-            Tick::Degraded => {
-                out.event(Event::Link {
-                    peer,
-                    state: LinkState::Degraded,
-                });
-                Beat::Degraded
-            }
-            Tick::Dead => Beat::Dead,
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -23,13 +23,14 @@ pub use bond::SoloRecord;
 pub use config::SoloConfig;
 pub use state::SoloState;
 
-use super::link::{Admit, Beat, LinkHealth, OneLink};
+use super::link::{Beat, LinkHealth, OneLink, OneLinkRole};
 use super::{
     earliest, Backoff, Command, DoorQuery, DoorReply, Event, Input, LinkState, Machine, Origin,
     Outbox, Output, PeerId, Rng, Time,
 };
 use crate::protocol::{
-    Empty, Envelope, Hello, Layout, Message, Mode, PageState, Parity, Snapshot, SoloSnapshot, Stamp,
+    Empty, Envelope, Hello, Layout, Message, Mode, PageState, Parity, RejectReason, Snapshot,
+    SoloSnapshot, Stamp,
 };
 use std::time::Duration;
 
@@ -231,29 +232,76 @@ impl Solo {
         }
     }
 
-    fn on_received(&mut self, now: Time, peer: PeerId, bytes: &[u8]) {
-        if !self.link.is(peer) {
+    /// The pair is over (this device quit, or its partner did): the link closes, the device
+    /// works alone and retries nothing until a manual retry or a new pairing (§6.1).
+    fn part(&mut self, reason: &str) {
+        self.link.close(&mut self.out, LinkState::Ended);
+        self.retry_at = None;
+        self.snapshot_due = None;
+        self.backoff.reset();
+        self.enter(SoloState::LocalOnly, reason);
+    }
+
+    fn set_layout(&mut self, now: Time, leader: String, parity: Parity) {
+        if crate::protocol::check_id("leader", &leader, false).is_err() {
+            self.out.error("invalid-leader", "not a device id");
             return;
         }
-        let Ok(env) = Envelope::decode(bytes) else {
-            return; // unknown or malformed: ignored (§14)
+        let stamp = self.next_stamp(now);
+        let layout = Layout {
+            leader_device_id: leader,
+            parity,
         };
-        let (admit, recovered) = self.link.admit(now, &env, &mut self.out);
-        if recovered {
-            self.enter(SoloState::PairedConnected, "partner heard again");
-        }
-        // Changes carry their own order, the stamp (§2), so one overtaken on a reordering path
-        // is still judged on it; everything else must be fresh.
-        let stamped = matches!(
-            env.msg,
+        self.merge_layout(layout.clone(), stamp.clone());
+        self.send(now, stamp.ts, Message::SetLayoutParity(layout));
+    }
+}
+
+impl OneLinkRole for Solo {
+    fn link_and_out(&mut self) -> (&mut OneLink, &mut Outbox) {
+        (&mut self.link, &mut self.out)
+    }
+
+    // Changes carry their own order, the stamp (§2), so one overtaken on a reordering path is
+    // still judged on it; everything else must be fresh.
+    fn carries_own_order(msg: &Message) -> bool {
+        matches!(
+            msg,
             Message::SetPage(_)
                 | Message::SetSong(_)
                 | Message::StateSnapshot(_)
                 | Message::SetLayoutParity(_)
-        );
-        if admit == Admit::RateLimited || (admit == Admit::Stale && !stamped) {
-            return;
+        )
+    }
+
+    fn link_up(&mut self, now: Time, peer: PeerId, admitted: Option<&str>) {
+        match (&self.remembered, admitted) {
+            // Only the partner passes the door; anything else is not this pair's link.
+            (Some(rec), Some(id)) if rec.partner_id != id => self.out.push(Output::Close(peer)),
+            _ => self.on_link_up(now, peer),
         }
+    }
+
+    fn link_down(&mut self, now: Time) {
+        self.link_lost(now, "link lost");
+    }
+
+    fn dial_failed(&mut self, now: Time, _refused: Option<RejectReason>) {
+        if self.state == SoloState::PairedReconnecting {
+            self.link_lost(now, "dial failed");
+        }
+    }
+
+    fn network_changed(&mut self, now: Time) {
+        self.on_network_changed(now);
+    }
+
+    fn heard_again(&mut self) {
+        self.enter(SoloState::PairedConnected, "partner heard again");
+    }
+
+    /// A message admitted on the link.
+    fn message(&mut self, now: Time, env: Envelope) {
         let stamp = Stamp {
             ts: env.ts,
             sender_id: env.sender_id.clone(),
@@ -285,7 +333,7 @@ impl Solo {
         }
     }
 
-    fn on_command(&mut self, now: Time, cmd: &Command) {
+    fn command(&mut self, now: Time, cmd: &Command) {
         match cmd {
             Command::SetPage { page } => {
                 let stamp = self.next_stamp(now);
@@ -338,31 +386,7 @@ impl Solo {
         }
     }
 
-    /// The pair is over (this device quit, or its partner did): the link closes, the device
-    /// works alone and retries nothing until a manual retry or a new pairing (§6.1).
-    fn part(&mut self, reason: &str) {
-        self.link.close(&mut self.out, LinkState::Ended);
-        self.retry_at = None;
-        self.snapshot_due = None;
-        self.backoff.reset();
-        self.enter(SoloState::LocalOnly, reason);
-    }
-
-    fn set_layout(&mut self, now: Time, leader: String, parity: Parity) {
-        if crate::protocol::check_id("leader", &leader, false).is_err() {
-            self.out.error("invalid-leader", "not a device id");
-            return;
-        }
-        let stamp = self.next_stamp(now);
-        let layout = Layout {
-            leader_device_id: leader,
-            parity,
-        };
-        self.merge_layout(layout.clone(), stamp.clone());
-        self.send(now, stamp.ts, Message::SetLayoutParity(layout));
-    }
-
-    fn on_timeout(&mut self, now: Time) {
+    fn timeout(&mut self, now: Time) {
         if self.retry_at.is_some_and(|t| now >= t) {
             self.retry_at = None;
             if self.cfg.initiator {
@@ -386,28 +410,7 @@ impl Solo {
 
 impl Machine for Solo {
     fn handle(&mut self, now: Time, input: Input<'_>) {
-        match input {
-            Input::LinkUp(peer) => self.on_link_up(now, peer),
-            Input::AdmittedLinkUp(peer, id) => match &self.remembered {
-                // Only the partner passes the door; anything else is not this pair's link.
-                Some(rec) if rec.partner_id != id => self.out.push(Output::Close(peer)),
-                _ => self.on_link_up(now, peer),
-            },
-            Input::LinkDown(peer) => {
-                if self.link.is(peer) {
-                    self.link_lost(now, "link lost");
-                }
-            }
-            Input::DialFailed | Input::DialRefused(_) => {
-                if !self.link.is_open() && self.state == SoloState::PairedReconnecting {
-                    self.link_lost(now, "dial failed");
-                }
-            }
-            Input::NetworkChanged => self.on_network_changed(now),
-            Input::Received(peer, bytes) => self.on_received(now, peer, bytes),
-            Input::Command(cmd) => self.on_command(now, cmd),
-            Input::Timeout => self.on_timeout(now),
-        }
+        self.route(now, input);
         self.sync_record();
     }
 

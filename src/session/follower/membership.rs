@@ -154,7 +154,7 @@ impl Membership {
 
     /// Whether the JOIN_REQUEST is due again at `now` (then it is rescheduled).
     pub fn resend_due(&mut self, now: Time) -> bool {
-        if !self.join_resend_at.is_some_and(|t| now >= t) {
+        if self.join_resend_at.is_none_or(|t| now < t) {
             return false;
         }
         self.join_resend_at = Some(now + self.join_retry);

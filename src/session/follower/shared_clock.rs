@@ -57,7 +57,7 @@ impl SharedClock {
 
     /// Whether a probe is due at `now` (then the next one is scheduled).
     pub fn probe_due(&mut self, now: Time) -> bool {
-        if !self.probe_at.is_some_and(|t| now >= t) {
+        if self.probe_at.is_none_or(|t| now < t) {
             return false;
         }
         self.probes_left = self.probes_left.saturating_sub(1);
