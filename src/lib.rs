@@ -74,7 +74,8 @@
 //!    [`session::Time`] (microseconds on a clock that never goes backwards);
 //! 2. drains [`session::Machine::poll_output`] until `None`, carrying out each
 //!    [`session::Output`]: send bytes on a link, close a link, dial the peer, persist a record,
-//!    tell the app an event;
+//!    tell the app an event, give the file service a cue (a `TRANSFER_*` message, a session
+//!    fact);
 //! 3. sleeps until [`session::Machine::poll_timeout`] (or the next input), then feeds
 //!    [`session::Input::Timeout`].
 //!

@@ -34,14 +34,14 @@ pub use state_dir::{
     default_state_dir, lock_default_state_dir, lock_state_dir, StateDirLock, MAX_DEFAULT_STATE_DIRS,
 };
 
-use crate::protocol::{Envelope, RejectReason};
+use crate::protocol::RejectReason;
 use crate::session::{
-    Command, DoorQuery, DoorReply, Event, Input, JoinCredentials, LinkState, Machine, Output,
-    PeerId, Record, RoleState, SoloState, Time,
+    Command, DoorQuery, DoorReply, Event, FileCue, Input, JoinCredentials, Machine, Output, PeerId,
+    Record, Time,
 };
 use crate::transfer::{ManifestKind, TransferError};
 use crate::transport::{Link, LinkEvent, LinkSender};
-use files::{Req, SessionRole};
+use files::Req;
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -309,10 +309,7 @@ async fn drive<M: Machine>(
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             req = requests.recv() => match req {
-                Some(Request::Command(cmd)) => {
-                    d.stream_follows_the_song(&cmd);
-                    d.input(Input::Command(&cmd));
-                }
+                Some(Request::Command(cmd)) => d.input(Input::Command(&cmd)),
                 Some(Request::AddLink(link, admitted)) => d.add_link(link, admitted),
                 Some(Request::Door(query, reply)) => {
                     let _ = reply.send(d.machine.door(d.clock.now(), &query));
@@ -417,16 +414,8 @@ impl<M: Machine> Driver<M> {
             return;
         }
         match ev {
-            LinkEvent::Control(text) => match &self.opts.files {
-                // Transfer messages belong to the file service, never to the machine.
-                Some(files) if files::is_transfer_message(&text) => {
-                    match Envelope::decode(text.as_bytes()) {
-                        Ok(env) => files.tell(Req::Control(peer, Box::new(env))),
-                        Err(e) => tracing::debug!(peer, %e, "bad transfer message"),
-                    }
-                }
-                _ => self.input(Input::Received(peer, text.as_bytes())),
-            },
+            // The machine decodes it; a transfer message comes back as a cue for the files.
+            LinkEvent::Control(text) => self.input(Input::Received(peer, text.as_bytes())),
             LinkEvent::Closed => {
                 self.links.remove(&peer);
                 if let Some(files) = &self.opts.files {
@@ -487,69 +476,40 @@ impl<M: Machine> Driver<M> {
                 },
                 Output::Persist(rec) => self.persist(&rec),
                 Output::Event(e) => {
-                    self.tell_files(&e);
                     let _ = self.events.send(e);
                 }
+                Output::Files(cue) => self.tell_files(cue),
             }
         }
     }
 
-    /// A streamed score belongs to its song (as the master's own state says): a song change or
-    /// a clear withdraws its file from the file service too, so no newcomer is sent it.
-    fn stream_follows_the_song(&self, cmd: &Command) {
-        if let (
-            Some(files),
-            Command::SetSong { .. } | Command::SetSongAt { .. } | Command::StreamClear,
-        ) = (&self.opts.files, cmd)
-        {
-            let (reply, _) = oneshot::channel();
-            files.tell(Req::Publish(ManifestKind::Stream, None, reply));
-        }
-    }
-
-    /// Passes the session facts the file service needs: its role, the link it was admitted on,
-    /// what the host publishes, and which links are admitted.
-    fn tell_files(&mut self, e: &Event) {
+    /// Passes a session cue to the file service, which serves only links this node still holds.
+    fn tell_files(&self, cue: FileCue) {
         let Some(files) = &self.opts.files else {
             return;
         };
-        match e {
-            Event::Link {
-                peer,
-                state: LinkState::Connected,
-            } if self.links.contains_key(peer) => files.tell(Req::Serve(*peer)),
-            Event::Hosting {
+        files.tell(match cue {
+            FileCue::Transfer(peer, env) => Req::Control(peer, env),
+            FileCue::Serve(peer) if self.links.contains_key(&peer) => Req::Serve(peer),
+            FileCue::Serve(_) => return,
+            FileCue::Session {
                 session_id,
                 session_code,
-                ..
-            } => files.tell(Req::Session {
-                session_id: session_id.clone(),
-                session_code: session_code.clone(),
-                role: SessionRole::Host,
-            }),
-            // Admitted on the link last reported connected: the only one files come from.
-            Event::Joined {
+                role,
+            } => Req::Session {
                 session_id,
                 session_code,
-                host_id,
-                ..
-            } => files.tell(Req::Session {
-                session_id: session_id.clone(),
-                session_code: session_code.clone(),
-                role: SessionRole::Follower {
-                    host_id: host_id.clone(),
-                },
-            }),
-            // Files come on the partner's link only, once it is up.
-            Event::State {
-                state: RoleState::Solo(SoloState::PairedConnected),
-                ..
-            } => files.tell(Req::Paired),
-            Event::SessionFiles(f) => files.tell(Req::HostFiles(f.clone())),
-            Event::StreamPrepared(info) => files.tell(Req::StreamPrepared(info.stream_id.clone())),
-            Event::StreamCleared | Event::SessionEnded => files.tell(Req::StreamCleared),
-            _ => {}
-        }
+                role,
+            },
+            FileCue::Paired => Req::Paired,
+            FileCue::HostFiles(f) => Req::HostFiles(f),
+            FileCue::StreamPrepared(id) => Req::StreamPrepared(id),
+            FileCue::StreamCleared => Req::StreamCleared,
+            FileCue::WithdrawStream => {
+                let (reply, _) = oneshot::channel();
+                Req::Publish(ManifestKind::Stream, None, reply)
+            }
+        });
     }
 
     fn persist(&self, rec: &Record) {

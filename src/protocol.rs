@@ -121,6 +121,12 @@ macro_rules! catalog {
                 match self { $(Message::$variant(_) => $wire,)* }
             }
 
+            /// Whether this is a `TRANSFER_*` message: the file service's, with a counter of
+            /// its own (PROTOCOL.md §2, §11).
+            pub fn is_transfer(&self) -> bool {
+                self.type_name().starts_with("TRANSFER_")
+            }
+
             fn payload(&self) -> &dyn erased::Payload {
                 match self { $(Message::$variant(p) => p,)* }
             }

@@ -9,7 +9,7 @@
 //! ```text
 //!            Input (link up/down, bytes received, command, timeout)
 //!   driver ───────────────────────────────▶ machine
-//!          ◀─────────────────────────────── poll_output(): Send, Close, Dial, Persist, Event
+//!          ◀─────────────────────────────── poll_output(): Send, Close, Dial, Persist, Event, Files
 //!                                           poll_timeout(): when to call back
 //! ```
 
@@ -36,8 +36,8 @@ pub use records::RecordError;
 pub use solo::{Solo, SoloConfig, SoloRecord, SoloState, PARTNER_LEFT};
 
 use crate::protocol::{
-    Control, ControlMode, Envelope, FollowMode, KeyPolicy, Layout, Message, PageState, Parity,
-    Participant, Playback, PlaybackOp, RejectReason, SessionFiles, StreamInfo,
+    Control, ControlMode, DecodeError, Envelope, FollowMode, KeyPolicy, Layout, Message, PageState,
+    Parity, Participant, Playback, PlaybackOp, RejectReason, SessionFiles, StreamInfo,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -128,6 +128,100 @@ pub enum Output {
     Persist(Record),
     /// Tell the application.
     Event(Event),
+    /// Tell the file service (PROTOCOL.md §11); a driver without one drops it.
+    Files(FileCue),
+}
+
+/// What the file service needs from the session: the `TRANSFER_*` messages (which never reach
+/// the roles) and the session facts it acts on. Every driver gets the same cues; the native one
+/// forwards them to its file actor, the follower page to its receiver.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FileCue {
+    /// A `TRANSFER_*` message arrived on this link (PROTOCOL.md §11): it has a counter of its
+    /// own (§2), so the role never saw it.
+    Transfer(PeerId, Box<Envelope>),
+    /// The peer on this link is admitted (its link reported connected): serve it what is
+    /// published. A driver serves only links it still holds.
+    Serve(PeerId),
+    /// The session this device is in, and its role in it.
+    Session {
+        /// Session id.
+        session_id: String,
+        /// Human session code.
+        session_code: String,
+        /// This device's role, for files.
+        role: SessionRole,
+    },
+    /// A solo pair is connected on the last link reported connected: the side that publishes
+    /// sends, the other receives on that link.
+    Paired,
+    /// The host's published files changed (from a snapshot).
+    HostFiles(SessionFiles),
+    /// A streamed score was announced, with this stream id (its file follows as a `stream`
+    /// round).
+    StreamPrepared(String),
+    /// The streamed score was cleared or the session ended: remove the streamed file.
+    StreamCleared,
+    /// A song change or a stream clear was asked: withdraw the published streamed score, which
+    /// belongs to its song, so no newcomer is sent it.
+    WithdrawStream,
+}
+
+/// What the session says this device is, for files (PROTOCOL.md §11.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionRole {
+    /// A choir master: serves its sets, accepts none.
+    Host,
+    /// A follower admitted by the master `host_id`: accepts sets only on the link it was
+    /// admitted on (the last link the session reported connected).
+    Follower {
+        /// The master's device id.
+        host_id: String,
+    },
+}
+
+impl FileCue {
+    /// The cue an event carries for the file service, if any: its role, the link it was
+    /// admitted on, what the host publishes, and which links are admitted.
+    fn of_event(e: &Event) -> Option<FileCue> {
+        Some(match e {
+            Event::Link {
+                peer,
+                state: LinkState::Connected,
+            } => FileCue::Serve(*peer),
+            Event::Hosting {
+                session_id,
+                session_code,
+                ..
+            } => FileCue::Session {
+                session_id: session_id.clone(),
+                session_code: session_code.clone(),
+                role: SessionRole::Host,
+            },
+            // Admitted on the link last reported connected: the only one files come from.
+            Event::Joined {
+                session_id,
+                session_code,
+                host_id,
+                ..
+            } => FileCue::Session {
+                session_id: session_id.clone(),
+                session_code: session_code.clone(),
+                role: SessionRole::Follower {
+                    host_id: host_id.clone(),
+                },
+            },
+            // Files come on the partner's link only, once it is up.
+            Event::State {
+                state: RoleState::Solo(SoloState::PairedConnected),
+                ..
+            } => FileCue::Paired,
+            Event::SessionFiles(f) => FileCue::HostFiles(f.clone()),
+            Event::StreamPrepared(info) => FileCue::StreamPrepared(info.stream_id.clone()),
+            Event::StreamCleared | Event::SessionEnded => FileCue::StreamCleared,
+            _ => return None,
+        })
+    }
 }
 
 /// State that survives a crash or restart. Serialised by the driver (JSON) to one file per role.
@@ -417,8 +511,41 @@ impl Outbox {
     pub(crate) fn push(&mut self, o: Output) {
         self.queue.push_back(o);
     }
+    /// Queues an event for the app, after the cue it carries for the file service, if any.
     pub(crate) fn event(&mut self, e: Event) {
+        if let Some(cue) = FileCue::of_event(&e) {
+            self.queue.push_back(Output::Files(cue));
+        }
         self.queue.push_back(Output::Event(e));
+    }
+
+    /// Decodes bytes received on `peer`, the one decode of every control message (PROTOCOL.md
+    /// §3). A `TRANSFER_*` message goes out to the file service before any role logic (it has
+    /// a counter of its own, §2: no seq, rate-limit, heartbeat or peer check) and `None` comes
+    /// back; anything else comes back for the role, decoded or with why it could not be.
+    pub(crate) fn received(
+        &mut self,
+        peer: PeerId,
+        bytes: &[u8],
+    ) -> Option<Result<Envelope, DecodeError>> {
+        match Envelope::decode(bytes) {
+            Ok(env) if env.msg.is_transfer() => {
+                self.push(Output::Files(FileCue::Transfer(peer, Box::new(env))));
+                None
+            }
+            decoded => Some(decoded),
+        }
+    }
+
+    /// A streamed score belongs to its song: a song change or a stream clear withdraws its file
+    /// from the file service too, so no newcomer is sent it. Asked of any role, accepted or not.
+    pub(crate) fn stream_follows_the_song(&mut self, cmd: &Command) {
+        if matches!(
+            cmd,
+            Command::SetSong { .. } | Command::SetSongAt { .. } | Command::StreamClear
+        ) {
+            self.push(Output::Files(FileCue::WithdrawStream));
+        }
     }
     pub(crate) fn pop(&mut self) -> Option<Output> {
         self.queue.pop_front()

@@ -439,6 +439,8 @@ impl Sim {
                     node: n,
                     event,
                 }),
+                // The simulated network moves no files.
+                Output::Files(_) => {}
             }
         }
     }

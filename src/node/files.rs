@@ -24,7 +24,7 @@ mod store;
 
 use crate::node::Clock;
 use crate::protocol::{Envelope, Message, SessionFiles, StreamInfo, TransferAbort};
-use crate::session::{PeerId, Time};
+use crate::session::{PeerId, SessionRole, Time};
 use crate::transfer::{
     start_gate_fingerprint, start_gate_open, Limits, ManifestKind, Progress, SenderConfig,
     TransferError, TransferEvent,
@@ -215,8 +215,8 @@ impl ProgressThrottle {
 }
 
 /// A link as the files side uses it: its sender and the envelope fields transfer messages
-/// carry. Transfer messages have their own `seq` counter: they never reach the session
-/// machines, whose per-link order checks therefore never see them.
+/// carry. Transfer messages have their own `seq` counter (PROTOCOL.md §2): the machine routes
+/// them out before any role logic, so the roles' per-link order checks never see them.
 #[derive(Clone)]
 pub(crate) struct LinkOut {
     sender: LinkSender,
@@ -245,15 +245,6 @@ impl LinkOut {
             .await
             .map_err(|e| e.to_string())
     }
-}
-
-/// What the session says this device is, for files (PROTOCOL.md §11.5).
-pub(crate) enum SessionRole {
-    /// A choir master: serves its sets, accepts none.
-    Host,
-    /// A follower admitted by the master `host_id`: accepts sets only on the link it was
-    /// admitted on (the last link the session reported connected).
-    Follower { host_id: String },
 }
 
 /// The role the file service acts in.
@@ -867,19 +858,4 @@ pub fn list_files(
     kind: ManifestKind,
 ) -> Result<Vec<PathBuf>, TransferError> {
     publish::list_dir(dir, kind)
-}
-
-/// Whether a control message is a `TRANSFER_*` one (for the files actor, not the session
-/// machine). Reads only the `type` field; anything unreadable goes to the machine, which
-/// reports it.
-pub(crate) fn is_transfer_message(text: &str) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Kind<'a> {
-        #[serde(rename = "type", borrow)]
-        kind: Option<std::borrow::Cow<'a, str>>,
-    }
-    serde_json::from_str::<Kind<'_>>(text)
-        .ok()
-        .and_then(|k| k.kind)
-        .is_some_and(|k| k.starts_with("TRANSFER_"))
 }

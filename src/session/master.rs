@@ -578,11 +578,11 @@ impl Master {
         self.on_link_down(now, peer, reason);
     }
 
-    fn on_received(&mut self, now: Time, peer: PeerId, bytes: &[u8]) {
+    fn on_received(&mut self, now: Time, peer: PeerId, decoded: Result<Envelope, DecodeError>) {
         if !self.peers.contains_key(&peer) {
             return;
         }
-        let env = match Envelope::decode(bytes) {
+        let env = match decoded {
             Ok(env) => env,
             Err(DecodeError::VersionMismatch { got }) => {
                 tracing::warn!(peer, got, "peer speaks another protocol version");
@@ -1118,8 +1118,15 @@ impl Machine for Master {
             Input::LinkUp(peer) => self.on_link_up(now, peer, None),
             Input::AdmittedLinkUp(peer, device_id) => self.on_link_up(now, peer, Some(device_id)),
             Input::LinkDown(peer) => self.on_link_down(now, peer, "link lost"),
-            Input::Received(peer, bytes) => self.on_received(now, peer, bytes),
-            Input::Command(cmd) => self.on_command(now, cmd),
+            Input::Received(peer, bytes) => {
+                if let Some(decoded) = self.out.received(peer, bytes) {
+                    self.on_received(now, peer, decoded);
+                }
+            }
+            Input::Command(cmd) => {
+                self.out.stream_follows_the_song(cmd);
+                self.on_command(now, cmd);
+            }
             Input::Timeout => self.on_timeout(now),
             Input::DialFailed | Input::DialRefused(_) | Input::NetworkChanged => {}
         }

@@ -169,8 +169,8 @@ export class Core {
         return v1;
     }
     /**
-     * A text message on `control`. Transfer messages go to the file receiver, the rest to the
-     * follower (which checks size, version and fields, §3).
+     * A text message on `control`, for the follower, which decodes it (size, version and
+     * fields, §3) and hands transfer messages back for the file receiver.
      * @param {number} now_ms
      * @param {number} peer
      * @param {string} text

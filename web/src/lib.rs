@@ -20,8 +20,8 @@ use files::{Files, FilesNote};
 use lansync::invite::JoinLink;
 use lansync::protocol::{Envelope, FollowMode, Role};
 use lansync::session::{
-    Command, Event, Follower, FollowerConfig, Input, JoinCredentials, Machine, Output, PeerId,
-    Record, Time,
+    Command, Event, FileCue, Follower, FollowerConfig, Input, JoinCredentials, Machine, Output,
+    PeerId, Record, SessionRole, Time,
 };
 use serde_json::json;
 use std::collections::VecDeque;
@@ -122,7 +122,7 @@ impl Core {
             };
             core.input(now, Input::Command(&Command::Join(creds)));
         } else {
-            core.pump();
+            core.pump(now);
         }
         Ok(core)
     }
@@ -173,20 +173,10 @@ impl Core {
         self.input(time(now_ms), Input::NetworkChanged);
     }
 
-    /// A text message on `control`. Transfer messages go to the file receiver, the rest to the
-    /// follower (which checks size, version and fields, §3).
+    /// A text message on `control`, for the follower, which decodes it (size, version and
+    /// fields, §3) and hands transfer messages back for the file receiver.
     pub fn received(&mut self, now_ms: f64, peer: f64, text: &str) {
-        let (now, peer) = (time(now_ms), peer as PeerId);
-        if self.peer == Some(peer) && is_transfer_message(text) {
-            if let Ok(env) = Envelope::decode(text.as_bytes()) {
-                let mut notes = Vec::new();
-                let replies = self.files.control(now, &env, &mut notes);
-                self.send_transfer(now, peer, replies);
-                self.notes(notes);
-            }
-            return;
-        }
-        self.input(now, Input::Received(peer, text.as_bytes()));
+        self.input(time(now_ms), Input::Received(peer as PeerId, text.as_bytes()));
     }
 
     /// A binary message on `binary` (a file chunk, §11.3); over 16 384 bytes is refused.
@@ -264,11 +254,11 @@ impl Core {
 impl Core {
     fn input(&mut self, now: Time, input: Input<'_>) {
         self.follower.handle(now, input);
-        self.pump();
+        self.pump(now);
     }
 
-    /// Drains the follower's outputs into the page's queue.
-    fn pump(&mut self) {
+    /// Drains the follower's outputs into the page's queue; file cues go to the receiver.
+    fn pump(&mut self, now: Time) {
         while let Some(out) = self.follower.poll_output() {
             let op = match out {
                 Output::Send(peer, text) => json!({"op": "send", "peer": peer, "text": text}),
@@ -279,12 +269,34 @@ impl Core {
                 Output::Event(e) => {
                     if let Event::Joined { host_id, .. } = &e {
                         self.host_id = host_id.clone();
-                        self.files.set_host(host_id);
                     }
                     json!({"op": "event", "event": e})
                 }
+                Output::Files(cue) => {
+                    self.file_cue(now, cue);
+                    continue;
+                }
             };
             self.push(op);
+        }
+    }
+
+    /// Transfer messages from the open link go to the receiver; the session's host names whose
+    /// sets it accepts. The other cues are the native file service's (this page publishes
+    /// nothing).
+    fn file_cue(&mut self, now: Time, cue: FileCue) {
+        match cue {
+            FileCue::Transfer(peer, env) if self.peer == Some(peer) => {
+                let mut notes = Vec::new();
+                let replies = self.files.control(now, &env, &mut notes);
+                self.send_transfer(now, peer, replies);
+                self.notes(notes);
+            }
+            FileCue::Session {
+                role: SessionRole::Follower { host_id },
+                ..
+            } => self.files.set_host(&host_id),
+            _ => {}
         }
     }
 
@@ -326,20 +338,6 @@ impl Core {
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| self.link.session_code.clone())
     }
-}
-
-/// Whether a control message is a `TRANSFER_*` one; reads only its `type`.
-fn is_transfer_message(text: &str) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Kind<'a> {
-        #[serde(rename = "type", borrow)]
-        kind: Option<std::borrow::Cow<'a, str>>,
-    }
-    text.len() <= lansync::protocol::MAX_CONTROL_MESSAGE
-        && serde_json::from_str::<Kind<'_>>(text)
-            .ok()
-            .and_then(|k| k.kind)
-            .is_some_and(|k| k.starts_with("TRANSFER_"))
 }
 
 #[cfg(test)]

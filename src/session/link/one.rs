@@ -190,8 +190,9 @@ pub(crate) trait OneLinkRole {
     /// `poll_timeout` has passed.
     fn timeout(&mut self, now: Time);
 
-    /// Routes one input: link events of the role's own link, received messages decoded and
-    /// admitted by the link's health (PROTOCOL.md §3, §6.4), commands and timeouts.
+    /// Routes one input: link events of the role's own link, received messages decoded once
+    /// (`TRANSFER_*` handed to the file service) and admitted by the link's health (PROTOCOL.md
+    /// §3, §6.4), commands (after the cue a song change gives the file service) and timeouts.
     fn route(&mut self, now: Time, input: Input<'_>) {
         match input {
             Input::LinkUp(peer) => self.link_up(now, peer, None),
@@ -205,20 +206,28 @@ pub(crate) trait OneLinkRole {
             Input::DialFailed => self.dial_failed(now, None),
             Input::DialRefused(reason) => self.dial_failed(now, Some(reason)),
             Input::NetworkChanged => self.network_changed(now),
-            Input::Received(peer, bytes) => self.receive(now, peer, bytes),
-            Input::Command(cmd) => self.command(now, cmd),
+            Input::Received(peer, bytes) => {
+                if let Some(decoded) = self.link_and_out().1.received(peer, bytes) {
+                    self.receive(now, peer, decoded);
+                }
+            }
+            Input::Command(cmd) => {
+                self.link_and_out().1.stream_follows_the_song(cmd);
+                self.command(now, cmd);
+            }
             Input::Timeout => self.timeout(now),
         }
     }
 
-    /// Bytes received on `peer`: dropped unless on the role's link, decodable (an unknown type
-    /// is ignored, PROTOCOL.md §3), within the rate and fresh or carrying its own order.
-    fn receive(&mut self, now: Time, peer: PeerId, bytes: &[u8]) {
+    /// A message received on `peer`, as decoded: dropped unless on the role's link, decodable
+    /// (an unknown type is ignored, PROTOCOL.md §3), within the rate and fresh or carrying its
+    /// own order.
+    fn receive(&mut self, now: Time, peer: PeerId, decoded: Result<Envelope, DecodeError>) {
         let (link, out) = self.link_and_out();
         if !link.is(peer) {
             return;
         }
-        let env = match Envelope::decode(bytes) {
+        let env = match decoded {
             Ok(env) => env,
             Err(DecodeError::UnknownType(t)) => {
                 tracing::debug!(t, "ignored unknown message type");
