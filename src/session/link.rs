@@ -260,9 +260,6 @@ impl LinkHealth {
     }
 }
 
-/// The old name of [`LinkHealth`], until the master's uses move over.
-pub(crate) type Link = LinkHealth;
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,7 +47,7 @@ pub use record::MasterRecord;
 pub use state::MasterState;
 
 use super::door::{DoorQuery, DoorReply};
-use super::link::{Admit, Link, Tick};
+use super::link::{Admit, LinkHealth, Tick};
 use super::{
     earliest, ClockEstimate, Command, Event, Input, KeyStore, LinkState, Machine, Origin, Outbox,
     Output, PeerId, Record, Time,
@@ -329,7 +329,9 @@ impl Master {
         let member = p.member.clone();
         match env.msg {
             Message::Hello(h) => p.hello_name = h.device_name,
-            Message::Ping(ping) => self.send(now, peer, Message::Pong(Link::pong(now, &ping))),
+            Message::Ping(ping) => {
+                self.send(now, peer, Message::Pong(LinkHealth::pong(now, &ping)))
+            }
             Message::Pong(pong) => {
                 p.link.on_pong(now, &pong);
                 p.clock.on_pong(now, &pong);

@@ -33,6 +33,7 @@ impl Master {
         Message::StateSnapshot(Snapshot::Choir(self.snapshot(false)))
     }
 
+    /// Sends the batched presence changes as one PRESENCE (PROTOCOL.md §6.2).
     pub(super) fn flush_presence(&mut self, now: Time) {
         let participants = self.roster.flush();
         let count = self.count();
@@ -57,7 +58,7 @@ impl Master {
         self.announce_page(now, Message::SetSong);
     }
 
-    pub(super) fn announce_page(&mut self, now: Time, wrap: fn(PageState) -> Message) {
+    fn announce_page(&mut self, now: Time, wrap: fn(PageState) -> Message) {
         let page = self.pages.announce();
         // A timed turn shows here at `at`, as on every follower.
         let shown = (!self.pages.waiting()).then(|| Event::page(&page, Origin::Local));

@@ -8,6 +8,7 @@ use crate::protocol::{Hello, JoinAccept, JoinReject, JoinRequest, Message, Mode,
 use crate::session::{Event, LinkState, Output, PeerId, Time};
 
 impl Master {
+    /// A new link: HELLO, then its JOIN_REQUEST is awaited (PROTOCOL.md §6.2).
     pub(super) fn on_link_up(&mut self, now: Time, peer: PeerId, admitted: Option<&str>) {
         // Even after the end a link is heard out, so its JOIN_REQUEST gets `session_ended`
         // and the follower stops retrying.
@@ -45,11 +46,13 @@ impl Master {
         self.update_link_state(reason);
     }
 
+    /// Closes a link from this side, as a loss of it.
     pub(super) fn close(&mut self, now: Time, peer: PeerId, reason: &str) {
         self.out.push(Output::Close(peer));
         self.on_link_down(now, peer, reason);
     }
 
+    /// A JOIN_REQUEST: admitted by the one rule, or refused and the link closed.
     pub(super) fn on_join_request(
         &mut self,
         now: Time,

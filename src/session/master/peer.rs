@@ -3,14 +3,14 @@
 
 use super::MasterConfig;
 use crate::session::clock::ClockFilter;
-use crate::session::link::{Bucket, Link};
+use crate::session::link::{Bucket, LinkHealth};
 use crate::session::{earliest, Time};
 
 /// A link to one follower.
 #[derive(Debug)]
 pub(super) struct Peer {
     /// Heartbeat and sequence checks.
-    pub(super) link: Link,
+    pub(super) link: LinkHealth,
     /// The device id the join endpoint admitted this link as (PROTOCOL.md §9.4), if it did.
     pub(super) admitted: Option<String>,
     /// The member this link was joined as: every message on it is that member's.
@@ -29,7 +29,7 @@ impl Peer {
     /// A link opened at `now`, made by the join endpoint for `admitted` if it was.
     pub(super) fn open(now: Time, admitted: Option<&str>, cfg: &MasterConfig) -> Peer {
         Peer {
-            link: Link::open(now, cfg.heartbeat),
+            link: LinkHealth::open(now, cfg.heartbeat),
             admitted: admitted.map(str::to_string),
             member: None,
             hello_name: String::new(),
