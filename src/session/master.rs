@@ -50,12 +50,13 @@ use super::door::{DoorQuery, DoorReply};
 use super::link::{Admit, LinkHealth, Tick};
 use super::{
     earliest, ClockEstimate, Command, Event, Input, KeyStore, LinkState, Machine, Origin, Outbox,
-    Output, PeerId, Record, Time,
+    Output, PeerId, Record,
 };
 use crate::protocol::{
     Control, DecodeError, Envelope, FollowMode, KeyEntry, Message, PageState, Participant,
     Playback, PresenceStatus, RejectReason, Role, Validate, MAX_PARTICIPANTS,
 };
+use crate::time::Time;
 use admission::Admission;
 use pages::Pages;
 use peer::Peer;

@@ -3,7 +3,8 @@
 
 use crate::auth::hex;
 use crate::protocol::{JoinRequest, RejectReason, SessionCode, MAX_PARTICIPANTS};
-use crate::session::{DoorAuth, DoorReply, DoorSecret, Time};
+use crate::session::{DoorAuth, DoorReply, DoorSecret};
+use crate::time::Time;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;

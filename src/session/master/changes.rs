@@ -7,7 +7,8 @@ use crate::protocol::{
     ChoirSnapshot, ControlMode, KeyEntry, Message, PageState, PlaybackOp, Presence, SessionEnd,
     Snapshot, StreamClear,
 };
-use crate::session::{Event, LinkState, Origin, Output, PeerId, Time};
+use crate::session::{Event, LinkState, Origin, Output, PeerId};
+use crate::time::Time;
 
 impl Master {
     /// The session's state for a JOIN_ACCEPT (`with_participants`) or a periodic snapshot.

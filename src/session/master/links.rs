@@ -5,7 +5,8 @@
 use super::peer::Peer;
 use super::{Master, MasterState};
 use crate::protocol::{Hello, JoinAccept, JoinReject, JoinRequest, Message, Mode, RejectReason};
-use crate::session::{Event, LinkState, Output, PeerId, Time};
+use crate::session::{Event, LinkState, Output, PeerId};
+use crate::time::Time;
 
 impl Master {
     /// A new link: HELLO, then its JOIN_REQUEST is awaited (PROTOCOL.md §6.2).

@@ -5,7 +5,7 @@
 use crate::protocol::{
     truncate, PageState, SessionFiles, StreamInfo, MAX_PAGE, MAX_SCHEDULE_AHEAD_MS, MAX_SONG_ID_LEN,
 };
-use crate::session::Time;
+use crate::time::Time;
 
 /// The current song and page, the streamed score and the published files.
 #[derive(Debug)]

@@ -3,8 +3,9 @@
 
 use super::MasterConfig;
 use crate::session::clock::ClockFilter;
+use crate::session::earliest;
 use crate::session::link::{Bucket, LinkHealth};
-use crate::session::{earliest, Time};
+use crate::time::Time;
 
 /// A link to one follower.
 #[derive(Debug)]

@@ -2,7 +2,8 @@
 //! moment, and the expiry of participants who dropped out.
 
 use crate::protocol::{FollowMode, Participant, PresenceStatus, Role, MAX_PARTICIPANTS};
-use crate::session::{PeerId, Time};
+use crate::session::PeerId;
+use crate::time::Time;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 

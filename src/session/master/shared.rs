@@ -7,7 +7,8 @@ use crate::protocol::{
     MAX_SCHEDULE_AHEAD_MS,
 };
 use crate::session::keys::{KeyStore, Merge};
-use crate::session::{Origin, Time};
+use crate::session::Origin;
+use crate::time::Time;
 
 /// Playback, control and keys, as the master holds them.
 #[derive(Debug)]
