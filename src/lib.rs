@@ -42,8 +42,9 @@
 //!
 //! | module | role |
 //! |---|---|
+//! | [`time`] | [`time::Time`], the clock every pure module is fed (pure) |
 //! | [`auth`] | join keys and MACs: token, member secret, SPAKE2 for code joins (pure) |
-//! | [`protocol`] | the JSON envelope, the message catalog, limits and validation (pure) |
+//! | [`protocol`] | the JSON envelope, the message catalog (file manifests included), limits and validation (pure) |
 //! | [`session`] | state machines: solo pair, choir master, choir follower, link health, backoff, clock offset, playback prediction, synced keys (pure) |
 //! | [`invite`] | invite/answer codes: compact base45 code, lz-string, QR rendering (pure codecs) |
 //! | `sim` | a deterministic simulated network for tests and the demo (pure; feature `test-utils`) |
@@ -114,6 +115,7 @@ pub mod session;
 pub mod signaling;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod sim;
+pub mod time;
 pub mod transfer;
 #[cfg(feature = "native")]
 pub mod transport;

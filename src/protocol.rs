@@ -13,13 +13,15 @@
 //!
 //! `PROTOCOL.md` at the repository root is the normative description of all of this.
 
+mod manifest;
 mod payloads;
-mod shared;
+mod shared_clock;
 mod transfer_msgs;
-pub use transfer_msgs::*;
 
+pub use manifest::*;
 pub use payloads::*;
-pub use shared::*;
+pub use shared_clock::*;
+pub use transfer_msgs::*;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;

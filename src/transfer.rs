@@ -42,9 +42,13 @@ pub use error::TransferError;
 #[cfg(feature = "native")]
 pub(crate) use manifest::check_name as check_file_name;
 pub use manifest::{
-    authorize_upload, is_sha256_hex, normalize_session_code, pack_hash, sha256_hex,
-    start_gate_fingerprint, start_gate_open, FileEntry, Limits, Manifest, ManifestKind,
-    SessionMediaMeta, SessionPackMeta, MANIFEST_SCHEMA_VERSION, MAX_FILE_NAME_LEN, MAX_MEDIA_REFS,
+    authorize_upload, normalize_session_code, pack_hash, sha256_hex, start_gate_fingerprint,
+    start_gate_open, Limits, MAX_FILE_NAME_LEN, MAX_MEDIA_REFS,
+};
+// The manifest is the wire's (PROTOCOL.md §11.1); its transfer methods are in `manifest`.
+pub use crate::protocol::{
+    is_sha256_hex, FileEntry, Manifest, ManifestKind, SessionMediaMeta, SessionPackMeta,
+    MANIFEST_SCHEMA_VERSION,
 };
 pub use media::{check_media, sniff, MediaType};
 pub use progress::Progress;

@@ -4,12 +4,12 @@
 //! id is never "almost right"); display strings are *clamped* (truncated, control characters
 //! dropped) because a long name is harmless once shortened.
 
-use super::shared::{Control, KeyEntry, Playback};
+use super::manifest::{is_sha256_hex, SessionMediaMeta, SessionPackMeta};
+use super::shared_clock::{Control, KeyEntry, Playback};
 use super::{
     check_id, clamp_name, DecodeError, Validate, MAX_CAPABILITIES, MAX_PAGE, MAX_PARTICIPANTS,
     MAX_SECRET_LEN, MAX_SONG_ID_LEN,
 };
-use crate::transfer::{SessionMediaMeta, SessionPackMeta};
 use serde::{Deserialize, Serialize};
 
 pub(super) fn invalid(field: &'static str, reason: &'static str) -> DecodeError {
@@ -555,7 +555,10 @@ pub struct ChoirSnapshot {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub playback: Option<Box<Playback>>,
     /// Control mode and editor (§12).
-    #[serde(default, skip_serializing_if = "super::shared::control_is_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "super::shared_clock::control_is_default"
+    )]
     pub control: Control,
     /// Every synced key (§12).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -574,7 +577,7 @@ impl Validate for ChoirSnapshot {
             p.validate()?;
         }
         self.control.validate()?;
-        super::shared::validate_keys(&mut self.keys)?;
+        super::shared_clock::validate_keys(&mut self.keys)?;
         validate_participants(&mut self.participants)
     }
 }
@@ -601,7 +604,7 @@ impl SessionFiles {
 impl Validate for SessionFiles {
     fn validate(&mut self) -> Result<(), DecodeError> {
         if let Some(p) = &self.pack {
-            if !crate::transfer::is_sha256_hex(&p.hash) {
+            if !is_sha256_hex(&p.hash) {
                 return Err(invalid("files.pack.hash", "not 64 lower-case hex digits"));
             }
             check_id("files.pack.uploadedBy", &p.uploaded_by, false)?;

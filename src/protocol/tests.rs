@@ -249,9 +249,9 @@ fn every_catalog_type_round_trips() {
         }),
         Message::TransferOffer(TransferOffer {
             transfer: 1,
-            manifest: crate::transfer::Manifest {
+            manifest: super::Manifest {
                 schema_version: 1,
-                kind: crate::transfer::ManifestKind::Pack,
+                kind: super::ManifestKind::Pack,
                 files: vec![],
                 updated_at: 1,
                 uploaded_by: "dev-a".into(),

@@ -4,8 +4,8 @@
 //! [`crate::transfer::Receiver`] applies its configured limits and the media whitelist to an
 //! offer and answers `TRANSFER_ABORT` with the exact error code, so a sender learns why.
 
+use super::manifest::{is_sha256_hex, Manifest};
 use super::{check_id, clamp_name, DecodeError, Validate};
-use crate::transfer::Manifest;
 use serde::{Deserialize, Serialize};
 
 /// Most files a manifest on the wire may list (a receiver's own limit is usually lower).
@@ -18,7 +18,7 @@ fn invalid(field: &'static str, reason: &'static str) -> DecodeError {
 }
 
 fn check_hash(field: &'static str, h: &str) -> Result<(), DecodeError> {
-    if crate::transfer::is_sha256_hex(h) {
+    if is_sha256_hex(h) {
         Ok(())
     } else {
         Err(invalid(field, "not 64 lower-case hex digits"))

@@ -1,4 +1,5 @@
-//! Checks on the records a node keeps on disk ([`MasterRecord`], [`FollowerRecord`]). A record
+//! The [`Record`] a node keeps on disk, one per role, and the checks on it ([`MasterRecord`],
+//! [`FollowerRecord`]). A record
 //! is read back after a restart, so it is treated like a message from a peer, with the rules of
 //! the wire (PROTOCOL.md §3): what the wire rejects refuses the whole record; what the wire clamps
 //! (display strings, playback ranges, well-known key values) is clamped.
@@ -7,6 +8,23 @@ use super::{FollowerRecord, MasterRecord, SessionCode, SoloRecord};
 use crate::protocol::{
     check_id, clamp_name, DecodeError, KeyEntry, Validate, MAX_KEYS, MAX_SECRET_LEN,
 };
+use serde::{Deserialize, Serialize};
+
+/// State that survives a crash or restart. Serialised by the driver (JSON) to one file per role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+// One record per machine, written on changes only: not worth a box.
+#[allow(clippy::large_enum_variant)]
+pub enum Record {
+    /// A master's session.
+    Master(MasterRecord),
+    /// A follower's membership.
+    Follower(FollowerRecord),
+    /// A remembered solo pair.
+    Solo(SoloRecord),
+    /// Nothing to keep (session left or ended).
+    Cleared,
+}
 
 /// Longest session code a follower keeps (PROTOCOL.md §3, `session_code`).
 const MAX_SESSION_CODE_LEN: usize = 32;

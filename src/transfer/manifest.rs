@@ -1,71 +1,22 @@
-//! Manifests of a session pack (lot 7.7a) and of session media (lot 7.7b), their limits, the pack
-//! hash, the metadata shown in room snapshots, and the start-gate fingerprint (lot 7.7c).
+//! What the transfer does with a manifest (PROTOCOL.md §11.1): parse it against limits, the pack
+//! hash, the metadata shown in room snapshots, and the start-gate fingerprint. The manifest
+//! types themselves are the wire's ([`crate::protocol::Manifest`]).
 
 use super::media::{check_declared, MediaType};
 use super::{chunk_count, TransferError};
-use crate::protocol::check_id;
-use serde::{Deserialize, Serialize};
+use crate::protocol::{
+    check_id, is_sha256_hex, Manifest, ManifestKind, SessionMediaMeta, SessionPackMeta,
+    MANIFEST_SCHEMA_VERSION,
+};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 
-/// The manifest schema this build reads and writes.
-pub const MANIFEST_SCHEMA_VERSION: u32 = 1;
 /// Longest file name, in bytes of UTF-8.
 pub const MAX_FILE_NAME_LEN: usize = 255;
 /// Most media references one file may carry.
 pub const MAX_MEDIA_REFS: usize = 64;
 /// Largest manifest JSON accepted on its own (it also travels inside a 64 KiB control message).
 pub const MAX_MANIFEST_JSON: usize = 60 * 1024;
-
-/// What a manifest describes; decides which error codes its failures get.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ManifestKind {
-    /// The session pack: scores and the images they use, with media references (lot 7.7a).
-    Pack,
-    /// The session media set: audio, video and images (lot 7.7b).
-    Media,
-    /// A streamed score (STREAM_PREPARE): one temporary, view-only file for the current song.
-    /// Refused with the media error codes.
-    Stream,
-}
-
-/// One file of a manifest. Its index in [`Manifest::files`] is its file index on the wire.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FileEntry {
-    /// Stable identity of the file (identifier alphabet, 1–64 bytes); media refs name it.
-    pub id: String,
-    /// File name to store it under, safe on every OS (PROTOCOL.md §11.1).
-    pub name: String,
-    /// Size in bytes (at least 1).
-    pub size: u64,
-    /// MIME type; must agree with the extension (see [`MediaType::mimes`]).
-    pub mime: String,
-    /// Lower-case hex SHA-256 of the content (64 characters).
-    pub sha256: String,
-    /// Ids of media files this file uses (e.g. a score's backing track); at most 64.
-    #[serde(default)]
-    pub media_refs: Vec<String>,
-}
-
-/// A pack or media manifest. Serialised as camelCase JSON; its canonical form (this struct
-/// written by `serde_json` with no whitespace, fields in declaration order) is what the pack
-/// hash covers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Manifest {
-    /// Schema version, [`MANIFEST_SCHEMA_VERSION`].
-    pub schema_version: u32,
-    /// Pack or media.
-    pub kind: ManifestKind,
-    /// The files, in wire order.
-    pub files: Vec<FileEntry>,
-    /// When the host published it, ms since the Unix epoch.
-    pub updated_at: u64,
-    /// Device id of the host that published it.
-    pub uploaded_by: String,
-}
 
 /// Limits a receiver (or a host checking its own pack) applies; configurable per app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,11 +43,6 @@ impl Default for Limits {
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     crate::auth::hex(&Sha256::digest(bytes))
-}
-
-/// Whether `s` is a SHA-256 in lower-case hex (64 digits).
-pub fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Device names Windows reserves in every directory, whatever the extension (PROTOCOL.md §11.1).
@@ -177,6 +123,8 @@ pub(crate) fn name_key(name: &str) -> String {
     name.nfc().collect::<String>().to_lowercase()
 }
 
+// `Manifest` is the wire's (crate::protocol); what needs the transfer machinery (limits, error
+// codes, the media whitelist, chunk counts) is implemented here.
 impl Manifest {
     /// Parses and validates manifest JSON (at most 60 KiB).
     pub fn decode(
@@ -364,38 +312,6 @@ impl Manifest {
 /// SHA-256 (hex) of a manifest's canonical JSON: the pack hash.
 pub fn pack_hash(manifest: &Manifest) -> String {
     manifest.hash()
-}
-
-/// `sessionPackMeta` (PROTOCOL.md §11.1): what a room snapshot says about the published pack.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SessionPackMeta {
-    /// Pack hash (SHA-256 hex of the canonical manifest JSON).
-    pub hash: String,
-    /// Sum of the pack's file sizes, bytes.
-    pub size: u64,
-    /// Publication time, ms since the Unix epoch.
-    pub updated_at: u64,
-    /// Host device id.
-    pub uploaded_by: String,
-    /// Files that are images.
-    pub images_count: u32,
-    /// Distinct media ids referenced by the pack's files.
-    pub media_refs_count: u32,
-}
-
-/// `sessionMediaMeta` (PROTOCOL.md §11.1): what a room snapshot says about the published media.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SessionMediaMeta {
-    /// Number of media files.
-    pub files_count: u32,
-    /// Sum of their sizes, bytes.
-    pub total_bytes: u64,
-    /// Publication time, ms since the Unix epoch.
-    pub updated_at: u64,
-    /// Host device id.
-    pub uploaded_by: String,
 }
 
 /// Only the host publishes: `forbidden-not-host` for anyone else.

@@ -1,6 +1,6 @@
 //! Progress of a transfer round: bytes and files, with rate and ETA computed from `Time` inputs.
 
-use crate::session::Time;
+use crate::time::Time;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 

@@ -24,7 +24,7 @@ use super::{
     MAX_CHUNK_PAYLOAD,
 };
 use crate::protocol::{FileWant, Message, TransferAbort, TransferDone, TransferRequest};
-use crate::session::Time;
+use crate::time::Time;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;

@@ -18,7 +18,7 @@ use super::{
     chunk_count, encode_chunk, Limits, Manifest, TransferError, TransferEvent, MAX_CHUNK_PAYLOAD,
 };
 use crate::protocol::{Message, TransferAbort, TransferOffer};
-use crate::session::Time;
+use crate::time::Time;
 use std::collections::VecDeque;
 
 /// Sender settings.

@@ -1,7 +1,7 @@
 //! Unit tests of the pure pieces; whole transfers are in `tests/transfer.rs`.
 
 use super::*;
-use crate::session::Time;
+use crate::time::Time;
 use std::time::Duration;
 
 #[test]

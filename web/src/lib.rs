@@ -176,7 +176,10 @@ impl Core {
     /// A text message on `control`, for the follower, which decodes it (size, version and
     /// fields, §3) and hands transfer messages back for the file receiver.
     pub fn received(&mut self, now_ms: f64, peer: f64, text: &str) {
-        self.input(time(now_ms), Input::Received(peer as PeerId, text.as_bytes()));
+        self.input(
+            time(now_ms),
+            Input::Received(peer as PeerId, text.as_bytes()),
+        );
     }
 
     /// A binary message on `binary` (a file chunk, §11.3); over 16 384 bytes is refused.

@@ -3,8 +3,9 @@
 //! send buffer is full, so memory stays bounded by the sender's in-flight budget plus that
 //! buffer, whatever the peer's speed; one slow peer never holds up another.
 
+use super::events::{FilesEvent, ProgressThrottle};
+use super::link_out::LinkOut;
 use super::publish::Published;
-use super::{FilesEvent, LinkOut, ProgressThrottle};
 use crate::protocol::Message;
 use crate::session::PeerId;
 use crate::transfer::{Sender, SenderConfig, SenderOutput, TransferEvent};
