@@ -31,12 +31,13 @@ use super::keys::KeyStore;
 use super::link::{Beat, LinkHealth, OneLink, OneLinkRole};
 use super::{
     earliest, ClockEstimate, Command, Event, Input, LinkState, Machine, Origin, Outbox, Output,
-    PeerId, Time,
+    PeerId,
 };
 use crate::protocol::{
     ChoirSnapshot, Control, Empty, Envelope, FollowMode, FollowModeMsg, Hello, JoinAccept, Message,
     Mode, PageState, Participant, Playback, PlaybackOp, RejectReason, Snapshot, StreamInfo,
 };
+use crate::time::Time;
 use membership::{reject_message, Membership};
 use roster::Roster;
 use shared_clock::SharedClock;

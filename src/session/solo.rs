@@ -27,12 +27,13 @@ pub use state::SoloState;
 use super::link::{Beat, LinkHealth, OneLink, OneLinkRole};
 use super::{
     earliest, Backoff, Command, DoorQuery, DoorReply, Event, Input, LinkState, Machine, Origin,
-    Outbox, Output, PeerId, Rng, Time,
+    Outbox, Output, PeerId, Rng,
 };
 use crate::protocol::{
     Empty, Envelope, Hello, Layout, Message, Mode, PageState, Parity, RejectReason, Snapshot,
     SoloSnapshot, Stamp,
 };
+use crate::time::Time;
 use std::time::Duration;
 
 /// The reason of the state change when the partner says goodbye (LEAVE_SESSION, §6.1).
