@@ -11,18 +11,25 @@
 //! display values clamped). Unknown `type`s come back as [`DecodeError::UnknownType`] so callers can
 //! ignore them; unknown fields are ignored everywhere. Nothing here panics on any input.
 //!
+//! What lives where: this file holds the envelope, the catalog and the limits; `payloads` the
+//! session messages' payloads (§5), `snapshots` presence and state snapshots (§5 "State"),
+//! `shared_clock` playback, control and synced keys (§12), `transfer_msgs` the file-transfer
+//! messages (§11.4) and `manifest` the file manifest they carry (§11.1).
+//!
 //! `PROTOCOL.md` at the repository root is the normative description of all of this.
 
 mod manifest;
 mod payloads;
 mod session_code;
 mod shared_clock;
+mod snapshots;
 mod transfer_msgs;
 
 pub use manifest::*;
 pub use payloads::*;
 pub use session_code::SessionCode;
 pub use shared_clock::*;
+pub use snapshots::*;
 pub use transfer_msgs::*;
 
 use serde::{Deserialize, Serialize};

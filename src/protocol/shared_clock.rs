@@ -2,7 +2,8 @@
 //! editor, synced keys. Every value a peer sends is bounded here: positions and rates are
 //! clamped, identifiers and oversized values rejected.
 
-use super::payloads::{check_song_id, invalid, Stamp};
+use super::payloads::{check_song_id, invalid};
+use super::snapshots::Stamp;
 use super::{check_id, clamp_name, DecodeError, Validate, MAX_ID_LEN};
 use serde::{Deserialize, Serialize};
 

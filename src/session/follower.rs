@@ -10,9 +10,10 @@
 //! | `follower/synced.rs` | playback on this clock, control, synced keys, groups applied |
 //! | `follower/roster.rs` | the participants as announced |
 //!
-//! The one link and its heartbeat are a [`OneLink`](super::link::OneLink), as for solo. This
-//! file holds the driver: the [`Machine`] impl, routing each input and message to the part that
-//! owns it, and the steps that span parts (join accepted, link lost, session left).
+//! The one link and its heartbeat are a `OneLink`, and inputs reach the follower through the
+//! `OneLinkRole` skeleton, as for solo (`session/link/one.rs`). This file holds the driver: what
+//! the follower does about each input, routing each message to the part that owns it, and the
+//! steps that span parts (join accepted, link lost, session left).
 
 mod config;
 mod membership;
@@ -30,12 +31,13 @@ use super::keys::KeyStore;
 use super::link::{Beat, LinkHealth, OneLink, OneLinkRole};
 use super::{
     earliest, ClockEstimate, Command, Event, Input, LinkState, Machine, Origin, Outbox, Output,
-    PeerId, Time,
+    PeerId,
 };
 use crate::protocol::{
     ChoirSnapshot, Control, Empty, Envelope, FollowMode, FollowModeMsg, Hello, JoinAccept, Message,
     Mode, PageState, Participant, Playback, PlaybackOp, RejectReason, Snapshot, StreamInfo,
 };
+use crate::time::Time;
 use membership::{reject_message, Membership};
 use roster::Roster;
 use shared_clock::SharedClock;

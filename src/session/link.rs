@@ -9,8 +9,8 @@
 //! [`OneLink`], the one link of a follower or solo device, and [`OneLinkRole`], the machine
 //! skeleton both are driven by.
 
-use super::Time;
 use crate::protocol::{Envelope, Message, Ping, Pong};
+use crate::time::Time;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 

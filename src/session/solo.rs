@@ -12,8 +12,9 @@
 //! | `solo/state.rs` | [`SoloState`], the role's states |
 //! | `solo/bond.rs` | the remembered pair: PAIR_BOND, the pair secret, [`SoloRecord`], the door |
 //!
-//! The one link and its heartbeat are a [`OneLink`], as for the follower. This file holds the
-//! driver: the shared page and layout, the [`Machine`] impl and the routing of inputs.
+//! The one link and its heartbeat are a `OneLink`, and inputs reach the device through the
+//! `OneLinkRole` skeleton, as for the follower (`session/link/one.rs`). This file holds the
+//! driver: the shared page and layout and what the device does about each input.
 
 mod bond;
 mod config;
@@ -26,12 +27,13 @@ pub use state::SoloState;
 use super::link::{Beat, LinkHealth, OneLink, OneLinkRole};
 use super::{
     earliest, Backoff, Command, DoorQuery, DoorReply, Event, Input, LinkState, Machine, Origin,
-    Outbox, Output, PeerId, Rng, Time,
+    Outbox, Output, PeerId, Rng,
 };
 use crate::protocol::{
     Empty, Envelope, Hello, Layout, Message, Mode, PageState, Parity, RejectReason, Snapshot,
     SoloSnapshot, Stamp,
 };
+use crate::time::Time;
 use std::time::Duration;
 
 /// The reason of the state change when the partner says goodbye (LEAVE_SESSION, §6.1).

@@ -3,7 +3,8 @@
 
 use super::config::default_sync_groups;
 use crate::protocol::{FollowMode, JoinRequest, PageState, RejectReason};
-use crate::session::{Backoff, BackoffConfig, Event, Outbox, Record, Rng, Time};
+use crate::session::{Backoff, BackoffConfig, Event, Outbox, Record, Rng};
+use crate::time::Time;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::time::Duration;

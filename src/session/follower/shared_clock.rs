@@ -4,7 +4,8 @@
 
 use crate::protocol::Pong;
 use crate::session::clock::{shift, ClockFilter};
-use crate::session::{ClockEstimate, Time};
+use crate::session::ClockEstimate;
+use crate::time::Time;
 use std::time::Duration;
 
 /// The estimate of the master's clock and the probe burst feeding it.

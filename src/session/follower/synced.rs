@@ -10,7 +10,8 @@ use crate::protocol::{
     check_id, Control, ControlMode, KeyEntry, KeyPolicy, Playback, PlaybackOp, Validate,
 };
 use crate::session::keys::{KeyStore, Merge, PLAYBACK_GROUP};
-use crate::session::{Event, Origin, Outbox, Time};
+use crate::session::{Event, Origin, Outbox};
+use crate::time::Time;
 use std::collections::BTreeSet;
 use std::time::Duration;
 

@@ -7,7 +7,8 @@
 
 use crate::protocol::{FollowMode, PageState, SessionFiles, StreamInfo, MAX_SCHEDULE_AHEAD_MS};
 use crate::session::clock::shift;
-use crate::session::{Event, Origin, Outbox, Time};
+use crate::session::{Event, Origin, Outbox};
+use crate::time::Time;
 
 /// The master's state and the follower's view of it.
 #[derive(Debug)]

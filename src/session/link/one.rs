@@ -4,7 +4,8 @@
 
 use super::{Admit, HeartbeatConfig, LinkHealth, LinkState, Tick};
 use crate::protocol::{DecodeError, Envelope, Message, Ping, Pong, RejectReason};
-use crate::session::{Command, Event, Input, Outbox, Output, PeerId, Time};
+use crate::session::{Command, Event, Input, Outbox, Output, PeerId};
+use crate::time::Time;
 use std::time::Duration;
 
 /// What the heartbeat of a role's one link asks of the role, the PING already sent and the

@@ -6,8 +6,8 @@ use super::{Solo, SoloConfig, SoloState};
 use crate::protocol::{check_id, Layout, Message, PageState, PairBond, Stamp};
 use crate::session::{
     DoorAuth, DoorQuery, DoorReply, DoorSecret, Event, JoinCredentials, Origin, Output, Record,
-    Time,
 };
+use crate::time::Time;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;

@@ -24,7 +24,8 @@ pub struct SoloConfig {
     pub snapshot_interval: Duration,
     /// A new pairing to remember: this device's half of the pair secret (32 hex digits from a
     /// secure random source), sent in PAIR_BOND on the first link. `None`: the pair is not
-    /// remembered (no state directory), or it already is (see [`Solo::restore`]).
+    /// remembered (no state directory), or it already is (see
+    /// [`Solo::restore`](super::Solo::restore)).
     pub bond_half: Option<String>,
     /// Where this device's redial endpoint listens (the waiting side of a remembered pair), sent
     /// in PAIR_BOND so the partner tries them first next time.
