@@ -17,7 +17,7 @@ use rand_core::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
 use spake2::{Ed25519Group, Identity, Password, Spake2};
 
-use crate::session::SessionCode;
+use crate::protocol::SessionCode;
 
 /// A join key (32 bytes).
 pub type Key = [u8; 32];

@@ -20,12 +20,14 @@
 
 mod manifest;
 mod payloads;
+mod session_code;
 mod shared_clock;
 mod snapshots;
 mod transfer_msgs;
 
 pub use manifest::*;
 pub use payloads::*;
+pub use session_code::SessionCode;
 pub use shared_clock::*;
 pub use snapshots::*;
 pub use transfer_msgs::*;

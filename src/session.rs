@@ -34,6 +34,7 @@ mod playback;
 mod records;
 mod solo;
 
+pub use crate::protocol::SessionCode;
 pub use backoff::{Backoff, BackoffConfig, Rng};
 pub use clock::{ClockEstimate, ClockFilter};
 pub use command::Command;
@@ -45,7 +46,7 @@ pub use keys::{KeyStore, Merge, DEFAULT_SYNC_GROUPS, PLAYBACK_GROUP};
 pub use link::{HeartbeatConfig, LinkState};
 pub(crate) use machine::{earliest, Outbox, StateName};
 pub use machine::{Input, Machine, Output, PeerId, RoleState};
-pub use master::{Master, MasterConfig, MasterRecord, MasterState, MemberRecord, SessionCode};
+pub use master::{Master, MasterConfig, MasterRecord, MasterState, MemberRecord};
 pub use playback::TIMER_MEDIA_ID;
 pub use records::{Record, RecordError};
 pub use solo::{Solo, SoloConfig, SoloRecord, SoloState, PARTNER_LEFT};

@@ -12,7 +12,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use super::compact::fingerprint_hex;
-use crate::session::SessionCode;
+use crate::protocol::SessionCode;
 
 /// Scheme and path of a join link.
 pub const JOIN_URL_BASE: &str = "lansync://join?";

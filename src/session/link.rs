@@ -4,11 +4,19 @@
 //! RECONNECTING → CONNECTED`, and `→ ENDED`. This module owns CONNECTED ⇄ DEGRADED (silence on an
 //! open link) and "dead" (silence long enough to give the link up); the roles own the rest,
 //! because what happens after a loss (redial, wait, forget) depends on the role.
+//!
+//! [`LinkHealth`] is one link's health (the master keeps one per member); `link/one.rs` holds
+//! [`OneLink`], the one link of a follower or solo device, and [`OneLinkRole`], the machine
+//! skeleton both are driven by.
 
-use super::Time;
 use crate::protocol::{Envelope, Message, Ping, Pong};
+use crate::time::Time;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+
+mod one;
+
+pub(crate) use one::{Beat, OneLink, OneLinkRole};
 
 /// Generic link state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,9 +87,10 @@ pub(crate) enum Admit {
     RateLimited,
 }
 
-/// Health of one open link.
+/// Health of one open link: its heartbeat, the duplicate and rate filter on what it receives,
+/// and its round-trip time. (Not the WebRTC link itself: that is `transport::Link`.)
 #[derive(Debug, Clone)]
-pub(crate) struct Link {
+pub(crate) struct LinkHealth {
     pub state: LinkState,
     cfg: HeartbeatConfig,
     last_rx: Time,
@@ -133,10 +142,10 @@ impl Bucket {
     }
 }
 
-impl Link {
+impl LinkHealth {
     /// A link that just opened.
-    pub fn open(now: Time, cfg: HeartbeatConfig) -> Link {
-        Link {
+    pub fn open(now: Time, cfg: HeartbeatConfig) -> LinkHealth {
+        LinkHealth {
             state: LinkState::Connected,
             cfg,
             last_rx: now,
@@ -262,7 +271,7 @@ mod tests {
     #[test]
     fn silence_degrades_then_kills_and_traffic_heals() {
         let cfg = HeartbeatConfig::default();
-        let mut link = Link::open(ms(0), cfg);
+        let mut link = LinkHealth::open(ms(0), cfg);
         assert!(matches!(link.tick(ms(1000)), Tick::Ping(_)));
         assert_eq!(link.tick(ms(3500)), Tick::Degraded);
         assert_eq!(link.state, LinkState::Degraded);
@@ -275,7 +284,7 @@ mod tests {
 
     #[test]
     fn duplicates_and_older_messages_are_stale() {
-        let mut link = Link::open(ms(0), HeartbeatConfig::default());
+        let mut link = LinkHealth::open(ms(0), HeartbeatConfig::default());
         assert_eq!(link.admit(ms(1), 5).0, Admit::Fresh);
         assert_eq!(link.admit(ms(2), 5).0, Admit::Stale);
         assert_eq!(link.admit(ms(3), 4).0, Admit::Stale);
@@ -285,7 +294,7 @@ mod tests {
     #[test]
     fn flood_is_rate_limited_and_the_bucket_refills() {
         let cfg = HeartbeatConfig::default();
-        let mut link = Link::open(ms(0), cfg);
+        let mut link = LinkHealth::open(ms(0), cfg);
         let mut fresh = 0;
         for seq in 1..=1000 {
             if link.admit(ms(0), seq).0 == Admit::Fresh {
@@ -300,7 +309,7 @@ mod tests {
 
     #[test]
     fn rtt_excludes_the_peer_processing_time() {
-        let mut link = Link::open(ms(0), HeartbeatConfig::default());
+        let mut link = LinkHealth::open(ms(0), HeartbeatConfig::default());
         let pong = Pong {
             id: 1,
             t0: 1_000,

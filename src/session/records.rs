@@ -4,9 +4,9 @@
 //! the wire (PROTOCOL.md §3): what the wire rejects refuses the whole record; what the wire clamps
 //! (display strings, playback ranges, well-known key values) is clamped.
 
-use super::{FollowerRecord, MasterRecord, SessionCode, SoloRecord};
+use super::{FollowerRecord, MasterRecord, SoloRecord};
 use crate::protocol::{
-    check_id, clamp_name, DecodeError, KeyEntry, Validate, MAX_KEYS, MAX_SECRET_LEN,
+    check_id, clamp_name, DecodeError, KeyEntry, SessionCode, Validate, MAX_KEYS, MAX_SECRET_LEN,
 };
 use serde::{Deserialize, Serialize};
 

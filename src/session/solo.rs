@@ -5,136 +5,39 @@
 //! stamp seen plus one — so a device whose wall clock lags still wins with a change it makes
 //! *after* seeing its partner's. On every (re)connect both devices send a snapshot and both
 //! adopt whichever stamp is higher, so they converge without a leader.
+//!
+//! | file | part |
+//! |---|---|
+//! | `solo/config.rs` | [`SoloConfig`] |
+//! | `solo/state.rs` | [`SoloState`], the role's states |
+//! | `solo/bond.rs` | the remembered pair: PAIR_BOND, the pair secret, [`SoloRecord`], the door |
+//!
+//! The one link and its heartbeat are a `OneLink`, and inputs reach the device through the
+//! `OneLinkRole` skeleton, as for the follower (`session/link/one.rs`). This file holds the
+//! driver: the shared page and layout and what the device does about each input.
 
 mod bond;
+mod config;
+mod state;
 
-use super::link::{Admit, Link, Tick};
+pub use bond::SoloRecord;
+pub use config::SoloConfig;
+pub use state::SoloState;
+
+use super::link::{Beat, LinkHealth, OneLink, OneLinkRole};
 use super::{
-    earliest, Backoff, BackoffConfig, Command, DoorQuery, DoorReply, Event, HeartbeatConfig, Input,
-    LinkState, Machine, Origin, Outbox, Output, PeerId, Rng, RoleState, StateName, Time,
+    earliest, Backoff, Command, DoorQuery, DoorReply, Event, Input, LinkState, Machine, Origin,
+    Outbox, Output, PeerId, Rng,
 };
 use crate::protocol::{
-    DecodeError, Empty, Envelope, Hello, Layout, Message, Mode, PageState, Parity, Snapshot,
+    Empty, Envelope, Hello, Layout, Message, Mode, PageState, Parity, RejectReason, Snapshot,
     SoloSnapshot, Stamp,
 };
-use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
+use crate::time::Time;
 use std::time::Duration;
 
 /// The reason of the state change when the partner says goodbye (LEAVE_SESSION, §6.1).
 pub const PARTNER_LEFT: &str = "partner left";
-
-/// Solo settings.
-#[derive(Debug, Clone)]
-pub struct SoloConfig {
-    /// This device's stable id.
-    pub device_id: String,
-    /// This device's human name.
-    pub device_name: String,
-    /// Pair identifier used as the envelope's `session_id` (both devices use the same).
-    pub pair_id: String,
-    /// Whether this device redials after a loss (the offering side). The other one waits to be
-    /// dialled, so the pair never races two links against each other.
-    pub initiator: bool,
-    /// Heartbeat timing.
-    pub heartbeat: HeartbeatConfig,
-    /// Reconnection schedule.
-    pub backoff: BackoffConfig,
-    /// Period of the STATE_SNAPSHOT each device sends, which repairs a change lost in transit.
-    pub snapshot_interval: Duration,
-    /// A new pairing to remember: this device's half of the pair secret (32 hex digits from a
-    /// secure random source), sent in PAIR_BOND on the first link. `None`: the pair is not
-    /// remembered (no state directory), or it already is (see [`Solo::restore`]).
-    pub bond_half: Option<String>,
-    /// Where this device's redial endpoint listens (the waiting side of a remembered pair), sent
-    /// in PAIR_BOND so the partner tries them first next time.
-    pub own_endpoints: Vec<SocketAddr>,
-    /// The partner's DTLS fingerprint (`sha-256 AB:…`) as the pairing codes named it: kept in
-    /// the record so a redial is only accepted from, and only made to, that device.
-    pub partner_fingerprint: Option<String>,
-}
-
-/// What a remembered pair keeps across restarts (PROTOCOL.md §6.1): written by the machine
-/// (`Output::Persist`) when the pair secret is agreed and on every change worth resuming.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SoloRecord {
-    /// The pair id (the envelopes' `session_id`).
-    pub pair_id: String,
-    /// The partner's device id.
-    pub partner_id: String,
-    /// The partner's name, as its HELLO said.
-    #[serde(default)]
-    pub partner_name: String,
-    /// The pair secret (32 hex digits): what a redial proves (the member secret of PROTOCOL.md
-    /// §9.2, with the dialing device's id).
-    pub pair_secret: String,
-    /// Whether this device dials (the side that offered the first code).
-    pub initiator: bool,
-    /// The partner's DTLS fingerprint (`sha-256 AB:…`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub partner_fingerprint: Option<String>,
-    /// The partner's redial endpoint as it last told it (empty for the waiting side).
-    #[serde(default)]
-    pub partner_endpoints: Vec<SocketAddr>,
-    /// What was shown, with its stamp (so the pair converges by last write wins after a restart).
-    pub page: PageState,
-    /// The stamp of `page`.
-    pub page_stamp: Stamp,
-    /// The layout, with its stamp.
-    pub layout: Layout,
-    /// The stamp of `layout`.
-    pub layout_stamp: Stamp,
-}
-
-impl SoloConfig {
-    /// Defaults for a device id.
-    pub fn new(device_id: impl Into<String>) -> SoloConfig {
-        SoloConfig {
-            device_id: device_id.into(),
-            device_name: "Tablet".into(),
-            pair_id: String::new(),
-            initiator: false,
-            heartbeat: HeartbeatConfig::default(),
-            backoff: BackoffConfig::default(),
-            snapshot_interval: Duration::from_secs(5),
-            bond_half: None,
-            own_endpoints: Vec::new(),
-            partner_fingerprint: None,
-        }
-    }
-}
-
-/// Solo states (PROTOCOL.md §6.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SoloState {
-    /// No partner (never paired, or gave up reconnecting).
-    #[serde(rename = "SOLO_LOCAL_ONLY")]
-    LocalOnly,
-    /// Paired and in step.
-    #[serde(rename = "SOLO_PAIRED_CONNECTED")]
-    PairedConnected,
-    /// Paired, but the partner has gone quiet.
-    #[serde(rename = "SOLO_PAIRED_DEGRADED")]
-    PairedDegraded,
-    /// Link lost; retrying in the background.
-    #[serde(rename = "SOLO_PAIRED_RECONNECTING")]
-    PairedReconnecting,
-}
-
-impl StateName for SoloState {
-    fn name(self) -> &'static str {
-        match self {
-            SoloState::LocalOnly => "SOLO_LOCAL_ONLY",
-            SoloState::PairedConnected => "SOLO_PAIRED_CONNECTED",
-            SoloState::PairedDegraded => "SOLO_PAIRED_DEGRADED",
-            SoloState::PairedReconnecting => "SOLO_PAIRED_RECONNECTING",
-        }
-    }
-
-    fn role_state(self) -> RoleState {
-        RoleState::Solo(self)
-    }
-}
 
 /// One device of a solo pair.
 #[derive(Debug)]
@@ -144,7 +47,7 @@ pub struct Solo {
     out: Outbox,
     rng: Rng,
     backoff: Backoff,
-    link: Option<(PeerId, Link)>,
+    link: OneLink,
     partner: Option<String>,
     page: PageState,
     page_stamp: Stamp,
@@ -177,7 +80,7 @@ impl Solo {
             rng: Rng::new(seed),
             backoff: Backoff::new(cfg.backoff),
             cfg,
-            link: None,
+            link: OneLink::default(),
             partner: None,
             page: PageState::default(),
             page_stamp: unchanged.clone(),
@@ -234,7 +137,7 @@ impl Solo {
     }
     /// Smoothed round-trip time to the partner.
     pub fn rtt(&self) -> Option<Duration> {
-        self.link.as_ref().and_then(|(_, l)| l.rtt)
+        self.link.rtt()
     }
 
     fn enter(&mut self, state: SoloState, reason: &str) {
@@ -250,15 +153,11 @@ impl Solo {
         }
     }
 
+    /// Sends `msg` stamped `ts` to the partner; offline, nothing is sent: the snapshot on
+    /// reconnect carries the change.
     fn send(&mut self, now: Time, ts: u64, msg: Message) {
-        let Some((peer, link)) = self.link.as_mut() else {
-            return; // offline: the snapshot on reconnect carries the change
-        };
-        let (pair, me) = (&self.cfg.pair_id, &self.cfg.device_id);
-        if let Some(text) = self.out.envelope(pair, me, ts, msg) {
-            link.sent(now);
-            self.out.push(Output::Send(*peer, text));
-        }
+        let from = (self.cfg.pair_id.as_str(), self.cfg.device_id.as_str());
+        self.link.send(&mut self.out, now, from, ts, msg);
     }
 
     fn snapshot(&self) -> SoloSnapshot {
@@ -296,16 +195,9 @@ impl Solo {
     }
 
     fn on_link_up(&mut self, now: Time, peer: PeerId) {
-        if let Some((old, _)) = self.link.take() {
-            self.out.push(Output::Close(old));
-        }
-        self.link = Some((peer, Link::open(now, self.cfg.heartbeat)));
+        self.link.open(now, peer, self.cfg.heartbeat, &mut self.out);
         self.retry_at = None;
         self.backoff.reset();
-        self.out.event(Event::Link {
-            peer,
-            state: LinkState::Connected,
-        });
         self.enter(SoloState::PairedConnected, "paired");
         let hello = Message::Hello(Hello {
             mode: Mode::Solo,
@@ -324,13 +216,7 @@ impl Solo {
     }
 
     fn link_lost(&mut self, now: Time, reason: &str) {
-        if let Some((peer, _)) = self.link.take() {
-            self.out.push(Output::Close(peer));
-            self.out.event(Event::Link {
-                peer,
-                state: LinkState::Reconnecting,
-            });
-        }
+        self.link.close(&mut self.out, LinkState::Reconnecting);
         if self.state == SoloState::LocalOnly && self.retry_at.is_none() {
             return; // never paired, nothing to retry
         }
@@ -348,36 +234,76 @@ impl Solo {
         }
     }
 
-    fn on_received(&mut self, now: Time, peer: PeerId, decoded: Result<Envelope, DecodeError>) {
-        let Some((current, link)) = self.link.as_mut() else {
-            return;
-        };
-        if *current != peer {
+    /// The pair is over (this device quit, or its partner did): the link closes, the device
+    /// works alone and retries nothing until a manual retry or a new pairing (§6.1).
+    fn part(&mut self, reason: &str) {
+        self.link.close(&mut self.out, LinkState::Ended);
+        self.retry_at = None;
+        self.snapshot_due = None;
+        self.backoff.reset();
+        self.enter(SoloState::LocalOnly, reason);
+    }
+
+    fn set_layout(&mut self, now: Time, leader: String, parity: Parity) {
+        if crate::protocol::check_id("leader", &leader, false).is_err() {
+            self.out.error("invalid-leader", "not a device id");
             return;
         }
-        let Ok(env) = decoded else {
-            return; // unknown or malformed: ignored (§14)
+        let stamp = self.next_stamp(now);
+        let layout = Layout {
+            leader_device_id: leader,
+            parity,
         };
-        let (admit, recovered) = link.admit_envelope(now, &env);
-        if recovered {
-            self.out.event(Event::Link {
-                peer,
-                state: LinkState::Connected,
-            });
-            self.enter(SoloState::PairedConnected, "partner heard again");
-        }
-        // Changes carry their own order, the stamp (§2), so one overtaken on a reordering path
-        // is still judged on it; everything else must be fresh.
-        let stamped = matches!(
-            env.msg,
+        self.merge_layout(layout.clone(), stamp.clone());
+        self.send(now, stamp.ts, Message::SetLayoutParity(layout));
+    }
+}
+
+impl OneLinkRole for Solo {
+    fn link_and_out(&mut self) -> (&mut OneLink, &mut Outbox) {
+        (&mut self.link, &mut self.out)
+    }
+
+    // Changes carry their own order, the stamp (§2), so one overtaken on a reordering path is
+    // still judged on it; everything else must be fresh.
+    fn carries_own_order(msg: &Message) -> bool {
+        matches!(
+            msg,
             Message::SetPage(_)
                 | Message::SetSong(_)
                 | Message::StateSnapshot(_)
                 | Message::SetLayoutParity(_)
-        );
-        if admit == Admit::RateLimited || (admit == Admit::Stale && !stamped) {
-            return;
+        )
+    }
+
+    fn link_up(&mut self, now: Time, peer: PeerId, admitted: Option<&str>) {
+        match (&self.remembered, admitted) {
+            // Only the partner passes the door; anything else is not this pair's link.
+            (Some(rec), Some(id)) if rec.partner_id != id => self.out.push(Output::Close(peer)),
+            _ => self.on_link_up(now, peer),
         }
+    }
+
+    fn link_down(&mut self, now: Time) {
+        self.link_lost(now, "link lost");
+    }
+
+    fn dial_failed(&mut self, now: Time, _refused: Option<RejectReason>) {
+        if self.state == SoloState::PairedReconnecting {
+            self.link_lost(now, "dial failed");
+        }
+    }
+
+    fn network_changed(&mut self, now: Time) {
+        self.on_network_changed(now);
+    }
+
+    fn heard_again(&mut self) {
+        self.enter(SoloState::PairedConnected, "partner heard again");
+    }
+
+    /// A message admitted on the link.
+    fn message(&mut self, now: Time, env: Envelope) {
         let stamp = Stamp {
             ts: env.ts,
             sender_id: env.sender_id.clone(),
@@ -401,18 +327,15 @@ impl Solo {
             // The partner quit for good (§6.1): no heartbeat to wait for, nothing to redial.
             Message::LeaveSession(_) => self.part(PARTNER_LEFT),
             Message::Ping(ping) => {
-                self.send(now, now.as_millis(), Message::Pong(Link::pong(now, &ping)))
+                let pong = Message::Pong(LinkHealth::pong(now, &ping));
+                self.send(now, now.as_millis(), pong)
             }
-            Message::Pong(pong) => {
-                if let Some((_, link)) = self.link.as_mut() {
-                    link.on_pong(now, &pong);
-                }
-            }
+            Message::Pong(pong) => self.link.on_pong(now, &pong),
             _ => {}
         }
     }
 
-    fn on_command(&mut self, now: Time, cmd: &Command) {
+    fn command(&mut self, now: Time, cmd: &Command) {
         match cmd {
             Command::SetPage { page } => {
                 let stamp = self.next_stamp(now);
@@ -442,7 +365,7 @@ impl Solo {
                 self.set_layout(now, leader, *parity);
             }
             Command::Retry => {
-                if self.state != SoloState::PairedConnected && self.link.is_none() {
+                if self.state != SoloState::PairedConnected && !self.link.is_open() {
                     self.backoff.reset();
                     self.retry_at = None;
                     self.left = false;
@@ -455,7 +378,7 @@ impl Solo {
                 }
             }
             Command::Leave => {
-                if self.link.is_some() {
+                if self.link.is_open() {
                     self.send(now, now.as_millis(), Message::LeaveSession(Empty {}));
                 }
                 self.left = true;
@@ -465,37 +388,7 @@ impl Solo {
         }
     }
 
-    /// The pair is over (this device quit, or its partner did): the link closes, the device
-    /// works alone and retries nothing until a manual retry or a new pairing (§6.1).
-    fn part(&mut self, reason: &str) {
-        if let Some((peer, _)) = self.link.take() {
-            self.out.push(Output::Close(peer));
-            self.out.event(Event::Link {
-                peer,
-                state: LinkState::Ended,
-            });
-        }
-        self.retry_at = None;
-        self.snapshot_due = None;
-        self.backoff.reset();
-        self.enter(SoloState::LocalOnly, reason);
-    }
-
-    fn set_layout(&mut self, now: Time, leader: String, parity: Parity) {
-        if crate::protocol::check_id("leader", &leader, false).is_err() {
-            self.out.error("invalid-leader", "not a device id");
-            return;
-        }
-        let stamp = self.next_stamp(now);
-        let layout = Layout {
-            leader_device_id: leader,
-            parity,
-        };
-        self.merge_layout(layout.clone(), stamp.clone());
-        self.send(now, stamp.ts, Message::SetLayoutParity(layout));
-    }
-
-    fn on_timeout(&mut self, now: Time) {
+    fn timeout(&mut self, now: Time) {
         if self.retry_at.is_some_and(|t| now >= t) {
             self.retry_at = None;
             if self.cfg.initiator {
@@ -505,59 +398,21 @@ impl Solo {
                 self.link_lost(now, "partner has not redialled");
             }
         }
-        if self.snapshot_due.is_some_and(|t| now >= t) && self.link.is_some() {
+        if self.snapshot_due.is_some_and(|t| now >= t) && self.link.is_open() {
             self.send_snapshot(now);
         }
-        let Some((peer, link)) = self.link.as_mut() else {
-            return;
-        };
-        let peer = *peer;
-        match link.tick(now) {
-            Tick::Idle => {}
-            Tick::Ping(ping) => self.send(now, now.as_millis(), Message::Ping(ping)),
-            Tick::Degraded => {
-                self.out.event(Event::Link {
-                    peer,
-                    state: LinkState::Degraded,
-                });
-                self.enter(SoloState::PairedDegraded, "partner silent");
-            }
-            Tick::Dead => self.link_lost(now, "heartbeat lost"),
+        let from = (self.cfg.pair_id.as_str(), self.cfg.device_id.as_str());
+        match self.link.tick(&mut self.out, now, from) {
+            Beat::Quiet => {}
+            Beat::Degraded => self.enter(SoloState::PairedDegraded, "partner silent"),
+            Beat::Dead => self.link_lost(now, "heartbeat lost"),
         }
     }
 }
 
 impl Machine for Solo {
     fn handle(&mut self, now: Time, input: Input<'_>) {
-        match input {
-            Input::LinkUp(peer) => self.on_link_up(now, peer),
-            Input::AdmittedLinkUp(peer, id) => match &self.remembered {
-                // Only the partner passes the door; anything else is not this pair's link.
-                Some(rec) if rec.partner_id != id => self.out.push(Output::Close(peer)),
-                _ => self.on_link_up(now, peer),
-            },
-            Input::LinkDown(peer) => {
-                if self.link.as_ref().is_some_and(|(p, _)| *p == peer) {
-                    self.link_lost(now, "link lost");
-                }
-            }
-            Input::DialFailed | Input::DialRefused(_) => {
-                if self.link.is_none() && self.state == SoloState::PairedReconnecting {
-                    self.link_lost(now, "dial failed");
-                }
-            }
-            Input::NetworkChanged => self.on_network_changed(now),
-            Input::Received(peer, bytes) => {
-                if let Some(decoded) = self.out.received(peer, bytes) {
-                    self.on_received(now, peer, decoded);
-                }
-            }
-            Input::Command(cmd) => {
-                self.out.stream_follows_the_song(cmd);
-                self.on_command(now, cmd);
-            }
-            Input::Timeout => self.on_timeout(now),
-        }
+        self.route(now, input);
         self.sync_record();
     }
 
@@ -570,11 +425,7 @@ impl Machine for Solo {
     }
 
     fn poll_timeout(&self) -> Option<Time> {
-        let snapshot = self.link.as_ref().and(self.snapshot_due);
-        earliest([
-            self.retry_at,
-            snapshot,
-            self.link.as_ref().map(|(_, l)| l.deadline()),
-        ])
+        let snapshot = self.snapshot_due.filter(|_| self.link.is_open());
+        earliest([self.retry_at, snapshot, self.link.deadline()])
     }
 }

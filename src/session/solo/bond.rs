@@ -2,13 +2,15 @@
 //! halves, the record a device keeps so it finds its partner again after a cut or a restart, and
 //! the door a redial passes (the member rejoin of PROTOCOL.md §9 with the pair secret).
 
-use super::{Solo, SoloConfig, SoloRecord, SoloState};
-use crate::protocol::{check_id, Message, PairBond};
+use super::{Solo, SoloConfig, SoloState};
+use crate::protocol::{check_id, Layout, Message, PageState, PairBond, Stamp};
 use crate::session::{
     DoorAuth, DoorQuery, DoorReply, DoorSecret, Event, JoinCredentials, Origin, Output, Record,
-    Time,
 };
+use crate::time::Time;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Domain separation of the pair secret's hash (PROTOCOL.md §6.1).
@@ -32,6 +34,38 @@ pub(crate) fn pair_secret(offerer_half: &str, answerer_half: &str) -> Option<Str
     h.update(&o);
     h.update(&a);
     Some(hex::encode(&h.finalize()[..16]))
+}
+
+/// What a remembered pair keeps across restarts (PROTOCOL.md §6.1): written by the machine
+/// (`Output::Persist`) when the pair secret is agreed and on every change worth resuming.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoloRecord {
+    /// The pair id (the envelopes' `session_id`).
+    pub pair_id: String,
+    /// The partner's device id.
+    pub partner_id: String,
+    /// The partner's name, as its HELLO said.
+    #[serde(default)]
+    pub partner_name: String,
+    /// The pair secret (32 hex digits): what a redial proves (the member secret of PROTOCOL.md
+    /// §9.2, with the dialing device's id).
+    pub pair_secret: String,
+    /// Whether this device dials (the side that offered the first code).
+    pub initiator: bool,
+    /// The partner's DTLS fingerprint (`sha-256 AB:…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner_fingerprint: Option<String>,
+    /// The partner's redial endpoint as it last told it (empty for the waiting side).
+    #[serde(default)]
+    pub partner_endpoints: Vec<SocketAddr>,
+    /// What was shown, with its stamp (so the pair converges by last write wins after a restart).
+    pub page: PageState,
+    /// The stamp of `page`.
+    pub page_stamp: Stamp,
+    /// The layout, with its stamp.
+    pub layout: Layout,
+    /// The stamp of `layout`.
+    pub layout_stamp: Stamp,
 }
 
 impl Solo {
@@ -72,7 +106,7 @@ impl Solo {
     /// link replaces this one when it opens; a failed dial leaves this one as it was.
     pub(super) fn on_network_changed(&mut self, now: Time) {
         let revive = self.remembered.is_some() && self.cfg.initiator && !self.left;
-        if self.link.is_some() {
+        if self.link.is_open() {
             let due = self
                 .probed_at
                 .is_none_or(|t| now.since(t) >= PROBE_INTERVAL);
