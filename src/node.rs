@@ -496,28 +496,10 @@ impl<M: Machine> Driver<M> {
         let Some(files) = &self.opts.files else {
             return;
         };
-        files.tell(match cue {
-            FileCue::Transfer(peer, env) => Req::Control(peer, env),
-            FileCue::Serve(peer) if self.links.contains_key(&peer) => Req::Serve(peer),
-            FileCue::Serve(_) => return,
-            FileCue::Session {
-                session_id,
-                session_code,
-                role,
-            } => Req::Session {
-                session_id,
-                session_code,
-                role,
-            },
-            FileCue::Paired => Req::Paired,
-            FileCue::HostFiles(f) => Req::HostFiles(f),
-            FileCue::StreamPrepared(id) => Req::StreamPrepared(id),
-            FileCue::StreamCleared => Req::StreamCleared,
-            FileCue::WithdrawStream => {
-                let (reply, _) = oneshot::channel();
-                Req::Publish(ManifestKind::Stream, None, reply)
-            }
-        });
+        if matches!(cue, FileCue::Serve(peer) if !self.links.contains_key(&peer)) {
+            return;
+        }
+        files.tell(Req::Cue(cue));
     }
 
     fn persist(&self, rec: &Record) {

@@ -34,8 +34,8 @@ mod store;
 
 pub use events::{FilesEvent, ProgressView};
 
-use crate::protocol::{Envelope, SessionFiles, StreamInfo};
-use crate::session::{PeerId, SessionRole};
+use crate::protocol::{SessionFiles, StreamInfo};
+use crate::session::{FileCue, PeerId};
 use crate::transfer::{Limits, ManifestKind, SenderConfig, TransferError};
 use crate::transport::LinkSender;
 use actor::Actor;
@@ -84,25 +84,13 @@ impl FilesOptions {
 
 /// What the node driver and the app ask of the actor.
 pub(crate) enum Req {
-    /// The session this device is in, and its role in it.
-    Session {
-        session_id: String,
-        session_code: String,
-        role: SessionRole,
-    },
-    /// A solo pair is connected on the last link reported connected: the side that publishes
-    /// sends, the other receives on that link.
-    Paired,
-    /// The host's published files changed (from a snapshot).
-    HostFiles(SessionFiles),
+    /// What the session machine tells the file service (PROTOCOL.md §11): the session and role,
+    /// admitted links, `TRANSFER_*` messages, the streamed score.
+    Cue(FileCue),
     /// A link is open: transfer replies may go out on it.
     LinkUp(PeerId, LinkSender),
-    /// The peer on this link is admitted to the session: serve it what is published.
-    Serve(PeerId),
     /// A link is gone.
     LinkGone(PeerId),
-    /// A `TRANSFER_*` message arrived.
-    Control(PeerId, Box<Envelope>),
     /// A binary message arrived.
     Chunk(PeerId, bytes::Bytes),
     /// Publish (or with `None`, withdraw) a set.
@@ -111,10 +99,6 @@ pub(crate) enum Req {
         Option<Vec<PathBuf>>,
         oneshot::Sender<Result<PublishedFiles, TransferError>>,
     ),
-    /// A streamed score was announced (its file follows as a `stream` round).
-    StreamPrepared(String),
-    /// The streamed score was cleared or the session ended: remove the streamed file.
-    StreamCleared,
 }
 
 /// What a host publishes after a change: the snapshot metadata and, for a streamed score, the

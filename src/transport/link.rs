@@ -145,8 +145,8 @@ impl LinkSender {
     }
 
     /// Sends a binary message on the `binary` channel (ordered, reliable). Waits while the
-    /// channel's unacknowledged bytes would exceed [`TransportConfig::send_buffer_limit`];
-    /// never drops.
+    /// channel's unacknowledged bytes would exceed the configured
+    /// [`send_buffer_limit`](super::TransportConfig::send_buffer_limit); never drops.
     pub async fn send_binary(&self, data: &[u8]) -> Result<(), TransportError> {
         if data.len() > MAX_BINARY_MESSAGE {
             return Err(TransportError::TooLarge {

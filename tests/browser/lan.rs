@@ -2,13 +2,12 @@
 
 use std::fs::File;
 
-// Namespace plumbing shared with the benchmarks and the stock-peer tests.
-#[path = "../../benches/common/mod.rs"]
-pub mod netns;
-
-// The LAN builder shared with the other tests that need one.
+// The LAN builder shared with the other tests that need one, and through it the namespace
+// plumbing shared with the benchmarks and the stock-peer tests.
 #[path = "../common/lan.rs"]
 mod common_lan;
+#[allow(unused_imports)] // used by stock_chromium, not by browser_followers
+pub use common_lan::plumbing as netns;
 pub use common_lan::Lan;
 
 /// Runs `body` on a tokio runtime whose threads all live in namespace `ns` (threads inherit the

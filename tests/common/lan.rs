@@ -11,8 +11,7 @@
 //! uses a part of it.
 #![allow(dead_code)]
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Hosts on one Ethernet segment; see the module doc. Deleted on drop.
@@ -26,32 +25,10 @@ pub struct Lan {
 /// Makes LANs told apart within this process.
 static LAN_SEQ: AtomicU32 = AtomicU32::new(0);
 
-/// Runs `program args`, feeding `stdin` if given; its stderr becomes the error.
-pub fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<(), String> {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{program}: {e}"))?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes())
-            .map_err(|e| format!("{program}: {e}"))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("{program}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{program} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
+/// The namespace plumbing the benchmarks use too (running `ip`/`nft` with their errors).
+#[path = "../../benches/common/mod.rs"]
+pub mod plumbing;
+pub use plumbing::run;
 
 fn ip(args: &[&str]) -> Result<(), String> {
     run("ip", args, None)

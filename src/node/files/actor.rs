@@ -9,7 +9,7 @@ use super::store::Store;
 use super::{FilesOptions, PublishedFiles, Req};
 use crate::node::Clock;
 use crate::protocol::{Message, SessionFiles, StreamInfo};
-use crate::session::{PeerId, SessionRole};
+use crate::session::{FileCue, PeerId, SessionRole};
 use crate::transfer::{ManifestKind, SenderConfig, TransferError};
 use crate::transport::LinkSender;
 use std::collections::HashMap;
@@ -88,68 +88,79 @@ impl Actor {
     pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Req>) {
         while let Some(req) = rx.recv().await {
             match req {
-                Req::Session {
-                    session_id,
-                    session_code,
-                    role,
-                } => {
-                    self.session_id = Arc::from(session_id.as_str());
-                    self.session_code = session_code;
-                    self.role = match role {
-                        SessionRole::Host => Role::Host,
-                        SessionRole::Follower { host_id } => {
-                            // Stores are bound to their host; a new host's are opened afresh.
-                            self.stores.retain(|_, s| s.host == host_id);
-                            Role::Participant {
-                                link: self.last_connected,
-                                host_id: Some(host_id),
-                            }
-                        }
-                    };
-                    self.update_gate();
-                }
-                Req::Paired => {
-                    self.role = if self.published.is_empty() {
-                        Role::Participant {
-                            link: self.last_connected,
-                            host_id: None,
-                        }
-                    } else {
-                        Role::Host
-                    };
-                }
-                Req::HostFiles(files) => {
-                    self.host_files = files;
-                    self.update_gate();
-                }
+                Req::Cue(cue) => self.on_cue(cue).await,
                 Req::LinkUp(peer, sender) => {
                     let out = self.link_out(sender);
                     self.links.insert(peer, out);
                 }
-                Req::Serve(peer) => {
-                    self.last_connected = Some(peer);
-                    self.serve(peer)
-                }
                 Req::LinkGone(peer) => self.link_gone(peer),
-                Req::Control(peer, env) => self.on_control(peer, env).await,
                 Req::Chunk(peer, bytes) => self.on_chunk(peer, &bytes).await,
                 Req::Publish(kind, paths, reply) => {
                     let result = self.publish(kind, paths).await;
                     let _ = reply.send(result);
                 }
-                Req::StreamPrepared(id) => self.stream_id = id,
-                Req::StreamCleared => {
-                    if let Some(mut s) = self.stores.remove(&ManifestKind::Stream) {
-                        s.remove_all();
-                        self.temp_stream = None;
-                        self.emit(FilesEvent::StreamRemoved);
-                    }
-                    self.stream_id.clear();
-                }
             }
         }
         if let Some(mut s) = self.stores.remove(&ManifestKind::Stream) {
             s.remove_all();
+        }
+    }
+
+    /// Carries out what the session machine told the file service.
+    async fn on_cue(&mut self, cue: FileCue) {
+        match cue {
+            FileCue::Session {
+                session_id,
+                session_code,
+                role,
+            } => {
+                self.session_id = Arc::from(session_id.as_str());
+                self.session_code = session_code;
+                self.role = match role {
+                    SessionRole::Host => Role::Host,
+                    SessionRole::Follower { host_id } => {
+                        // Stores are bound to their host; a new host's are opened afresh.
+                        self.stores.retain(|_, s| s.host == host_id);
+                        Role::Participant {
+                            link: self.last_connected,
+                            host_id: Some(host_id),
+                        }
+                    }
+                };
+                self.update_gate();
+            }
+            FileCue::Paired => {
+                self.role = if self.published.is_empty() {
+                    Role::Participant {
+                        link: self.last_connected,
+                        host_id: None,
+                    }
+                } else {
+                    Role::Host
+                };
+            }
+            FileCue::HostFiles(files) => {
+                self.host_files = files;
+                self.update_gate();
+            }
+            FileCue::Serve(peer) => {
+                self.last_connected = Some(peer);
+                self.serve(peer)
+            }
+            FileCue::Transfer(peer, env) => self.on_control(peer, env).await,
+            FileCue::StreamPrepared(id) => self.stream_id = id,
+            FileCue::StreamCleared => {
+                if let Some(mut s) = self.stores.remove(&ManifestKind::Stream) {
+                    s.remove_all();
+                    self.temp_stream = None;
+                    self.emit(FilesEvent::StreamRemoved);
+                }
+                self.stream_id.clear();
+            }
+            FileCue::WithdrawStream => {
+                // A streamed score belongs to its song: withdrawn, no newcomer is sent it.
+                let _ = self.publish(ManifestKind::Stream, None).await;
+            }
         }
     }
 
