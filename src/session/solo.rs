@@ -169,7 +169,7 @@ impl Solo {
         }
     }
 
-    /// Adopts a page if its stamp beats ours (§11.1).
+    /// Adopts a page if its stamp beats ours (PROTOCOL.md §6.1).
     fn merge_page(&mut self, page: PageState, stamp: Stamp, origin: Origin) {
         if stamp <= self.page_stamp {
             return;
@@ -228,7 +228,7 @@ impl Solo {
                 self.out.event(Event::GaveUp {
                     attempts: self.backoff.attempts(),
                 });
-                // §10.2: reconnect failure leaves both devices local until manual action.
+                // PROTOCOL.md §6.1: reconnect failure leaves both devices local until manual action.
                 self.enter(SoloState::LocalOnly, "reconnect failed");
             }
         }
@@ -264,8 +264,8 @@ impl OneLinkRole for Solo {
         (&mut self.link, &mut self.out)
     }
 
-    // Changes carry their own order, the stamp (§2), so one overtaken on a reordering path is
-    // still judged on it; everything else must be fresh.
+    // Changes carry their own order, the stamp (PROTOCOL.md §6.1), so one overtaken on a
+    // reordering path is still judged on it; everything else must be fresh.
     fn carries_own_order(msg: &Message) -> bool {
         matches!(
             msg,
