@@ -179,20 +179,7 @@ impl Lan {
     /// Drops `percent` % of the UDP packets entering and leaving host `i`, at random (nftables
     /// `numgen random`); 0 removes the loss.
     pub fn set_loss(&self, i: usize, percent: u32) -> Result<(), String> {
-        let ns = &self.hosts[i];
-        let _ = run(
-            "ip",
-            &["netns", "exec", ns, "nft", "delete table inet lossy"],
-            None,
-        );
-        if percent == 0 {
-            return Ok(());
-        }
-        let rule = format!(
-            "meta l4proto udp numgen random mod 10000 < {} counter drop",
-            percent * 100
-        );
-        nft(ns, "lossy", "accept", &rule, &rule)
+        plumbing::set_loss(&self.hosts[i], f64::from(percent), "udp")
     }
 
     /// How many packets host `i`'s random loss dropped so far (its nftables counters).
@@ -221,34 +208,32 @@ impl Lan {
 
     /// Cuts (`true`) or restores every packet between hosts `i` and `j`, dropped in host `i`.
     pub fn cut(&self, i: usize, j: usize, cut: bool) -> Result<(), String> {
-        let ns = &self.hosts[i];
-        let _ = run(
-            "ip",
-            &["netns", "exec", ns, "nft", "delete table inet cut"],
-            None,
-        );
-        if !cut {
-            return Ok(());
-        }
         let other = self.addr(j);
         let rule = format!("ip saddr {other} drop; ip daddr {other} drop");
-        nft(ns, "cut", "accept", &rule, &rule)
+        set_table(
+            &self.hosts[i],
+            "cut",
+            cut.then_some(("accept", &rule, &rule)),
+        )
     }
 
     /// Drops (`true`) every packet in and out of host `i`, loopback excepted, or lets them
     /// pass again.
     pub fn isolate(&self, i: usize, cut: bool) -> Result<(), String> {
-        let ns = &self.hosts[i];
-        let _ = run(
-            "ip",
-            &["netns", "exec", ns, "nft", "delete table inet isolated"],
-            None,
-        );
-        if !cut {
-            return Ok(());
-        }
-        nft(ns, "isolated", "drop", "iif lo accept", "oif lo accept")
+        let rules = ("drop", "iif lo accept", "oif lo accept");
+        set_table(&self.hosts[i], "isolated", cut.then_some(rules))
     }
+}
+
+/// Replaces table `table` in namespace `ns`: with `Some((policy, input, output))` its `input`
+/// and `output` rules on those hooks under `policy`, with `None` nothing.
+fn set_table(ns: &str, table: &str, rules: Option<(&str, &str, &str)>) -> Result<(), String> {
+    let delete = format!("delete table inet {table}");
+    let _ = run("ip", &["netns", "exec", ns, "nft", &delete], None);
+    let Some((policy, input, output)) = rules else {
+        return Ok(());
+    };
+    nft(ns, table, policy, input, output)
 }
 
 /// Table `table` in namespace `ns`: `input` and `output` rules on those hooks, under `policy`.
